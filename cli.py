@@ -1,0 +1,346 @@
+"""The ``search`` command: a thin shell over ``indexer`` and ``search``.
+
+Every command takes ``--index DIR`` (before or after the command name); the
+environment's ``ZHSEARCH_INDEX`` and then ``index/`` apply when it is not
+given. Bad input ends with a one-line message and a non-zero exit, never a
+traceback.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import functools
+import html
+import json
+import re
+import sys
+import tempfile
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import click
+
+from indexer.config import Settings
+from indexer.sources import SourceError
+from indexer.store import IndexMissing
+from indexer.writer import IndexBusy, delete_ids, existing_hashes, export_documents, index_paths
+from search.engine import SORTS, SearchEngine, SearchRequest
+from search.evaluate import EvalInputError, evaluate, load_qrels, load_queries, sample_queries
+from search.query import QueryError
+
+_MARK_RE = re.compile(r"<mark>(.*?)</mark>", re.S)
+_EXPECTED_ERRORS = (QueryError, IndexMissing, SourceError, IndexBusy, EvalInputError, ValueError, OSError)
+
+
+def sample_data_path() -> Path:
+    """The articles shipped with the package, for the demo and the tests."""
+    return Path(str(resources.files("indexer") / "data" / "sample-articles.jsonl"))
+
+
+# --------------------------------------------------------------------------
+# Shared options and error handling
+# --------------------------------------------------------------------------
+
+
+def _index_option(f):
+    return click.option(
+        "--index",
+        "index_dir",
+        type=click.Path(file_okay=False, path_type=Path),
+        default=None,
+        help="Index folder (default: $ZHSEARCH_INDEX, then ./index).",
+    )(f)
+
+
+def _settings(ctx: click.Context, index_dir: Path | None) -> Settings:
+    base: dict[str, Any] = dict(ctx.obj or {})
+    if index_dir is not None:
+        base["index"] = index_dir
+    try:
+        return Settings.load(base)
+    except ValueError as err:
+        raise click.UsageError(str(err)) from None
+
+
+def command(group: click.Group, *args, **kwargs):
+    """A subcommand with ``--index`` and friendly errors for expected failures."""
+
+    def decorate(f):
+        @functools.wraps(f)
+        def wrapper(*a, index_dir=None, **kw):
+            ctx = click.get_current_context()
+            settings = _settings(ctx, index_dir)
+            try:
+                return f(settings, *a, **kw)
+            except _EXPECTED_ERRORS as err:
+                raise click.ClickException(_message(err)) from None
+
+        return group.command(*args, **kwargs)(_index_option(wrapper))
+
+    return decorate
+
+
+def _message(err: Exception) -> str:
+    if isinstance(err, QueryError):
+        return f"bad query: {err.message}" if err.field == "q" else f"bad {err.field}: {err.message}"
+    if isinstance(err, OSError) and err.filename:
+        return f"{err.filename}: {err.strerror or err}"
+    return str(err)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@_index_option
+@click.option("--userdict", type=click.Path(dir_okay=False, exists=True), default=None, help="jieba user dictionary.")
+@click.version_option(package_name="zhsearch")
+@click.pass_context
+def cli(ctx: click.Context, index_dir: Path | None, userdict: str | None) -> None:
+    """Full-text search for Chinese articles."""
+    ctx.obj = {"index": index_dir, "userdict": userdict}
+
+
+def main() -> None:
+    cli(prog_name="search")
+
+
+# --------------------------------------------------------------------------
+# Indexing
+# --------------------------------------------------------------------------
+
+
+@command(cli, "index")
+@click.argument("paths", nargs=-1, type=click.Path(path_type=Path))
+@click.option("--sample", is_flag=True, help="Index the sample articles shipped with zhsearch.")
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
+@click.option("--strict", is_flag=True, help="Exit with status 1 when any record was rejected.")
+def index_cmd(settings: Settings, paths: tuple[Path, ...], sample: bool, as_json: bool, strict: bool) -> None:
+    """Add, update and delete articles from JSON Lines files or folders.
+
+    Records are upserted by id; unchanged ones are skipped; a record
+    {"id": ..., "deleted": true} deletes. Bad records are reported with
+    file:line and skipped.
+    """
+    targets = [str(p) for p in paths]
+    if sample:
+        targets.append(str(sample_data_path()))
+    if not targets:
+        raise click.UsageError("give at least one PATH (or --sample)")
+    show_progress = sys.stderr.isatty() and not as_json
+    if show_progress:
+        from indexer.sources import find_files, total_bytes
+
+        length = total_bytes(find_files(targets))
+        with click.progressbar(length=length, label="indexing", file=sys.stderr, show_eta=True) as bar:
+            summary = index_paths(settings, targets, on_bytes=bar.update)
+    else:
+        summary = index_paths(settings, targets)
+    if as_json:
+        click.echo(json.dumps({"index": str(settings.index), **summary.to_dict()}, ensure_ascii=False, indent=2))
+    else:
+        click.echo(
+            f"{settings.index}: {summary.added} added, {summary.updated} updated, "
+            f"{summary.unchanged} unchanged, {summary.deleted} deleted, {len(summary.rejected)} rejected "
+            f"({summary.records} records from {summary.files} files in {summary.seconds:.1f} s; "
+            f"{summary.documents} documents in the index)"
+        )
+        for rejection in summary.rejected:
+            click.echo(f"rejected {rejection}", err=True)
+    if strict and summary.rejected:
+        sys.exit(1)
+
+
+@command(cli, "delete")
+@click.argument("ids", nargs=-1, required=True)
+def delete_cmd(settings: Settings, ids: tuple[str, ...]) -> None:
+    """Delete documents by id."""
+    missing = delete_ids(settings, ids)
+    deleted = len(ids) - len(missing)
+    click.echo(f"{deleted} deleted")
+    if missing:
+        raise click.ClickException("not in the index: " + ", ".join(missing))
+
+
+@command(cli, "export")
+@click.option(
+    "--out", type=click.Path(dir_okay=False, path_type=Path), default=None, help="File to write (default: stdout)."
+)
+def export_cmd(settings: Settings, out: Path | None) -> None:
+    """Write every stored document as JSON Lines (the input format)."""
+    with click.open_file(str(out) if out else "-", "w", encoding="utf-8") as stream:
+        count = 0
+        for record in export_documents(settings):
+            stream.write(json.dumps(record, ensure_ascii=False) + "\n")
+            count += 1
+    if out:
+        click.echo(f"{count} documents written to {out}", err=True)
+
+
+# --------------------------------------------------------------------------
+# Searching
+# --------------------------------------------------------------------------
+
+
+def _date(ctx, param, value: str | None) -> dt.date | None:
+    if value is None:
+        return None
+    try:
+        return dt.date.fromisoformat(value)
+    except ValueError:
+        raise click.BadParameter(f"{value!r} is not a date (YYYY-MM-DD)") from None
+
+
+@command(cli, "query")
+@click.argument("text", nargs=-1, required=True)
+@click.option("--limit", "-n", type=int, default=None, help="Results per page (default 10).")
+@click.option("--page", "-p", type=int, default=1, show_default=True)
+@click.option("--sort", type=click.Choice(SORTS), default="relevance", show_default=True)
+@click.option("--tag", "tags", multiple=True, help="Only articles with this tag (repeatable).")
+@click.option("--source", "sources", multiple=True, help="Only articles from this source (repeatable).")
+@click.option("--since", callback=_date, help="Published on or after YYYY-MM-DD.")
+@click.option("--until", callback=_date, help="Published on or before YYYY-MM-DD.")
+@click.option("--json", "as_json", is_flag=True, help="Print the results as JSON.")
+def query_cmd(
+    settings: Settings,
+    text: tuple[str, ...],
+    limit: int | None,
+    page: int,
+    sort: str,
+    tags: tuple[str, ...],
+    sources: tuple[str, ...],
+    since: dt.date | None,
+    until: dt.date | None,
+    as_json: bool,
+) -> None:
+    """Search the index. Words must all match; "quoted phrases", -exclusions,
+    OR, title:, author:, tag:, source: and date:2020-01..2020-06 work too."""
+    engine = SearchEngine(settings)
+    request = SearchRequest(
+        q=" ".join(text), page=page, size=limit, sort=sort, tags=tags, sources=sources, since=since, until=until
+    )
+    result = engine.search(request)
+    if as_json:
+        click.echo(json.dumps(result.to_dict(), ensure_ascii=False, indent=2))
+        return
+    first = (result.page - 1) * result.size + 1
+    if result.total == 0:
+        click.echo(f"No results for {result.query!r}.")
+        return
+    note = " (no article has every word; showing articles with any of them)" if result.fallback else ""
+    last = first + len(result.hits) - 1
+    click.echo(
+        f"{result.total} results{note}, {first}-{last} shown, in {result.took_ms:.1f} ms"
+        if result.hits
+        else f"{result.total} results{note}; page {result.page} is past the end"
+    )
+    for n, hit in enumerate(result.hits, start=first):
+        click.echo()
+        click.echo(f"{n:>3}. " + _terminal(hit.title_html or "(untitled)", bold=True))
+        meta = " · ".join(
+            x for x in (hit.source, hit.published, hit.author, ", ".join(hit.tags) if hit.tags else None) if x
+        )
+        click.echo("     " + click.style(hit.url or hit.id, fg="blue"))
+        if meta:
+            click.echo("     " + click.style(meta, dim=True))
+        if hit.snippet_html:
+            click.echo("     " + _terminal(hit.snippet_html))
+
+
+def _terminal(fragment: str, bold: bool = False) -> str:
+    """Snippet HTML for a terminal: marks in colour (dropped when piped,
+    as click.echo strips styles), entities decoded."""
+    parts = []
+    pos = 0
+    for m in _MARK_RE.finditer(fragment):
+        parts.append(click.style(html.unescape(fragment[pos : m.start()]), bold=bold))
+        parts.append(click.style(html.unescape(m.group(1)), fg="red", bold=True))
+        pos = m.end()
+    parts.append(click.style(html.unescape(fragment[pos:]), bold=bold))
+    return "".join(parts)
+
+
+@command(cli, "show")
+@click.argument("doc_id")
+@click.option("--json", "as_json", is_flag=True, help="Print the document as JSON.")
+def show_cmd(settings: Settings, doc_id: str, as_json: bool) -> None:
+    """Show one stored document with all its fields."""
+    doc = SearchEngine(settings).document(doc_id)
+    if doc is None:
+        raise click.ClickException(f"no document with id {doc_id!r}")
+    if as_json:
+        click.echo(json.dumps(doc, ensure_ascii=False, indent=2))
+        return
+    for key in ("id", "url", "title", "published", "source", "author"):
+        click.echo(f"{key + ':':<11}{doc.get(key) if doc.get(key) is not None else ''}")
+    click.echo(f"{'tags:':<11}{', '.join(doc['tags'])}")
+    click.echo()
+    click.echo(doc.get("body") or "")
+
+
+@command(cli, "stats")
+@click.option("--json", "as_json", is_flag=True, help="Print the figures as JSON.")
+def stats_cmd(settings: Settings, as_json: bool) -> None:
+    """Documents, last update and size on disk."""
+    stats = SearchEngine(settings).stats()
+    if as_json:
+        click.echo(json.dumps(stats, ensure_ascii=False, indent=2))
+        return
+    click.echo(f"index:        {stats['index']} ({stats['generation']})")
+    click.echo(f"documents:    {stats['documents']}")
+    click.echo(f"last update:  {stats['last_update']}")
+    click.echo(f"size on disk: {stats['size_bytes'] / 1_048_576:.1f} MiB")
+
+
+# --------------------------------------------------------------------------
+# Evaluation
+# --------------------------------------------------------------------------
+
+
+@command(cli, "eval")
+@click.option(
+    "--corpus", type=click.Path(exists=True, dir_okay=True, path_type=Path), help="JSON Lines corpus to index."
+)
+@click.option("--queries", "queries_path", required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--qrels", "qrels_path", required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--sample", type=int, default=None, help="Evaluate this many queries drawn at random.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of --sample.")
+@click.option("--json", "as_json", is_flag=True, help="Print the figures as one JSON object.")
+def eval_cmd(
+    settings: Settings,
+    corpus: Path | None,
+    queries_path: Path,
+    qrels_path: Path,
+    sample: int | None,
+    seed: int,
+    as_json: bool,
+) -> None:
+    """Score the ranking against judged queries (MRR@10, Recall, nDCG@10).
+
+    With --corpus the corpus is indexed into a temporary index first;
+    without it the index given by --index is used as it is.
+    """
+    queries = sample_queries(load_queries(queries_path), sample, seed)
+    qrels = load_qrels(qrels_path)
+    with tempfile.TemporaryDirectory(prefix="zhsearch-eval-") as tmp:
+        index_seconds = 0.0
+        if corpus is not None:
+            settings = settings.replace(index=Path(tmp) / "index")
+            summary = index_paths(settings, [str(corpus)])
+            index_seconds = summary.seconds
+        engine = SearchEngine(settings)
+        ids = set(existing_hashes(engine.store.open()))
+        figures = evaluate(engine, queries, qrels, ids)
+        figures["index_seconds"] = round(index_seconds, 2)
+        figures["documents"] = len(ids)
+        engine.close()
+    if as_json:
+        click.echo(json.dumps(figures, ensure_ascii=False))
+        return
+    click.echo(f"queries      {figures['queries']}  (documents {figures['documents']})")
+    for key in ("mrr@10", "recall@10", "recall@100", "ndcg@10"):
+        click.echo(f"{key:<12} {figures[key]:.4f}")
+    click.echo(f"index        {figures['index_seconds']:.1f} s")
+    click.echo(f"query p50    {figures['query_ms_p50']:.1f} ms, p95 {figures['query_ms_p95']:.1f} ms")
+
+
+if __name__ == "__main__":
+    main()

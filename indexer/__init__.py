@@ -1,0 +1,2 @@
+"""Ingestion side of zhsearch: reading crawl files, analysing Chinese text and
+writing the Whoosh index. Nothing here imports the query side."""

@@ -1,0 +1,397 @@
+"""Chinese text analysis shared by indexing, querying and highlighting.
+
+Every piece of text goes through the same normalization (NFKC, lowercase,
+Traditional to Simplified) before it is segmented, so that a query typed in
+one script, width or case meets the document written in another.
+
+Two token streams come out of a text:
+
+* **words**: jieba's accurate segmentation, plus fine-grained sub-words
+  (dictionary words inside longer words, letter and digit parts of mixed
+  tokens) at index time, so that a query segmented differently from the
+  document still meets it. Words carry no positions: they are scored by BM25F.
+* **grams**: one token per *unit* (a CJK character or a run of Latin letters
+  or of digits) at consecutive positions: a CJK character followed by another
+  CJK character gives their bigram, the last CJK character of a run gives
+  itself, a Latin or digit run gives itself. A quoted phrase becomes a phrase
+  over these tokens, which matches exactly the documents that contain the
+  phrase's units contiguously, whatever jieba made of either side.
+
+The analyzers are Whoosh analysis chains (a tokenizer and filters composed
+with ``|``) and are pickled into the index schema, so they hold only their
+configuration and build the segmenter lazily.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+import threading
+import unicodedata
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+
+from whoosh.analysis import Filter, Token, Tokenizer
+
+__all__ = [
+    "GramTokenizer",
+    "KeywordTokenizer",
+    "PunctuationFilter",
+    "SubwordFilter",
+    "ZhTokenizer",
+    "gram_analyzer",
+    "gram_units",
+    "is_cjk",
+    "keyword_analyzer",
+    "normalize",
+    "normalize_keyword",
+    "phrase_grams",
+    "query_words",
+    "word_analyzer",
+]
+
+# CJK ideographs: the unified block, extension A, compatibility ideographs and
+# the supplementary planes' extensions.
+_CJK_RANGES = "\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\U00020000-\U0003134f"
+_CJK_RE = re.compile(f"[{_CJK_RANGES}]")
+# A unit of the gram stream: one CJK character, a Latin letter run, or a
+# number (with an optional decimal part).
+_UNIT_RE = re.compile(f"[{_CJK_RANGES}]|[^\\W\\d_{_CJK_RANGES}]+|\\d+(?:\\.\\d+)?")
+# Letter/digit boundaries inside a mixed token such as "iphone15".
+_ALNUM_PART_RE = re.compile(r"[^\W\d_]+|\d+(?:\.\d+)?")
+
+
+def is_cjk(ch: str) -> bool:
+    """True for a single CJK ideograph."""
+    return bool(_CJK_RE.fullmatch(ch))
+
+
+@functools.lru_cache(maxsize=1)
+def t2s_converter():
+    import opencc
+
+    return opencc.OpenCC("t2s")
+
+
+@functools.lru_cache(maxsize=64)
+def normalize(text: str) -> str:
+    """Fold width, case and script so equal words compare equal.
+
+    Cached because the indexer runs several analyzers (words and grams, for
+    title and body) over the same field value.
+    """
+    if not unicodedata.is_normalized("NFKC", text):
+        text = unicodedata.normalize("NFKC", text)
+    return t2s_converter().convert(text.lower())
+
+
+def normalize_keyword(value: str) -> str:
+    """Normal form of an exact-match value (tag, source): folded and trimmed."""
+    return " ".join(normalize(value).split())
+
+
+# --------------------------------------------------------------------------
+# Segmenters
+# --------------------------------------------------------------------------
+
+
+class JiebaSegmenter:
+    """jieba's accurate mode, with an optional user dictionary.
+
+    One jieba ``Tokenizer`` per user dictionary and process: loading the main
+    dictionary takes about a second, so it is shared by every analyzer.
+    """
+
+    _instances: dict[str | None, JiebaSegmenter] = {}
+    _lock = threading.Lock()
+
+    def __init__(self, userdict: str | None = None) -> None:
+        import logging
+
+        import jieba
+
+        jieba.setLogLevel(logging.WARNING)
+        self.userdict = userdict
+        self._tk = jieba.Tokenizer()
+        self._tk.initialize()
+        if userdict:
+            self._tk.load_userdict(userdict)
+
+    @classmethod
+    def get(cls, userdict: str | None = None) -> JiebaSegmenter:
+        with cls._lock:
+            seg = cls._instances.get(userdict)
+            if seg is None:
+                seg = cls._instances[userdict] = cls(userdict)
+            return seg
+
+    def tokenize(self, text: str) -> Iterator[tuple[str, int, int]]:
+        return self._tk.tokenize(text, mode="default", HMM=True)
+
+    def is_word(self, word: str) -> bool:
+        return bool(self._tk.FREQ.get(word))
+
+
+def get_segmenter(userdict: str | None = None) -> JiebaSegmenter:
+    return JiebaSegmenter.get(userdict or None)
+
+
+def _has_word_char(text: str) -> bool:
+    return any(ch.isalnum() for ch in text)
+
+
+# --------------------------------------------------------------------------
+# Word stream
+# --------------------------------------------------------------------------
+
+
+class ZhTokenizer(Tokenizer):
+    """Normalizes a text and yields jieba's accurate-mode words."""
+
+    def __init__(self, userdict: str | None = None) -> None:
+        self.userdict = userdict or None
+
+    def __eq__(self, other):
+        return isinstance(other, ZhTokenizer) and other.userdict == self.userdict
+
+    def __call__(
+        self,
+        value,
+        positions=False,
+        chars=False,
+        keeporiginal=False,
+        removestops=True,
+        start_pos=0,
+        start_char=0,
+        tokenize=True,
+        mode="",
+        **kwargs,
+    ):
+        text = normalize(value)
+        t = Token(positions, chars, removestops=removestops, mode=mode, **kwargs)
+        seg = get_segmenter(self.userdict)
+        pos = start_pos
+        for word, start, end in seg.tokenize(text):
+            t.text = word
+            t.boost = 1.0
+            t.stopped = False
+            if keeporiginal:
+                t.original = word
+            if positions:
+                t.pos = pos
+            if chars:
+                t.startchar = start_char + start
+                t.endchar = start_char + end
+            pos += 1
+            yield t
+
+
+class PunctuationFilter(Filter):
+    """Drops whitespace and punctuation tokens; keeps anything with a letter,
+    digit or ideograph in it."""
+
+    def __call__(self, tokens):
+        for t in tokens:
+            if _has_word_char(t.text):
+                yield t
+
+
+class SubwordFilter(Filter):
+    """At index time, adds the parts of a token that a query may name alone.
+
+    For a CJK word longer than two characters: its dictionary 2- and 3-grams
+    (what jieba's search mode adds). For a token mixing letters and digits
+    (``iphone15``): its letter and digit runs. Sub-words share the parent
+    token's position and character span.
+    """
+
+    def __init__(self, userdict: str | None = None) -> None:
+        self.userdict = userdict or None
+
+    def __eq__(self, other):
+        return isinstance(other, SubwordFilter) and other.userdict == self.userdict
+
+    def __call__(self, tokens):
+        seg = None
+        for t in tokens:
+            yield t
+            if t.mode == "query":
+                continue
+            word = t.text
+            parts: Sequence[str] = ()
+            if len(word) > 2 and is_cjk(word[0]):
+                if seg is None:
+                    seg = get_segmenter(self.userdict)
+                parts = _dictionary_subwords(word, seg)
+            elif len(word) > 1 and not word.isalpha() and not word.isdigit():
+                parts = _ALNUM_PART_RE.findall(word)
+                if len(parts) < 2:
+                    parts = ()
+            for part in parts:
+                t.text = part
+                yield t
+            t.text = word
+
+
+def _dictionary_subwords(word: str, seg: JiebaSegmenter) -> list[str]:
+    out = []
+    n = len(word)
+    for size in (2, 3):
+        if n <= size:
+            break
+        for i in range(n - size + 1):
+            gram = word[i : i + size]
+            if seg.is_word(gram):
+                out.append(gram)
+    return out
+
+
+def word_analyzer(userdict: str | None = None):
+    """The analyzer of the word fields (title, body, tags, author)."""
+    return ZhTokenizer(userdict) | PunctuationFilter() | SubwordFilter(userdict)
+
+
+def query_words(text: str, userdict: str | None = None) -> list[str]:
+    """A query's words: normalized, accurate-mode, no sub-words, no punctuation."""
+    seg = get_segmenter(userdict)
+    return [w for w, _s, _e in seg.tokenize(normalize(text)) if _has_word_char(w)]
+
+
+# --------------------------------------------------------------------------
+# Gram stream
+# --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Gram:
+    text: str
+    pos: int
+    start: int
+    end: int
+
+
+def gram_units(text: str) -> list[tuple[str, int, int]]:
+    """The units of a normalized text: CJK characters and Latin/digit runs,
+    with their character spans. Whitespace and punctuation are not units, but
+    they end a CJK run."""
+    return [(m.group(), m.start(), m.end()) for m in _UNIT_RE.finditer(text)]
+
+
+def _grams(units: Sequence[tuple[str, int, int]]) -> Iterator[Gram]:
+    n = len(units)
+    for i, (u, s, e) in enumerate(units):
+        if len(u) == 1 and is_cjk(u) and i + 1 < n:
+            nu, ns, ne = units[i + 1]
+            if ns == e and len(nu) == 1 and is_cjk(nu):
+                yield Gram(u + nu, i, s, ne)
+                continue
+        yield Gram(u, i, s, e)
+
+
+def grams(text: str) -> list[Gram]:
+    """The gram tokens of a raw text (normalized here)."""
+    return list(_grams(gram_units(normalize(text))))
+
+
+def phrase_grams(text: str) -> list[str]:
+    """The gram tokens a document must hold at consecutive positions to
+    contain ``text`` contiguously.
+
+    The last character of the phrase's final CJK run is already covered by
+    the bigram before it; in the document it may be followed by more CJK
+    text, so it is not asked for as a unigram (nor is a lone CJK character
+    ending a longer phrase, for the same reason). A phrase that is one CJK
+    character long can only be asked as that unigram.
+    """
+    units = gram_units(normalize(text))
+    toks = list(_grams(units))
+    if len(toks) >= 2 and len(toks[-1].text) == 1 and is_cjk(toks[-1].text):
+        toks.pop()
+    return [g.text for g in toks]
+
+
+class GramTokenizer(Tokenizer):
+    """Normalizes a text and yields its gram tokens at unit positions."""
+
+    def __eq__(self, other):
+        return isinstance(other, GramTokenizer)
+
+    def __call__(
+        self,
+        value,
+        positions=False,
+        chars=False,
+        keeporiginal=False,
+        removestops=True,
+        start_pos=0,
+        start_char=0,
+        tokenize=True,
+        mode="",
+        **kwargs,
+    ):
+        t = Token(positions, chars, removestops=removestops, mode=mode, **kwargs)
+        for g in _grams(gram_units(normalize(value))):
+            t.text = g.text
+            t.boost = 1.0
+            t.stopped = False
+            if keeporiginal:
+                t.original = g.text
+            if positions:
+                t.pos = start_pos + g.pos
+            if chars:
+                t.startchar = start_char + g.start
+                t.endchar = start_char + g.end
+            yield t
+
+
+def gram_analyzer():
+    """The analyzer of the gram fields (title_g, body_g)."""
+    return GramTokenizer()
+
+
+# --------------------------------------------------------------------------
+# Exact-match values
+# --------------------------------------------------------------------------
+
+
+class KeywordTokenizer(Tokenizer):
+    """The whole value as one normalized token, so that ``source:電商前線``
+    finds the source ``电商前线``. (Whoosh hands a list value to the field
+    as ready-made tokens, bypassing the analyzer: multi-valued fields such
+    as tags are normalized with ``normalize_keyword`` by the writer.)"""
+
+    def __eq__(self, other):
+        return isinstance(other, KeywordTokenizer)
+
+    def __call__(
+        self,
+        value,
+        positions=False,
+        chars=False,
+        keeporiginal=False,
+        removestops=True,
+        start_pos=0,
+        start_char=0,
+        tokenize=True,
+        mode="",
+        **kwargs,
+    ):
+        text = normalize_keyword(value)
+        if not text:
+            return
+        t = Token(positions, chars, removestops=removestops, mode=mode, **kwargs)
+        t.text = text
+        t.boost = 1.0
+        t.stopped = False
+        if keeporiginal:
+            t.original = value
+        if positions:
+            t.pos = start_pos
+        if chars:
+            t.startchar = start_char
+            t.endchar = start_char + len(value)
+        yield t
+
+
+def keyword_analyzer():
+    return KeywordTokenizer()

@@ -1,0 +1,78 @@
+"""One configuration object for the whole service.
+
+Values come from explicit overrides (CLI flags), then ``ZHSEARCH_*``
+environment variables, then the defaults below, in that order, so that an
+operator can set the index once in the environment and still point a single
+command elsewhere.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+ENV_PREFIX = "ZHSEARCH_"
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything a command or the web app needs to know about its index."""
+
+    #: Folder of the index (it holds the index generations).
+    index: Path = Path("index")
+    #: jieba user dictionary for domain words (one word per line, optional
+    #: frequency and part of speech, as jieba's own format).
+    userdict: str | None = None
+    #: Results per page when the caller does not say.
+    page_size: int = 10
+    #: The largest page a caller may ask for.
+    max_page_size: int = 100
+    #: Characters in a snippet (the window around the densest matches).
+    snippet_chars: int = 140
+    #: Whoosh writer memory, in MB, before it flushes a segment.
+    writer_memory_mb: int = 256
+    #: Extra, free-form options (kept so unknown ZHSEARCH_* values are visible).
+    extra: Mapping[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def load(cls, overrides: Mapping[str, Any] | None = None, environ: Mapping[str, str] | None = None) -> Settings:
+        """Build settings from overrides, then the environment, then defaults.
+
+        ``None`` in ``overrides`` means "not given" (an unset CLI flag).
+        """
+        environ = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+        for f in dataclasses.fields(cls):
+            if f.name == "extra":
+                continue
+            env_value = environ.get(ENV_PREFIX + f.name.upper())
+            if env_value not in (None, ""):
+                values[f.name] = _coerce(f.name, f.type, env_value)
+        for key, value in (overrides or {}).items():
+            if value is not None:
+                values[key] = _coerce(key, None, value)
+        return cls(**values)
+
+    def replace(self, **changes: Any) -> Settings:
+        return dataclasses.replace(self, **changes)
+
+
+def _coerce(name: str, declared: Any, value: Any) -> Any:
+    default = Settings.__dataclass_fields__[name].default
+    if name == "index":
+        return Path(value)
+    if isinstance(default, bool):
+        return str(value).lower() in {"1", "true", "yes", "on"} if isinstance(value, str) else bool(value)
+    if isinstance(default, int):
+        try:
+            number = int(value)
+        except (TypeError, ValueError):
+            raise ValueError(f"{ENV_PREFIX}{name.upper()} must be a whole number, not {value!r}") from None
+        if number <= 0:
+            raise ValueError(f"{name} must be positive, not {number}")
+        return number
+    return value

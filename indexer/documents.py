@@ -1,0 +1,230 @@
+"""What a document is: the marshmallow schema every incoming record passes.
+
+The schema is the single description of an article's fields; the indexer,
+the export command and the API all go through it, so a record that loads
+here is one the index can hold and give back unchanged.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import re
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from marshmallow import EXCLUDE, Schema, ValidationError, fields, pre_load, validates_schema
+
+_TAG_SPLIT_RE = re.compile(r"[,，;；]")
+_DATE_FORMATS = ("%Y-%m-%d %H:%M:%S", "%Y-%m-%d %H:%M", "%Y/%m/%d %H:%M", "%Y/%m/%d")
+_CN_DATE_RE = re.compile(r"^\s*(\d{4})\s*年\s*(\d{1,2})\s*月\s*(\d{1,2})\s*日\s*$")
+
+#: Longest title and body accepted; a longer value is a crawler fault.
+MAX_TITLE_CHARS = 1_000
+MAX_BODY_CHARS = 2_000_000
+#: Longest lead (heading lines and first sentence) indexed on its own.
+LEAD_CHARS = 160
+
+
+class PublishedField(fields.Field):
+    """A date or a datetime, given as ISO text (``2020-06-01``,
+    ``2020-06-01T13:58:00+08:00``, ``2020-06-01 13:58``) or ``2020年6月1日``."""
+
+    default_error_messages = {"invalid": "Not a date or datetime: {value!r}."}
+
+    def _deserialize(self, value: Any, attr, data, **kwargs) -> dt.date | dt.datetime | None:
+        if value is None or value == "":
+            return None
+        if isinstance(value, dt.datetime | dt.date):
+            return value
+        if not isinstance(value, str):
+            raise self.make_error("invalid", value=value)
+        text = value.strip()
+        parsed = parse_published(text)
+        if parsed is None:
+            raise self.make_error("invalid", value=value)
+        return parsed
+
+    def _serialize(self, value: Any, attr, obj, **kwargs) -> str | None:
+        if value is None:
+            return None
+        return value.isoformat()
+
+
+def parse_published(text: str) -> dt.date | dt.datetime | None:
+    """Parse the date forms crawlers produce; None when it is none of them."""
+    m = _CN_DATE_RE.match(text)
+    if m:
+        try:
+            return dt.date(int(m[1]), int(m[2]), int(m[3]))
+        except ValueError:
+            return None
+    if len(text) == 10:
+        try:
+            return dt.date.fromisoformat(text)
+        except ValueError:
+            pass
+    try:
+        return dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        pass
+    for fmt in _DATE_FORMATS:
+        try:
+            value = dt.datetime.strptime(text, fmt)
+        except ValueError:
+            continue
+        return value.date() if "%H" not in fmt else value
+    return None
+
+
+class TagsField(fields.Field):
+    """A list of tags, or one string of comma-separated tags."""
+
+    default_error_messages = {"invalid": "Tags must be a list of strings or a string."}
+
+    def _deserialize(self, value: Any, attr, data, **kwargs) -> list[str]:
+        if value is None:
+            return []
+        if isinstance(value, str):
+            items = _TAG_SPLIT_RE.split(value)
+        elif isinstance(value, list | tuple):
+            if not all(isinstance(v, str) for v in value):
+                raise self.make_error("invalid")
+            items = list(value)
+        else:
+            raise self.make_error("invalid")
+        out: list[str] = []
+        for item in items:
+            item = " ".join(item.split())
+            if item and item not in out:
+                out.append(item)
+        return out
+
+    def _serialize(self, value: Any, attr, obj, **kwargs) -> list[str]:
+        return list(value or [])
+
+
+def _text(**kwargs) -> fields.String:
+    return fields.String(load_default=None, allow_none=True, **kwargs)
+
+
+class ArticleSchema(Schema):
+    """An article as crawlers give it and as ``search export`` gives it back."""
+
+    class Meta:
+        unknown = EXCLUDE
+
+    id = fields.String(required=True)
+    url = _text()
+    title = _text()
+    body = _text()
+    tags = TagsField(load_default=list)
+    published = PublishedField(load_default=None, allow_none=True)
+    source = _text()
+    author = _text()
+    deleted = fields.Boolean(load_default=False, load_only=True)
+
+    @pre_load
+    def _id_from_url(self, data: Any, **kwargs) -> Any:
+        if not isinstance(data, dict):
+            raise ValidationError("A record must be a JSON object.")
+        if data.get("id") in (None, "") and isinstance(data.get("url"), str) and data["url"].strip():
+            data = {**data, "id": data["url"]}
+        if isinstance(data.get("id"), int) and not isinstance(data.get("id"), bool):
+            data = {**data, "id": str(data["id"])}
+        return data
+
+    @validates_schema
+    def _check(self, data: dict[str, Any], **kwargs) -> None:
+        if not data.get("id", "").strip():
+            raise ValidationError("The id (or url) must not be empty.", "id")
+        if data.get("deleted"):
+            return
+        title = (data.get("title") or "").strip()
+        body = (data.get("body") or "").strip()
+        if not title and not body:
+            raise ValidationError("A record needs a title or a body.", "title")
+        if len(title) > MAX_TITLE_CHARS:
+            raise ValidationError(f"The title is longer than {MAX_TITLE_CHARS} characters.", "title")
+        if len(body) > MAX_BODY_CHARS:
+            raise ValidationError(f"The body is longer than {MAX_BODY_CHARS} characters.", "body")
+
+
+@dataclass
+class Article:
+    id: str
+    url: str | None = None
+    title: str | None = None
+    body: str | None = None
+    tags: list[str] = field(default_factory=list)
+    published: dt.date | dt.datetime | None = None
+    source: str | None = None
+    author: str | None = None
+
+    def to_record(self) -> dict[str, Any]:
+        """The JSON form, as ``search export`` writes it."""
+        return _dump_schema.dump(asdict(self))
+
+    def content_hash(self) -> str:
+        """A digest of every field, so an unchanged record can be skipped."""
+        blob = json.dumps(self.to_record(), ensure_ascii=False, sort_keys=True)
+        return hashlib.sha1(blob.encode("utf-8")).hexdigest()
+
+
+_SENTENCE_END_RE = re.compile(r"[。！？!?；;]|\.(?:\s|$)")
+
+
+def lead_text(body: str | None, limit: int = LEAD_CHARS) -> str:
+    """The opening of an article: any short heading lines, then its first
+    sentence. Where a news story (or a help page) says what it is about,
+    and so what a half-remembered query is most often taken from."""
+    if not body:
+        return ""
+    out: list[str] = []
+    size = 0
+    for para in body.split("\n"):
+        para = para.strip()
+        if not para:
+            continue
+        m = _SENTENCE_END_RE.search(para)
+        sentence = para[: m.end()] if m else para
+        out.append(sentence[: limit - size])
+        size += len(out[-1])
+        if m or len(para) >= 20 or size >= limit:
+            break
+    return "\n".join(out)
+
+
+@dataclass
+class Tombstone:
+    id: str
+
+
+_load_schema = ArticleSchema()
+_dump_schema = ArticleSchema()
+
+
+def load_record(data: Any) -> Article | Tombstone:
+    """Validate one incoming record; raises ValidationError with the reasons."""
+    loaded = _load_schema.load(data)
+    if loaded.pop("deleted", False):
+        return Tombstone(id=loaded["id"].strip())
+    loaded["id"] = loaded["id"].strip()
+    if loaded.get("title"):
+        loaded["title"] = " ".join(loaded["title"].split())
+    return Article(**loaded)
+
+
+def describe_error(err: ValidationError) -> str:
+    """One line from marshmallow's nested messages."""
+    messages = err.messages
+    if isinstance(messages, dict):
+        parts = []
+        for key, value in messages.items():
+            text = "; ".join(value) if isinstance(value, list) else str(value)
+            parts.append(text if key == "_schema" else f"{key}: {text}")
+        return "; ".join(parts)
+    if isinstance(messages, list):
+        return "; ".join(str(m) for m in messages)
+    return str(messages)

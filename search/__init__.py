@@ -1,0 +1,2 @@
+"""Query side of zhsearch: parsing, ranking, highlighting and evaluation
+over an index written by ``indexer``."""

@@ -1,0 +1,250 @@
+"""The search engine the CLI and the web app talk to.
+
+``SearchEngine`` keeps one Whoosh searcher open per process and reopens it
+only when the index has committed something new (a cheap check of the live
+generation's table of contents on each request), so fresh articles appear
+without a restart and an unchanged index costs nothing to reuse.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from whoosh import query as wq
+from whoosh import sorting
+from whoosh.searching import Searcher
+
+from indexer.analysis import normalize_keyword
+from indexer.config import Settings
+from indexer.store import IndexStore
+from indexer.writer import stored_to_record
+from search.highlight import highlight_all, snippet
+from search.query import DEFAULT_WEIGHTS, QueryError, Weights, compile_query, parse_query
+
+SORTS = ("relevance", "date")
+#: Deepest result a caller may page to (page × size).
+MAX_RESULT_DEPTH = 10_000
+
+
+@dataclass
+class SearchRequest:
+    """What a caller asks; validated here so the CLI and API agree."""
+
+    q: str
+    page: int = 1
+    size: int | None = None
+    sort: str = "relevance"
+    tags: Sequence[str] = ()
+    sources: Sequence[str] = ()
+    since: dt.date | None = None
+    until: dt.date | None = None
+    snippets: bool = True
+
+
+@dataclass
+class Hit:
+    id: str
+    url: str | None
+    title: str | None
+    title_html: str
+    snippet_html: str
+    tags: list[str]
+    source: str | None
+    author: str | None
+    published: str | None
+    score: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+@dataclass
+class SearchResult:
+    query: str
+    total: int
+    took_ms: float
+    page: int
+    size: int
+    sort: str
+    fallback: bool
+    hits: list[Hit] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "query": self.query,
+            "total": self.total,
+            "took_ms": round(self.took_ms, 2),
+            "page": self.page,
+            "size": self.size,
+            "sort": self.sort,
+            "fallback": self.fallback,
+            "results": [h.to_dict() for h in self.hits],
+        }
+
+
+class SearchEngine:
+    """Searches one index folder (its live generation)."""
+
+    def __init__(self, settings: Settings, weights: Weights = DEFAULT_WEIGHTS) -> None:
+        self.settings = settings
+        self.weights = weights
+        self.store = IndexStore(settings.index)
+        self._lock = threading.Lock()
+        self._version: str | None = None
+        self._ix = None
+        self._searcher: Searcher | None = None
+
+    # -- the open searcher --------------------------------------------------
+
+    def searcher(self) -> Searcher:
+        """The current searcher, reopened if the index changed since."""
+        version = self.store.version()
+        with self._lock:
+            if version != self._version or self._searcher is None:
+                old = self._searcher
+                gen = version.split(":", 1)[0]
+                if self._ix is not None and self._version and self._version.split(":", 1)[0] == gen:
+                    self._searcher = old.refresh()
+                    if self._searcher is not old:
+                        old.close()
+                else:
+                    self._ix = self.store.open()
+                    self._searcher = self._ix.searcher(weighting=self.weights.weighting())
+                    if old is not None:
+                        old.close()
+                self._version = version
+            return self._searcher
+
+    def close(self) -> None:
+        with self._lock:
+            if self._searcher is not None:
+                self._searcher.close()
+            self._searcher = None
+            self._version = None
+
+    @property
+    def version(self) -> str | None:
+        return self._version
+
+    # -- searching ----------------------------------------------------------
+
+    def search(self, request: SearchRequest) -> SearchResult:
+        started = time.perf_counter()
+        size = self.settings.page_size if request.size is None else request.size
+        _check_paging(request.page, size, self.settings.max_page_size)
+        if request.sort not in SORTS:
+            raise QueryError(f"sort must be one of {', '.join(SORTS)}", field="sort")
+        if request.since and request.until and request.since > request.until:
+            raise QueryError("since is after until", field="since")
+        parsed = parse_query(request.q)
+        compiled = compile_query(parsed, self.settings.userdict, self.weights)
+        filter_q = _and(compiled.filter, _request_filter(request))
+        searcher = self.searcher()
+        limit = request.page * size
+        kwargs: dict[str, Any] = {"limit": limit, "filter": filter_q, "mask": compiled.exclude, "optimize": False}
+        if request.sort == "date":
+            kwargs["sortedby"] = sorting.MultiFacet([sorting.FieldFacet("date", reverse=True), sorting.ScoreFacet()])
+        results = searcher.search(compiled.strict, **kwargs)
+        fallback = False
+        if len(results) == 0 and compiled.loose is not None:
+            results = searcher.search(compiled.loose, **kwargs)
+            fallback = len(results) > 0
+        terms = parsed.highlight_terms(self.settings.userdict)
+        hits = []
+        offset = (request.page - 1) * size
+        for rank in range(offset, min(limit, results.scored_length())):
+            stored = results[rank].fields()
+            hits.append(self._hit(stored, _relevance(results.score(rank)), terms, request.snippets))
+        took = (time.perf_counter() - started) * 1000
+        return SearchResult(
+            query=request.q,
+            total=len(results),
+            took_ms=took,
+            page=request.page,
+            size=size,
+            sort=request.sort,
+            fallback=fallback,
+            hits=hits,
+        )
+
+    def _hit(self, stored: dict[str, Any], score: float | None, terms: list[str], snippets: bool) -> Hit:
+        title = stored.get("title")
+        body = stored.get("body")
+        return Hit(
+            id=stored["id"],
+            url=stored.get("url"),
+            title=title,
+            title_html=highlight_all(title, terms) if snippets else "",
+            snippet_html=snippet(body, terms, self.settings.snippet_chars) if snippets else "",
+            tags=list(stored.get("tags") or []),
+            source=stored.get("source"),
+            author=stored.get("author"),
+            published=stored.get("published"),
+            score=round(float(score), 4) if score is not None else 0.0,
+        )
+
+    # -- documents ----------------------------------------------------------
+
+    def document(self, doc_id: str) -> dict[str, Any] | None:
+        """The stored document with this id, as an input record."""
+        stored = self.searcher().document(id=doc_id)
+        return None if stored is None else stored_to_record(stored)
+
+    def stats(self) -> dict[str, Any]:
+        searcher = self.searcher()
+        store = self.store
+        path = store.current_dir()
+        mtime = max((p.stat().st_mtime for p in path.iterdir() if p.name.endswith(".toc")), default=None)
+        return {
+            "index": str(store.root),
+            "generation": self._version,
+            "documents": searcher.doc_count(),
+            "last_update": dt.datetime.fromtimestamp(mtime).astimezone().isoformat(timespec="seconds")
+            if mtime
+            else None,
+            "size_bytes": store.size_bytes(),
+        }
+
+
+def _relevance(key: Any) -> float | None:
+    """The relevance score of a hit; a date-sorted hit carries its sort key,
+    whose last part is ScoreFacet's negated score."""
+    if isinstance(key, tuple):
+        key = -key[-1] if key and isinstance(key[-1], int | float) else None
+    return key
+
+
+def _check_paging(page: int, size: int, max_size: int) -> None:
+    if not isinstance(page, int) or page < 1:
+        raise QueryError("page must be a whole number from 1", field="page")
+    if not isinstance(size, int) or size < 1 or size > max_size:
+        raise QueryError(f"size must be a whole number from 1 to {max_size}", field="size")
+    if page * size > MAX_RESULT_DEPTH:
+        raise QueryError(f"results deeper than {MAX_RESULT_DEPTH} are not served; narrow the query", field="page")
+
+
+def _request_filter(request: SearchRequest) -> wq.Query | None:
+    parts: list[wq.Query] = []
+    for tag in request.tags:
+        if normalize_keyword(tag):
+            parts.append(wq.Term("tag", normalize_keyword(tag)))
+    sources = [wq.Term("source", normalize_keyword(s)) for s in request.sources if normalize_keyword(s)]
+    if sources:
+        parts.append(sources[0] if len(sources) == 1 else wq.Or(sources))
+    if request.since or request.until:
+        lo = dt.datetime.combine(request.since, dt.time.min) if request.since else None
+        hi = dt.datetime.combine(request.until, dt.time.max) if request.until else None
+        parts.append(wq.DateRange("date", lo, hi))
+    return _and(*parts)
+
+
+def _and(*queries: wq.Query | None) -> wq.Query | None:
+    qs = [q for q in queries if q is not None]
+    if not qs:
+        return None
+    return qs[0] if len(qs) == 1 else wq.And(qs)

@@ -1,0 +1,188 @@
+"""Highlighted titles and snippets, without running the segmenter again.
+
+The matched words are located by their surface form in the normalized
+stored text (the same NFKC / lowercase / Traditional-to-Simplified folding
+the index used), then mapped back to the original characters. Everything
+that is not a match is HTML-escaped; the only markup in the output is our
+own ``<mark>``.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from collections.abc import Sequence
+from html import escape
+
+from indexer.analysis import t2s_converter
+
+#: Where a snippet would rather start or end: after Chinese (and Latin)
+#: sentence punctuation or a line break.
+SENTENCE_END = "。！？；!?;\n"
+_SPACE_RE = re.compile(r"\s+")
+
+
+def normalize_with_map(text: str) -> tuple[str, list[int] | None]:
+    """The normalized text and, for each of its characters, the index of the
+    original character it came from (None when they line up one to one)."""
+    lowered = text.lower()
+    if unicodedata.is_normalized("NFKC", text) and len(lowered) == len(text):
+        norm, mapping = lowered, None
+    else:
+        pieces: list[str] = []
+        mapping = []
+        for i, ch in enumerate(text):
+            n = unicodedata.normalize("NFKC", ch).lower()
+            pieces.append(n)
+            mapping.extend([i] * len(n))
+        norm = "".join(pieces)
+    converted = t2s_converter().convert(norm)
+    if len(converted) != len(norm):
+        # A phrase rule changed the length: fall back to character by character.
+        converted = "".join(t2s_converter().convert(ch) or ch for ch in norm)
+        if len(converted) != len(norm):
+            converted = norm
+    return converted, mapping
+
+
+def _same_class(a: str, b: str) -> bool:
+    if a.isascii() and b.isascii():
+        return (a.isalpha() and b.isalpha()) or (a.isdigit() and b.isdigit())
+    return False
+
+
+def find_matches(norm: str, terms: Sequence[str]) -> list[tuple[int, int, str]]:
+    """Spans of ``terms`` in the normalized text, merged where they overlap;
+    Latin words and numbers only match whole (``15`` not inside ``2015``)."""
+    spans: list[tuple[int, int, str]] = []
+    for term in terms:
+        if not term:
+            continue
+        start = norm.find(term)
+        while start >= 0:
+            end = start + len(term)
+            before_ok = start == 0 or not _same_class(norm[start - 1], term[0])
+            after_ok = end == len(norm) or not _same_class(norm[end], term[-1])
+            if before_ok and after_ok:
+                spans.append((start, end, term))
+            start = norm.find(term, start + 1)
+    spans.sort()
+    merged: list[tuple[int, int, str]] = []
+    for s, e, t in spans:
+        if merged and s <= merged[-1][1]:
+            ps, pe, pt = merged[-1]
+            merged[-1] = (ps, max(pe, e), pt)
+        else:
+            merged.append((s, e, t))
+    return merged
+
+
+def _to_original(spans, mapping: list[int] | None, text_len: int) -> list[tuple[int, int, str]]:
+    if mapping is None:
+        return spans
+    out = []
+    for s, e, t in spans:
+        os_ = mapping[s]
+        oe = mapping[e - 1] + 1 if e - 1 < len(mapping) else text_len
+        out.append((os_, oe, t))
+    return out
+
+
+def _render(text: str, start: int, end: int, spans) -> str:
+    """Escape text[start:end], wrapping the spans inside it in <mark>."""
+    out: list[str] = []
+    pos = start
+    for s, e, _t in spans:
+        if e <= start or s >= end:
+            continue
+        s, e = max(s, start), min(e, end)
+        if s > pos:
+            out.append(escape(_SPACE_RE.sub(" ", text[pos:s]), quote=False))
+        out.append("<mark>" + escape(_SPACE_RE.sub(" ", text[s:e]), quote=False) + "</mark>")
+        pos = e
+    if pos < end:
+        out.append(escape(_SPACE_RE.sub(" ", text[pos:end]), quote=False))
+    return "".join(out)
+
+
+def highlight_all(text: str | None, terms: Sequence[str]) -> str:
+    """The whole text (a title), escaped, with every match marked."""
+    if not text:
+        return ""
+    norm, mapping = normalize_with_map(text)
+    spans = _to_original(find_matches(norm, terms), mapping, len(text))
+    return _render(text, 0, len(text), spans)
+
+
+def snippet(text: str | None, terms: Sequence[str], size: int = 140) -> str:
+    """The passage of about ``size`` characters holding the most distinct
+    matched words (then the most matches), cut at sentence punctuation where
+    one is near, escaped, with ``<mark>`` around the matches."""
+    if not text:
+        return ""
+    text_len = len(text)
+    norm, mapping = normalize_with_map(text)
+    spans = _to_original(find_matches(norm, terms), mapping, text_len)
+    if text_len <= size:
+        return _with_ellipses(text, 0, text_len, spans)
+    if not spans:
+        start, end = _skip_space(text, 0), min(text_len, size)
+        return _with_ellipses(text, start, _end_at_sentence(text, start, end, size), [])
+    best = (-1, -1, 0)
+    best_i = 0
+    j = 0
+    # Sliding window over match starts: which window of `size` characters
+    # that begins at a match holds the most distinct terms, then matches?
+    for i, (s, _e, _t) in enumerate(spans):
+        while j < len(spans) and spans[j][1] <= s + size:
+            j += 1
+        window = spans[i:j]
+        score = (len({t for _s, _e2, t in window}), len(window), -s)
+        if score > best:
+            best, best_i = score, i
+    first = spans[best_i][0]
+    start = _start_at_sentence(text, first, size)
+    end = min(text_len, start + size)
+    end = _end_at_sentence(text, start, end, size)
+    if end < spans[best_i][1]:
+        end = min(text_len, spans[best_i][1])
+    return _with_ellipses(text, start, end, spans)
+
+
+def _skip_space(text: str, pos: int) -> int:
+    while pos < len(text) and text[pos].isspace():
+        pos += 1
+    return pos
+
+
+def _start_at_sentence(text: str, first_match: int, size: int) -> int:
+    """Begin at the start of the sentence holding the first match, if that is
+    not too far back; else a little before the match."""
+    lookback = max(10, size // 3)
+    lo = max(0, first_match - lookback)
+    for k in range(first_match - 1, lo - 1, -1):
+        if text[k] in SENTENCE_END:
+            return _skip_space(text, k + 1)
+    if lo == 0:
+        return _skip_space(text, 0)
+    return _skip_space(text, max(0, first_match - size // 6))
+
+
+def _end_at_sentence(text: str, start: int, end: int, size: int) -> int:
+    """End after sentence punctuation in the last third of the window."""
+    if end >= len(text):
+        return len(text)
+    floor = start + (2 * size) // 3
+    for k in range(end - 1, floor - 1, -1):
+        if text[k] in SENTENCE_END:
+            return k + 1
+    return end
+
+
+def _with_ellipses(text: str, start: int, end: int, spans) -> str:
+    body = _render(text, start, end, spans).strip()
+    if start > 0:
+        body = "…" + body
+    if end < len(text) and text[start:end].strip():
+        body = body + "…"
+    return body

@@ -1,0 +1,534 @@
+"""The query language and its translation into Whoosh queries.
+
+What people type, as on the big search engines::
+
+    跨境电商 物流              all words must match (ranked by BM25F)
+    "跨境电商"                 exact phrase (contiguous after normalization)
+    亚马逊 -广告               exclude a word or "phrase"
+    亚马逊 OR Shopee           either (OR binds tighter than the implicit AND)
+    title:物流  author:张三    words in one field
+    tag:物流  source:出海日报  exact tag or source (filters, not scored)
+    date:2020-01-01..2020-06-30   a date range; either end may be left open
+
+Parsing gives a small syntax tree (``ParsedQuery``) that knows the words to
+highlight; ``compile_query`` turns it into Whoosh queries over the word and
+gram fields. A query that cannot be understood raises ``QueryError`` with a
+message meant for the person who typed it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from whoosh import query as wq
+from whoosh.query.spans import SpanNear2
+
+from indexer.analysis import gram_units, is_cjk, normalize, normalize_keyword, phrase_grams, query_words
+from indexer.schema import GRAM_FIELDS
+
+#: Longest query accepted, in characters.
+MAX_QUERY_CHARS = 1_000
+#: Most clauses (words, phrases, filters) in one query.
+MAX_CLAUSES = 64
+
+#: Words that carry no meaning on their own in a query: they may be absent
+#: from a matching document (unless they are all the query has).
+STOPWORDS = frozenset(
+    "的 了 是 在 和 与 及 或 也 都 就 而 着 之 被 把 对 于 以 为 其 这 那 个 吗 呢 吧 啊 地 得 中 上 下 有 将 从 "
+    "a an the of to in on for and or is are was be by with at as".split()
+)
+
+_FIELD_ALIASES = {
+    "title": "title",
+    "author": "author",
+    "tag": "tag",
+    "tags": "tag",
+    "source": "source",
+    "date": "date",
+    "标题": "title",
+    "作者": "author",
+    "标签": "tag",
+    "来源": "source",
+    "日期": "date",
+}
+_QUOTES = {'"': '"', "“": "”", "「": "」"}
+_DATE_PART_RE = re.compile(r"^(\d{4})(?:-(\d{1,2})(?:-(\d{1,2}))?)?$")
+
+
+class QueryError(ValueError):
+    """A query the parser cannot understand; ``field`` names the request
+    parameter at fault (``q`` for the query text)."""
+
+    def __init__(self, message: str, field: str = "q") -> None:
+        super().__init__(message)
+        self.message = message
+        self.field = field
+
+
+@dataclass(frozen=True)
+class Clause:
+    """One thing the user asked for: words, a phrase or a filter."""
+
+    kind: str  # "words" | "phrase" | "tag" | "source" | "date"
+    value: str
+    field: str | None = None  # for words and phrases: None (all) or "title"/"author"
+    negated: bool = False
+    date_range: tuple[dt.datetime | None, dt.datetime | None] | None = None
+
+
+@dataclass
+class ParsedQuery:
+    """The query as the user meant it: groups of alternatives that must all
+    match, exclusions, and filters."""
+
+    groups: list[list[Clause]] = field(default_factory=list)
+    excluded: list[Clause] = field(default_factory=list)
+    filters: list[list[Clause]] = field(default_factory=list)
+
+    def highlight_terms(self, userdict: str | None = None) -> list[str]:
+        """Normalized strings to mark in titles and snippets."""
+        terms: list[str] = []
+        for group in self.groups:
+            for clause in group:
+                if clause.kind == "phrase":
+                    terms.append(normalize(clause.value).strip())
+                elif clause.kind == "words":
+                    words = query_words(clause.value, userdict)
+                    meaningful = [w for w in words if w not in STOPWORDS] or words
+                    terms.extend(meaningful)
+        seen: list[str] = []
+        for t in terms:
+            if t and t not in seen:
+                seen.append(t)
+        return seen
+
+    @property
+    def has_positive(self) -> bool:
+        return bool(self.groups)
+
+
+# --------------------------------------------------------------------------
+# Parsing
+# --------------------------------------------------------------------------
+
+
+@dataclass
+class _Token:
+    text: str
+    quoted: bool
+    negated: bool
+    field: str | None
+    is_or: bool = False
+
+
+def _lex(text: str) -> list[_Token]:
+    tokens: list[_Token] = []
+    i, n = 0, len(text)
+    while i < n:
+        ch = text[i]
+        if ch.isspace():
+            i += 1
+            continue
+        start = i
+        negated = False
+        if ch in "-－" and i + 1 < n and not text[i + 1].isspace():
+            negated = True
+            i += 1
+        fieldname = None
+        m = re.match(r"([A-Za-z]+|[\u4e00-\u9fff]{2}):", text[i:])
+        if m and m.group(1).lower() in _FIELD_ALIASES:
+            fieldname = _FIELD_ALIASES[m.group(1).lower()]
+            i += len(m.group(0))
+            if i >= n or text[i].isspace():
+                raise QueryError(f"{m.group(0)} needs a value right after the colon")
+        if i < n and text[i] in _QUOTES:
+            close = _QUOTES[text[i]]
+            end = text.find(close, i + 1)
+            if end < 0:
+                raise QueryError(f"unbalanced quote: {text[i]} at character {i + 1} is never closed")
+            tokens.append(_Token(text[i + 1 : end], True, negated, fieldname))
+            i = end + 1
+            continue
+        j = i
+        while j < n and not text[j].isspace() and text[j] not in _QUOTES:
+            j += 1
+        word = text[i:j]
+        i = j
+        if not negated and fieldname is None and word in ("OR", "|"):
+            tokens.append(_Token(word, False, False, None, is_or=True))
+            continue
+        if not word:
+            # "-" or "title:" directly before a quote was handled above;
+            # a bare sign or field name is taken literally.
+            word = text[start:j]
+            negated, fieldname = False, None
+        tokens.append(_Token(word, False, negated, fieldname))
+    return tokens
+
+
+def parse_query(text: str) -> ParsedQuery:
+    """Parse what the user typed; raises QueryError on what cannot be meant."""
+    if text is None:
+        raise QueryError("the query is empty")
+    if len(text) > MAX_QUERY_CHARS:
+        raise QueryError(f"the query is longer than {MAX_QUERY_CHARS} characters")
+    text = "".join(ch if ch.isprintable() or ch.isspace() else " " for ch in text)
+    tokens = _lex(text)
+    if len(tokens) > MAX_CLAUSES:
+        raise QueryError(f"the query has more than {MAX_CLAUSES} words or operators")
+    parsed = ParsedQuery()
+    pending_or = False
+    for tok in tokens:
+        if tok.is_or:
+            if not (parsed.groups or parsed.filters) or pending_or:
+                raise QueryError("OR needs a word on each side")
+            pending_or = True
+            continue
+        clause = _clause(tok)
+        if clause is None:
+            continue
+        if clause.negated:
+            if pending_or:
+                raise QueryError("OR cannot join an excluded word")
+            parsed.excluded.append(clause)
+            continue
+        target = parsed.filters if clause.kind in ("tag", "source", "date") else parsed.groups
+        if pending_or:
+            last = parsed.groups[-1] if target is parsed.groups and parsed.groups else None
+            last_f = parsed.filters[-1] if target is parsed.filters and parsed.filters else None
+            if last is not None and (parsed.groups and target is parsed.groups):
+                last.append(clause)
+            elif last_f is not None and last_f[0].kind == clause.kind:
+                last_f.append(clause)
+            else:
+                raise QueryError("OR must join two words, or two filters of the same kind")
+            pending_or = False
+            continue
+        target.append([clause])
+    if pending_or:
+        raise QueryError("OR needs a word on each side")
+    if not parsed.groups and not parsed.filters:
+        if parsed.excluded:
+            raise QueryError("the query only excludes; add a word to search for")
+        raise QueryError("the query is empty")
+    return parsed
+
+
+def _clause(tok: _Token) -> Clause | None:
+    value = tok.text.strip()
+    if tok.field in ("tag", "source"):
+        if not normalize_keyword(value):
+            raise QueryError(f"{tok.field}: needs a value")
+        return Clause(tok.field, value, negated=tok.negated)
+    if tok.field == "date":
+        return Clause("date", value, negated=tok.negated, date_range=parse_date_range(value))
+    if not any(ch.isalnum() for ch in value):
+        return None  # punctuation only: nothing to search for
+    kind = "phrase" if tok.quoted else "words"
+    return Clause(kind, value, field=tok.field, negated=tok.negated)
+
+
+def parse_date_range(text: str) -> tuple[dt.datetime | None, dt.datetime | None]:
+    """``2020-01-01..2020-06-30``, ``2020..``, ``..2020-06``, or one date,
+    month or year; ends are inclusive."""
+    text = text.strip()
+    if ".." in text:
+        lo_text, hi_text = text.split("..", 1)
+    else:
+        lo_text = hi_text = text
+    lo = _date_bound(lo_text, upper=False) if lo_text.strip() else None
+    hi = _date_bound(hi_text, upper=True) if hi_text.strip() else None
+    if lo is None and hi is None:
+        raise QueryError(f"date: needs a date or a range such as 2020-01-01..2020-06-30, not {text!r}")
+    if lo is not None and hi is not None and lo > hi:
+        raise QueryError(f"date range {text!r} ends before it starts")
+    return lo, hi
+
+
+def _date_bound(text: str, upper: bool) -> dt.datetime:
+    m = _DATE_PART_RE.match(text.strip())
+    if not m:
+        raise QueryError(f"not a date: {text!r} (use YYYY, YYYY-MM or YYYY-MM-DD)")
+    year = int(m[1])
+    month = int(m[2]) if m[2] else None
+    day = int(m[3]) if m[3] else None
+    try:
+        if not upper:
+            return dt.datetime(year, month or 1, day or 1)
+        if day is not None:
+            return dt.datetime(year, month, day, 23, 59, 59)
+        if month is not None:
+            nxt = dt.date(year + (month == 12), month % 12 + 1, 1)
+            return dt.datetime.combine(nxt - dt.timedelta(days=1), dt.time(23, 59, 59))
+        return dt.datetime(year, 12, 31, 23, 59, 59)
+    except ValueError:
+        raise QueryError(f"not a date: {text!r}") from None
+
+
+# --------------------------------------------------------------------------
+# Compiling
+# --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Weights:
+    """Field weights and the share given to looser kinds of match.
+
+    Whole-word matches in the word fields rank above gram (sub-word or
+    cross-segmentation) matches; a query found as one contiguous string earns
+    a proximity bonus.
+    """
+
+    title: float = 3.0
+    lead: float = 1.0
+    body: float = 1.0
+    tags: float = 2.0
+    author: float = 2.0
+    gram: float = 0.4
+    proximity: float = 0.5
+    #: Bonus for documents whose lead (or body) holds the query's words in
+    #: order within ``near_slop`` units of each other.
+    near: float = 0.5
+    near_slop: int = 12
+    #: BM25F saturation and length normalization (per field where given).
+    k1: float = 1.2
+    b: float = 0.75
+    title_b: float = 0.5
+    lead_b: float = 0.3
+
+    def weighting(self):
+        from whoosh import scoring
+
+        return scoring.BM25F(B=self.b, K1=self.k1, title_B=self.title_b, lead_B=self.lead_b)
+
+
+DEFAULT_WEIGHTS = Weights()
+
+
+@dataclass
+class CompiledQuery:
+    strict: wq.Query
+    loose: wq.Query | None
+    filter: wq.Query | None
+    exclude: wq.Query | None
+
+
+def compile_query(
+    parsed: ParsedQuery, userdict: str | None = None, weights: Weights = DEFAULT_WEIGHTS
+) -> CompiledQuery:
+    """Whoosh queries for a parsed query: ``strict`` (every group must
+    match) and ``loose`` (any group may, for the any-word fallback; None when
+    the strict query has nothing to loosen)."""
+    builder = _Builder(userdict, weights)
+    required: list[wq.Query] = []
+    optional: list[wq.Query] = []
+    units_for_loose: list[wq.Query] = []
+    for group in parsed.groups:
+        alternatives = []
+        for clause in group:
+            req, opt = builder.clause(clause)
+            alternatives.append(req)
+            optional.extend(opt)
+        req_q = alternatives[0] if len(alternatives) == 1 else wq.Or(alternatives)
+        required.append(req_q)
+        units_for_loose.extend(_units(req_q))
+    near = builder.near(_chain(parsed))
+    if near is not None:
+        optional.append(near)
+    filter_q = _filters(parsed.filters)
+    exclude_q = None
+    if parsed.excluded:
+        excluded = [builder.excluded(c) for c in parsed.excluded]
+        exclude_q = excluded[0] if len(excluded) == 1 else wq.Or(excluded)
+    if required:
+        strict: wq.Query = required[0] if len(required) == 1 else wq.And(required)
+        if optional:
+            strict = wq.AndMaybe(strict, wq.Or(optional))
+    else:
+        strict = wq.Every()
+    loose = None
+    if len(units_for_loose) > 1:
+        loose = wq.Or(units_for_loose)
+        if optional:
+            loose = wq.AndMaybe(loose, wq.Or(optional))
+    return CompiledQuery(strict=strict, loose=loose, filter=filter_q, exclude=exclude_q)
+
+
+def _chain(parsed: ParsedQuery) -> list[str]:
+    """The query's words in order, for the proximity bonus (only groups
+    without alternatives: an OR has no single order)."""
+    texts: list[str] = []
+    for group in parsed.groups:
+        if len(group) != 1 or group[0].field is not None:
+            continue
+        clause = group[0]
+        if clause.kind == "phrase":
+            texts.append(clause.value)
+        else:
+            texts.extend(w for w in query_words(clause.value) if w not in STOPWORDS)
+    return texts
+
+
+class Boosted(wq.WrappingQuery):
+    """Applies a boost to a query that ignores its own (span queries)."""
+
+    def __init__(self, child: wq.Query, boost: float = 1.0) -> None:
+        super().__init__(child)
+        self.boost = boost
+
+    def _rewrap(self, child: wq.Query) -> Boosted:
+        return self.__class__(child, self.boost)
+
+    def matcher(self, searcher, context=None):
+        from whoosh.matching import WrappingMatcher
+
+        m = self.child.matcher(searcher, context)
+        return m if self.boost == 1.0 else WrappingMatcher(m, boost=self.boost)
+
+
+def _units(q: wq.Query) -> list[wq.Query]:
+    """The separately satisfiable parts of a required query (its And parts)."""
+    if isinstance(q, wq.And):
+        return list(q.subqueries)
+    return [q]
+
+
+class _Builder:
+    def __init__(self, userdict: str | None, weights: Weights) -> None:
+        self.userdict = userdict
+        self.w = weights
+
+    def _word_fields(self, restrict: str | None) -> list[tuple[str, float]]:
+        w = self.w
+        if restrict == "title":
+            return [("title", w.title)]
+        if restrict == "author":
+            return [("author", w.author)]
+        return [("title", w.title), ("lead", w.lead), ("body", w.body), ("tags", w.tags), ("author", w.author)]
+
+    def _gram_fields(self, restrict: str | None) -> list[tuple[str, float]]:
+        if restrict == "author":
+            return []
+        w = self.w
+        fields = [("title", w.title), ("lead", w.lead), ("body", w.body)]
+        if restrict == "title":
+            fields = fields[:1]
+        return [(GRAM_FIELDS[f], weight) for f, weight in fields]
+
+    def phrase(self, text: str, restrict: str | None, boost: float = 1.0, slop: int = 1) -> wq.Query | None:
+        """Match ``text`` as contiguous units in the gram fields."""
+        if restrict == "author":
+            # Names are short and have no gram field: all their words.
+            terms = [wq.Term("author", w, boost=self.w.author * boost) for w in query_words(text, self.userdict)]
+            return None if not terms else terms[0] if len(terms) == 1 else wq.And(terms)
+        grams = phrase_grams(text)
+        if not grams:
+            return None
+        parts: list[wq.Query] = []
+        for fieldname, weight in self._gram_fields(restrict):
+            if len(grams) == 1:
+                parts.append(wq.Term(fieldname, grams[0], boost=weight * boost))
+            else:
+                parts.append(wq.Phrase(fieldname, grams, slop=slop, boost=weight * boost))
+        return parts[0] if len(parts) == 1 else wq.Or(parts)
+
+    def near(self, texts: Sequence[str]) -> wq.Query | None:
+        """The words in order, each within ``near_slop`` units of the last,
+        in the lead or the body."""
+        if len(texts) < 2:
+            return None
+        parts: list[wq.Query] = []
+        for fieldname, weight in ((GRAM_FIELDS["lead"], self.w.lead), (GRAM_FIELDS["body"], self.w.body)):
+            spans: list[wq.Query] = []
+            for text in texts:
+                grams = phrase_grams(text)
+                if len(grams) == 1 and not (len(grams[0]) == 1 and is_cjk(grams[0])):
+                    spans.append(wq.Term(fieldname, grams[0]))
+                elif len(grams) > 1:
+                    spans.append(wq.Phrase(fieldname, grams))
+            if len(spans) >= 2:
+                near = SpanNear2(spans, slop=self.w.near_slop, ordered=True, mindist=1)
+                parts.append(Boosted(near, self.w.near * weight))
+        if not parts:
+            return None
+        return parts[0] if len(parts) == 1 else wq.Or(parts)
+
+    def word(self, word: str, context: Sequence[str], index: int, restrict: str | None) -> wq.Query:
+        """One query word: a whole-word match in any word field, or the same
+        characters contiguous in a gram field (where jieba cut the document
+        differently)."""
+        parts: list[wq.Query] = [
+            wq.Term(fieldname, word, boost=weight) for fieldname, weight in self._word_fields(restrict)
+        ]
+        gram_text = word
+        if len(word) == 1 and is_cjk(word):
+            # A lone character: ask for it with a neighbour from the query.
+            if index + 1 < len(context) and is_cjk(context[index + 1][:1]):
+                gram_text = word + context[index + 1][0]
+            elif index > 0 and is_cjk(context[index - 1][-1:]):
+                gram_text = context[index - 1][-1] + word
+        if len(gram_units(normalize(gram_text))) > 1:
+            # Several units (CJK characters, or letters and digits as in
+            # "iphone15"): the same units contiguous in a gram field.
+            gq = self.phrase(gram_text, restrict, boost=self.w.gram)
+            if gq is not None:
+                parts.append(gq)
+        elif len(word) == 1 and is_cjk(word):
+            # A character typed alone: wherever it stands, inside any word.
+            for fieldname, weight in self._gram_fields(restrict):
+                parts.append(wq.Prefix(fieldname, word, boost=weight * self.w.gram, constantscore=True))
+        return wq.Or(parts)
+
+    def clause(self, clause: Clause) -> tuple[wq.Query, list[wq.Query]]:
+        """(required part, optional boosts) of a positive clause."""
+        if clause.kind == "phrase":
+            q = self.phrase(clause.value, clause.field)
+            if q is None:
+                raise QueryError(f"nothing to search for in {clause.value!r}")
+            return q, []
+        words = query_words(clause.value, self.userdict)
+        if not words:
+            raise QueryError(f"nothing to search for in {clause.value!r}")
+        meaningful = [i for i, w in enumerate(words) if w not in STOPWORDS] or list(range(len(words)))
+        required = [self.word(words[i], words, i, clause.field) for i in meaningful]
+        optional: list[wq.Query] = [
+            self.word(w, words, i, clause.field) for i, w in enumerate(words) if i not in meaningful
+        ]
+        if len(words) > 1:
+            # The words together and in order, as typed: a proximity bonus.
+            near = self.phrase(clause.value, clause.field, boost=self.w.proximity)
+            if near is not None:
+                optional.append(near)
+        req = required[0] if len(required) == 1 else wq.And(required)
+        return req, optional
+
+    def excluded(self, clause: Clause) -> wq.Query:
+        if clause.kind in ("tag", "source", "date"):
+            return _filter_clause(clause)
+        if clause.kind == "phrase":
+            q = self.phrase(clause.value, clause.field)
+        else:
+            words = query_words(clause.value, self.userdict)
+            parts = [self.word(w, words, i, clause.field) for i, w in enumerate(words)]
+            q = None if not parts else parts[0] if len(parts) == 1 else wq.And(parts)
+        return q if q is not None else wq.NullQuery
+
+
+def _filter_clause(clause: Clause) -> wq.Query:
+    if clause.kind == "date":
+        lo, hi = clause.date_range or (None, None)
+        return wq.DateRange("date", lo, hi)
+    return wq.Term(clause.kind, normalize_keyword(clause.value))
+
+
+def _filters(groups: list[list[Clause]]) -> wq.Query | None:
+    parts: list[wq.Query] = []
+    for group in groups:
+        qs = [_filter_clause(c) for c in group]
+        parts.append(qs[0] if len(qs) == 1 else wq.Or(qs))
+    if not parts:
+        return None
+    return parts[0] if len(parts) == 1 else wq.And(parts)

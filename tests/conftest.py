@@ -1,0 +1,77 @@
+"""Shared fixtures: real indexes on disk, built with real jieba."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable, Iterable
+from pathlib import Path
+
+import pytest
+
+from indexer.config import Settings
+from indexer.writer import IndexSummary, index_paths
+from search.engine import SearchEngine, SearchRequest, SearchResult
+
+ROOT = Path(__file__).resolve().parent.parent
+SHARED_CORPORA = Path(os.environ.get("ZHSEARCH_SHARED_CORPORA", ROOT.parent / "shared" / "corpora"))
+SAMPLE = ROOT / "indexer" / "data" / "sample-articles.jsonl"
+
+
+def shared_corpus(name: str) -> Path:
+    """A file of the shared corpora, or a skip saying where it was looked for."""
+    path = SHARED_CORPORA / name
+    if not path.exists():
+        pytest.skip(f"shared corpus {name} not found at {path} (set ZHSEARCH_SHARED_CORPORA)")
+    return path
+
+
+def write_jsonl(path: Path, records: Iterable[dict | str]) -> Path:
+    """Write records (dicts, or raw lines for malformed input) as JSON Lines."""
+    with open(path, "w", encoding="utf-8") as fh:
+        for rec in records:
+            fh.write((rec if isinstance(rec, str) else json.dumps(rec, ensure_ascii=False)) + "\n")
+    return path
+
+
+class IndexHarness:
+    """A real index in a temporary folder, fed and searched through the
+    same library calls the CLI and the web app use."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.settings = Settings.load({"index": root / "index"}, environ={})
+        self.engine = SearchEngine(self.settings)
+        self._n = 0
+
+    def add(self, records: Iterable[dict | str]) -> IndexSummary:
+        self._n += 1
+        path = write_jsonl(self.root / f"batch-{self._n}.jsonl", records)
+        return index_paths(self.settings, [str(path)])
+
+    def search(self, q: str, **kwargs) -> SearchResult:
+        return self.engine.search(SearchRequest(q=q, **kwargs))
+
+    def ids(self, q: str, **kwargs) -> list[str]:
+        return [h.id for h in self.search(q, **kwargs).hits]
+
+
+@pytest.fixture
+def make_index(tmp_path: Path) -> Callable[..., IndexHarness]:
+    def make(records: Iterable[dict | str] = ()) -> IndexHarness:
+        harness = IndexHarness(tmp_path)
+        records = list(records)
+        if records:
+            harness.add(records)
+        return harness
+
+    return make
+
+
+@pytest.fixture(scope="session")
+def sample_index(tmp_path_factory) -> IndexHarness:
+    """The shipped sample articles, indexed once for the session."""
+    harness = IndexHarness(tmp_path_factory.mktemp("sample"))
+    summary = index_paths(harness.settings, [str(SAMPLE)])
+    assert summary.added >= 50 and not summary.rejected
+    return harness

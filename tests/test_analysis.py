@@ -1,0 +1,82 @@
+"""The analysis chain: normalization, words, sub-words, grams, user words."""
+
+from __future__ import annotations
+
+from indexer.analysis import (
+    gram_analyzer,
+    grams,
+    normalize,
+    phrase_grams,
+    query_words,
+    word_analyzer,
+)
+
+
+def index_tokens(text: str, userdict: str | None = None) -> list[str]:
+    return [t.text for t in word_analyzer(userdict)(text, mode="index")]
+
+
+def query_tokens(text: str) -> list[str]:
+    return [t.text for t in word_analyzer()(text, mode="query")]
+
+
+def test_normalize_folds_width_case_and_script():
+    assert normalize("ＴｉｋＴｏｋ ２０２４") == "tiktok 2024"
+    assert normalize("亞馬遜跨境電商") == "亚马逊跨境电商"
+    assert normalize("iPhone") == "iphone"
+
+
+def test_latin_words_numbers_and_lone_digits_are_kept():
+    tokens = index_tokens("2024年第3季度，iPhone 15 与 ＴｉｋＴｏｋ Shop")
+    for expected in ("2024", "年", "第", "3", "季度", "iphone", "15", "tiktok", "shop"):
+        assert expected in tokens, (expected, tokens)
+
+
+def test_punctuation_and_whitespace_are_dropped():
+    tokens = index_tokens("跨境，电商！  “平台”…… (TikTok)")
+    assert all(any(ch.isalnum() for ch in t) for t in tokens), tokens
+    assert "，" not in tokens and " " not in tokens
+
+
+def test_index_mode_adds_fine_grained_subwords_query_mode_does_not():
+    idx = index_tokens("中华人民共和国成立")
+    assert "中华人民共和国" in idx
+    for sub in ("中华", "人民", "共和国"):
+        assert sub in idx
+    assert query_tokens("中华人民共和国") == ["中华人民共和国"]
+
+
+def test_mixed_letter_digit_tokens_get_their_parts():
+    idx = index_tokens("新款iphone15发布")
+    assert "iphone15" in idx and "iphone" in idx and "15" in idx
+
+
+def test_grams_are_bigrams_at_consecutive_unit_positions():
+    toks = [(t.text, t.pos) for t in gram_analyzer()("跨境电商TikTok", positions=True)]
+    assert toks == [("跨境", 0), ("境电", 1), ("电商", 2), ("商", 3), ("tiktok", 4)]
+
+
+def test_grams_do_not_bridge_punctuation_or_spaces():
+    texts = [g.text for g in grams("跨境，电商")]
+    assert "境电" not in texts
+    assert texts == ["跨境", "境", "电商", "商"]
+
+
+def test_phrase_grams_leave_out_the_trailing_character():
+    assert phrase_grams("跨境电商") == ["跨境", "境电", "电商"]
+    assert phrase_grams("電商 TikTok") == ["电商", "商", "tiktok"]
+    assert phrase_grams("春") == ["春"]
+
+
+def test_query_words_use_accurate_mode_and_drop_punctuation():
+    assert query_words("跨境电商，平台！") == ["跨境", "电商", "平台"]
+    assert query_words("ＩＰＨＯＮＥ 15") == ["iphone", "15"]
+
+
+def test_user_dictionary_keeps_domain_words_whole(tmp_path):
+    word = "卖家精灵宝"
+    assert word not in index_tokens(f"我们使用{word}选品")
+    userdict = tmp_path / "userdict.txt"
+    userdict.write_text(f"{word} 100 n\n", encoding="utf-8")
+    assert word in index_tokens(f"我们使用{word}选品", userdict=str(userdict))
+    assert word in query_words(f"{word}选品", userdict=str(userdict))

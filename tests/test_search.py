@@ -1,0 +1,197 @@
+"""Ranked search on a real index: matching, phrases, scripts, the query
+language, filters, sorting, paging and fallback."""
+
+from __future__ import annotations
+
+import pytest
+
+from search.query import QueryError
+
+ARTICLES = [
+    {
+        "id": "contiguous",
+        "title": "跨境电商迎来新规",
+        "body": "今年跨境电商卖家需要关注新的合规要求。平台将在第3季度更新政策。",
+        "tags": ["合规", "政策"],
+        "published": "2024-03-01",
+        "source": "出海日报",
+        "author": "王明",
+    },
+    {
+        "id": "apart",
+        "title": "物流观察",
+        "body": "跨境物流价格回落，同时电商平台加大了仓储投入。",
+        "tags": ["物流"],
+        "published": "2023-06-15",
+        "source": "电商前线",
+        "author": "李娜",
+    },
+    {
+        "id": "traditional",
+        "title": "臺灣賣家布局亞馬遜",
+        "body": "越來越多臺灣賣家透過亞馬遜拓展海外市場，物流與廣告成本是關鍵。",
+        "tags": ["亞馬遜"],
+        "published": "2022-11-11",
+        "source": "環球商貿",
+        "author": "陳志明",
+    },
+    {
+        "id": "simplified",
+        "title": "东南亚市场报告",
+        "body": "报告显示，亚马逊在东南亚的份额继续提升，Shopee 仍然领先。",
+        "tags": ["东南亚", "亚马逊"],
+        "published": "2024-01-20",
+        "source": "跨境观察",
+        "author": "王明",
+    },
+    {
+        "id": "fullwidth",
+        "title": "短视频电商",
+        "body": "ＴｉｋＴｏｋ Ｓｈｏｐ 在２０２４年开放了更多站点。",
+        "tags": ["TikTok Shop"],
+        "published": "2024-05-05",
+        "source": "出海日报",
+        "author": "张伟",
+    },
+    {
+        "id": "iphone",
+        "title": "iPhone 15 海外销量",
+        "body": "苹果 iPhone 15 在海外的销量超出预期，配件卖家随之受益。",
+        "tags": ["3C"],
+        "published": "2023-10-01T09:30:00",
+        "source": "电商前线",
+        "author": "李娜",
+    },
+    {
+        "id": "spring",
+        "title": "花期",
+        "body": "待到春归时节，城里的花都开了。",
+        "tags": [],
+        "published": "2021-04-01",
+        "source": "随笔",
+        "author": "佚名",
+    },
+]
+
+
+@pytest.fixture
+def ix(make_index):
+    return make_index(ARTICLES)
+
+
+def test_all_words_must_match_and_best_first(ix):
+    ids = ix.ids("跨境 电商")
+    assert ids[0] == "contiguous"
+    assert set(ids) == {"contiguous", "apart"}
+
+
+def test_quoted_phrase_is_exact(ix):
+    assert ix.ids('"跨境电商"') == ["contiguous"]
+    assert ix.ids('"电商平台"') == ["apart"]
+    assert ix.ids('"平台电商"') == []
+
+
+def test_phrase_across_scripts_and_widths(ix):
+    assert ix.ids('"台湾卖家"') == ["traditional"]
+    assert ix.ids('"tiktok shop"') == ["fullwidth"]
+
+
+def test_simplified_query_finds_traditional_text_and_back(ix):
+    assert set(ix.ids("亚马逊")) == {"traditional", "simplified"}
+    assert set(ix.ids("亞馬遜")) == {"traditional", "simplified"}
+    assert ix.ids("台湾卖家") == ["traditional"]
+    assert ix.ids("東南亞") == ["simplified"]
+
+
+def test_fullwidth_text_found_by_halfwidth_query(ix):
+    assert ix.ids("tiktok") == ["fullwidth"]
+    assert ix.ids("2024年") == ["fullwidth"]
+
+
+def test_lone_digits_and_mixed_tokens_are_findable(ix):
+    assert ix.ids("iPhone 15") == ["iphone"]
+    assert ix.ids("iphone15") == ["iphone"]
+    assert ix.ids("第3季度") == ["contiguous"]
+    assert ix.ids("15") == ["iphone"]
+
+
+def test_query_segmented_differently_from_document_still_matches(ix):
+    # jieba cuts the document "待到春归时节" as 春 / 归, the query as 春归.
+    assert ix.ids("春归") == ["spring"]
+    assert ix.ids("春归时节") == ["spring"]
+
+
+def test_exclusion_or_and_field_filters(ix):
+    assert ix.ids("电商 -物流") == ["contiguous", "fullwidth"] or set(ix.ids("电商 -物流")) == {
+        "contiguous",
+        "fullwidth",
+    }
+    assert "apart" not in ix.ids("电商 -物流")
+    assert set(ix.ids("新规 OR 东南亚")) == {"contiguous", "simplified"}
+    assert ix.ids("title:物流") == ["apart"]
+    assert set(ix.ids("author:王明")) == {"contiguous", "simplified"}
+    assert set(ix.ids("tag:亚马逊")) == {"traditional", "simplified"}
+    assert set(ix.ids("source:電商前線")) == {"apart", "iphone"}
+    assert set(ix.ids("卖家 -source:电商前线")) == {"contiguous", "traditional"}
+
+
+def test_date_ranges_and_request_filters(ix):
+    assert set(ix.ids("date:2024")) == {"contiguous", "simplified", "fullwidth"}
+    assert set(ix.ids("date:2023-06-01..2023-12-31")) == {"apart", "iphone"}
+    assert set(ix.ids("卖家 date:..2023")) == {"traditional", "iphone"}
+    import datetime as dt
+
+    assert set(ix.ids("卖家", since=dt.date(2023, 1, 1))) == {"contiguous", "iphone"}
+    assert set(ix.ids("电商", tags=["物流"])) == {"apart"}
+    assert set(ix.ids("电商", sources=["出海日报"])) == {"contiguous", "fullwidth"}
+
+
+def test_sort_by_date_newest_first(ix):
+    ids = ix.ids("date:2021..2025", sort="date")
+    assert ids == ["fullwidth", "contiguous", "simplified", "iphone", "apart", "traditional", "spring"]
+
+
+def test_paging_and_total(ix):
+    first = ix.search("date:2021..2025", size=3, sort="date")
+    second = ix.search("date:2021..2025", size=3, page=2, sort="date")
+    last = ix.search("date:2021..2025", size=3, page=3, sort="date")
+    assert first.total == second.total == last.total == 7
+    seen = [h.id for r in (first, second, last) for h in r.hits]
+    assert len(seen) == len(set(seen)) == 7
+    assert first.took_ms >= 0
+
+
+def test_any_word_fallback_is_reported(ix):
+    strict = ix.search("亚马逊 东南亚")
+    assert not strict.fallback and [h.id for h in strict.hits] == ["simplified"]
+    loose = ix.search("东南亚 火星基地")
+    assert loose.fallback
+    assert [h.id for h in loose.hits] == ["simplified"]
+
+
+def test_stopwords_do_not_make_a_query_fail(ix):
+    assert ix.ids("亚马逊的东南亚") == ["simplified"]
+
+
+@pytest.mark.parametrize(
+    "bad",
+    ['"跨境电商', "OR 电商", "电商 OR", "-电商", "", "   ", "date:2024-13-01", "date:2024..2023", "tag:"],
+)
+def test_bad_queries_raise_query_error(ix, bad):
+    with pytest.raises(QueryError):
+        ix.search(bad)
+
+
+@pytest.mark.parametrize("params", [{"page": 0}, {"size": 0}, {"size": 101}, {"sort": "random"}, {"page": 100000}])
+def test_bad_paging_raises_query_error(ix, params):
+    with pytest.raises(QueryError) as err:
+        ix.search("电商", **params)
+    assert err.value.field in {"page", "size", "sort"}
+
+
+def test_results_carry_stored_fields(ix):
+    hit = ix.search("iPhone 15").hits[0]
+    assert hit.url is None and hit.title == "iPhone 15 海外销量"
+    assert hit.tags == ["3C"] and hit.source == "电商前线" and hit.author == "李娜"
+    assert hit.published == "2023-10-01T09:30:00"
+    assert hit.score > 0

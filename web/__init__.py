@@ -1,0 +1,2 @@
+"""Web layer of zhsearch (the search page and JSON API), a thin shell over
+``search``."""
