@@ -169,10 +169,10 @@ def _start_at_sentence(text: str, first_match: int, size: int) -> int:
 
 
 def _end_at_sentence(text: str, start: int, end: int, size: int) -> int:
-    """End after sentence punctuation in the last third of the window."""
+    """End after sentence punctuation in the last three fifths of the window."""
     if end >= len(text):
         return len(text)
-    floor = start + (2 * size) // 3
+    floor = start + (2 * size) // 5
     for k in range(end - 1, floor - 1, -1):
         if text[k] in SENTENCE_END:
             return k + 1

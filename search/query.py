@@ -282,8 +282,8 @@ class Weights:
     a proximity bonus.
     """
 
-    title: float = 3.0
-    lead: float = 1.0
+    title: float = 2.0
+    lead: float = 2.0
     body: float = 1.0
     tags: float = 2.0
     author: float = 2.0
@@ -291,7 +291,7 @@ class Weights:
     proximity: float = 0.5
     #: Bonus for documents whose lead (or body) holds the query's words in
     #: order within ``near_slop`` units of each other.
-    near: float = 0.5
+    near: float = 5.0
     near_slop: int = 12
     #: BM25F saturation and length normalization (per field where given).
     k1: float = 1.2

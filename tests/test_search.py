@@ -195,3 +195,21 @@ def test_results_carry_stored_fields(ix):
     assert hit.tags == ["3C"] and hit.source == "电商前线" and hit.author == "李娜"
     assert hit.published == "2023-10-01T09:30:00"
     assert hit.score > 0
+
+
+def test_markup_in_titles_and_bodies_comes_out_escaped(make_index):
+    ix = make_index(
+        [
+            {
+                "id": "xss",
+                "title": "<script>alert('跨境')</script>标题",
+                "body": '正文<img src=x onerror="alert(1)">跨境电商<script>document.cookie</script>结束。',
+            }
+        ]
+    )
+    hit = ix.search("跨境").hits[0]
+    for html in (hit.title_html, hit.snippet_html):
+        assert "<script" not in html and "<img" not in html
+        assert html.replace("<mark>", "").replace("</mark>", "").count("<") == 0
+    assert "&lt;script&gt;" in hit.title_html and "<mark>跨境</mark>" in hit.title_html
+    assert '&lt;img src=x onerror="alert(1)"&gt;' in hit.snippet_html

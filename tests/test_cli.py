@@ -1,0 +1,156 @@
+"""The `search` command, driven through click's runner and as a process."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from cli import cli, sample_data_path
+
+from conftest import write_jsonl
+
+
+@pytest.fixture
+def runner() -> CliRunner:
+    return CliRunner()
+
+
+@pytest.fixture
+def index_dir(tmp_path, runner) -> Path:
+    path = tmp_path / "ix"
+    result = runner.invoke(cli, ["--index", str(path), "index", "--sample"])
+    assert result.exit_code == 0, result.output
+    assert "60 added" in result.output
+    return path
+
+
+def run(runner, index_dir, *args, env=None):
+    return runner.invoke(cli, ["--index", str(index_dir), *args], env=env)
+
+
+def test_query_human_output_is_plain_when_piped(runner, index_dir):
+    result = run(runner, index_dir, "query", "跨境电商", "-n", "3")
+    assert result.exit_code == 0, result.output
+    assert "results" in result.output and "shown" in result.output
+    assert "\x1b[" not in result.output  # no colour when not a terminal
+    assert "<mark>" not in result.output
+    assert "  1. " in result.output and "  3. " in result.output and "  4. " not in result.output
+
+
+def test_query_json(runner, index_dir):
+    result = run(runner, index_dir, "query", "亚马逊", "--json", "--limit", "5", "--sort", "date")
+    data = json.loads(result.output)
+    assert set(data) >= {"total", "took_ms", "page", "size", "fallback", "results"}
+    assert data["size"] == 5 and len(data["results"]) == 5
+    dates = [r["published"][:10] for r in data["results"]]
+    assert dates == sorted(dates, reverse=True)
+    assert all("<mark>" in r["title_html"] + r["snippet_html"] for r in data["results"])
+
+
+def test_query_filters_from_flags(runner, index_dir):
+    data = json.loads(
+        run(runner, index_dir, "query", "卖家", "--tag", "物流", "--since", "2024-01-01", "--json", "-n", "100").output
+    )
+    assert data["total"] > 0
+    for r in data["results"]:
+        assert "物流" in r["tags"] and r["published"] >= "2024-01-01"
+
+
+def test_query_paging(runner, index_dir):
+    p1 = json.loads(run(runner, index_dir, "query", "卖家", "--json", "-n", "5").output)
+    p2 = json.loads(run(runner, index_dir, "query", "卖家", "--json", "-n", "5", "--page", "2").output)
+    assert p1["total"] == p2["total"] > 10
+    assert not {r["id"] for r in p1["results"]} & {r["id"] for r in p2["results"]}
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["query", '"跨境电商'], "unbalanced quote"),
+        (["query", "OR"], "OR"),
+        (["query", "date:2024-02-30"], "not a date"),
+        (["query", "电商", "--page", "0"], "page"),
+        (["query", "电商", "--limit", "1000"], "size"),
+        (["query", "电商", "--since", "June"], "not a date"),
+        (["query", "电商", "--sort", "random"], "random"),
+    ],
+)
+def test_bad_query_is_a_message_and_nonzero_exit(runner, index_dir, args, message):
+    result = run(runner, index_dir, *args)
+    assert result.exit_code != 0
+    assert message in result.output
+    assert "Traceback" not in result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+
+
+def test_missing_index_is_a_clear_error(runner, tmp_path):
+    result = runner.invoke(cli, ["--index", str(tmp_path / "none"), "query", "电商"])
+    assert result.exit_code == 1
+    assert "no index" in result.output and "search index" in result.output
+
+
+def test_index_reports_rejections_and_strict_fails(runner, tmp_path):
+    crawl = write_jsonl(tmp_path / "crawl.jsonl", [{"id": "a", "title": "跨境"}, "{oops", {"id": "b"}])
+    ix = tmp_path / "ix"
+    result = runner.invoke(cli, ["--index", str(ix), "index", str(crawl)])
+    assert result.exit_code == 0
+    assert "1 added" in result.output and "2 rejected" in result.output
+    assert f"{crawl}:2" in result.output and f"{crawl}:3" in result.output
+    strict = runner.invoke(cli, ["--index", str(ix), "index", "--strict", "--json", str(crawl)])
+    assert strict.exit_code == 1
+    summary = json.loads(strict.output)
+    assert summary["unchanged"] == 1 and len(summary["rejected"]) == 2
+
+
+def test_index_without_paths_and_with_missing_path(runner, tmp_path):
+    assert runner.invoke(cli, ["--index", str(tmp_path / "ix"), "index"]).exit_code == 2
+    result = runner.invoke(cli, ["--index", str(tmp_path / "ix"), "index", str(tmp_path / "missing.jsonl")])
+    assert result.exit_code == 1 and "no such file" in result.output
+
+
+def test_show_export_delete_stats(runner, index_dir, tmp_path):
+    shown = json.loads(run(runner, index_dir, "show", "sample-023", "--json").output)
+    assert shown["id"] == "sample-023" and "iPhone 15" in shown["body"]
+    human = run(runner, index_dir, "show", "sample-023").output
+    assert "title:" in human and "iPhone 15" in human
+    assert run(runner, index_dir, "show", "nope").exit_code == 1
+
+    out = tmp_path / "backup.jsonl"
+    assert run(runner, index_dir, "export", "--out", str(out)).exit_code == 0
+    exported = [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines()]
+    originals = [json.loads(line) for line in sample_data_path().read_text(encoding="utf-8").splitlines()]
+    assert sorted(exported, key=lambda r: r["id"]) == sorted(originals, key=lambda r: r["id"])
+
+    deleted = run(runner, index_dir, "delete", "sample-023", "nope")
+    assert deleted.exit_code == 1 and "1 deleted" in deleted.output and "nope" in deleted.output
+    assert run(runner, index_dir, "show", "sample-023").exit_code == 1
+
+    stats = json.loads(run(runner, index_dir, "stats", "--json").output)
+    assert stats["documents"] == 59 and stats["size_bytes"] > 0 and stats["last_update"]
+
+
+def test_index_chosen_by_flag_then_environment(runner, index_dir, tmp_path):
+    env = {"ZHSEARCH_INDEX": str(index_dir)}
+    assert runner.invoke(cli, ["stats", "--json"], env=env).exit_code == 0
+    # A flag after the command wins over the environment.
+    other = runner.invoke(cli, ["stats", "--index", str(tmp_path / "other")], env=env)
+    assert other.exit_code == 1 and "other" in other.output
+
+
+def test_console_script_runs_as_a_process(index_dir):
+    exe = Path(sys.executable).with_name("search")
+    cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "cli"]
+    env = {**os.environ, "ZHSEARCH_INDEX": str(index_dir)}
+    proc = subprocess.run(
+        [*cmd, "query", "ＴｉｋＴｏｋ", "--json"], capture_output=True, text=True, env=env, timeout=120
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["total"] >= 1
+    bad = subprocess.run([*cmd, "query", '"open'], capture_output=True, text=True, env=env, timeout=120)
+    assert bad.returncode == 1 and "unbalanced quote" in bad.stderr and "Traceback" not in bad.stderr

@@ -1,0 +1,56 @@
+"""Snippets and highlighted titles: the right window, escaped, marked."""
+
+from __future__ import annotations
+
+from search.highlight import find_matches, highlight_all, normalize_with_map, snippet
+
+
+def test_marks_every_occurrence_in_a_title():
+    assert highlight_all("跨境电商与跨境物流", ["跨境"]) == "<mark>跨境</mark>电商与<mark>跨境</mark>物流"
+
+
+def test_marks_original_characters_of_traditional_and_fullwidth_text():
+    assert highlight_all("亞馬遜跨境電商", ["亚马逊"]) == "<mark>亞馬遜</mark>跨境電商"
+    assert highlight_all("ＴｉｋＴｏｋ Ｓｈｏｐ 上线", ["tiktok"]) == "<mark>ＴｉｋＴｏｋ</mark> Ｓｈｏｐ 上线"
+
+
+def test_latin_words_and_numbers_match_whole():
+    norm, _ = normalize_with_map("2015年 iPhone 15 与 iphones")
+    spans = [norm[s:e] for s, e, _t in find_matches(norm, ["15", "iphone"])]
+    assert spans == ["iphone", "15"]
+
+
+def test_html_in_text_is_escaped_and_only_marks_are_markup():
+    html = highlight_all('<script>alert("跨境")</script> & <b>', ["跨境"])
+    assert html == '&lt;script&gt;alert("<mark>跨境</mark>")&lt;/script&gt; &amp; &lt;b&gt;'
+    snip = snippet("<img src=x onerror=alert(1)>跨境电商" + "。" * 5, ["跨境"], size=40)
+    assert "<img" not in snip and "&lt;img" in snip and "<mark>跨境</mark>" in snip
+
+
+def test_snippet_picks_the_window_with_the_most_distinct_terms():
+    filler = "这是一段与主题无关的文字，用来填充篇幅。" * 10
+    target = "最终，跨境卖家在物流和支付两方面都找到了新的办法。"
+    text = filler + "只说物流。" + filler + target + filler
+    snip = snippet(text, ["跨境", "物流", "支付"], size=120)
+    assert "<mark>跨境</mark>卖家在<mark>物流</mark>和<mark>支付</mark>" in snip
+    assert len(snip.replace("<mark>", "").replace("</mark>", "")) <= 140
+
+
+def test_snippet_starts_and_ends_at_sentence_punctuation_when_near():
+    text = (
+        "第一句话讲背景情况。第二句话提到跨境电商的新政策！第三句话继续展开说明细节内容；" + "后面还有很多很多字" * 20
+    )
+    snip = snippet(text, ["跨境电商"], size=60)
+    assert snip.startswith("…第二句话")
+    assert snip.rstrip("…").endswith(("。", "！", "；"))
+
+
+def test_short_text_is_shown_whole_and_unmatched_text_gives_its_lead():
+    assert snippet("短文，提到电商。", ["电商"]) == "短文，提到<mark>电商</mark>。"
+    long_text = "开头的句子。" + "无关内容" * 100
+    assert snippet(long_text, ["火星"], size=50).startswith("开头的句子。")
+    assert snippet(None, ["x"]) == ""
+
+
+def test_whitespace_runs_collapse_in_snippets():
+    assert snippet("第一段。\n\n第二段 提到  电商。", ["电商"]) == "第一段。 第二段 提到 <mark>电商</mark>。"
