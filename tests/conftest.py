@@ -38,9 +38,10 @@ class IndexHarness:
     """A real index in a temporary folder, fed and searched through the
     same library calls the CLI and the web app use."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, **overrides) -> None:
         self.root = root
-        self.settings = Settings.load({"index": root / "index"}, environ={})
+        root.mkdir(parents=True, exist_ok=True)
+        self.settings = Settings.load({"index": root / "index", **overrides}, environ={})
         self.engine = SearchEngine(self.settings)
         self._n = 0
 

@@ -213,3 +213,19 @@ def test_markup_in_titles_and_bodies_comes_out_escaped(make_index):
         assert html.replace("<mark>", "").replace("</mark>", "").count("<") == 0
     assert "&lt;script&gt;" in hit.title_html and "<mark>跨境</mark>" in hit.title_html
     assert '&lt;img src=x onerror="alert(1)"&gt;' in hit.snippet_html
+
+
+def test_user_dictionary_applies_to_indexing_and_queries(tmp_path, make_index):
+    from conftest import IndexHarness
+
+    userdict = tmp_path / "words.txt"
+    userdict.write_text("希音快时尚 1000 nz\n", encoding="utf-8")
+    records = [
+        {"id": "whole", "title": "希音快时尚品牌扩张", "body": "希音快时尚在欧洲开设快闪店。"},
+        {"id": "scattered", "title": "快时尚观察", "body": "希音的供应链；另一家快时尚品牌也在扩张。"},
+    ]
+    plain = make_index(records)
+    assert set(plain.ids("希音快时尚")) == {"whole", "scattered"}
+    custom = IndexHarness(tmp_path / "custom", userdict=str(userdict))
+    custom.add(records)
+    assert custom.ids("希音快时尚") == ["whole"]
