@@ -43,4 +43,14 @@ def build_schema(userdict: str | None = None) -> Schema:
         published=STORED(),
         date=DATETIME(sortable=True),
         hash=COLUMN(columns.VarBytesColumn()),
+        # Per-document values for sorting and facet counts, read by docnum
+        # without decoding stored fields. Missing dates are 0 so they sort
+        # last when newest comes first.
+        sort_date=COLUMN(columns.NumericColumn("Q", default=0)),
+        facet_tags=COLUMN(columns.VarBytesColumn()),
+        facet_source=COLUMN(columns.VarBytesColumn()),
     )
+
+
+#: Separates the values of a multi-valued column (tags).
+VALUE_SEPARATOR = "\x1f"

@@ -17,12 +17,13 @@ from typing import Any
 
 from marshmallow import ValidationError
 from whoosh.index import Index, LockError
+from whoosh.util.times import datetime_to_long
 from whoosh.writing import SegmentWriter
 
 from indexer.analysis import normalize_keyword
 from indexer.config import Settings
 from indexer.documents import Article, Tombstone, describe_error, lead_text, load_record
-from indexer.schema import STORED_FIELDS, build_schema
+from indexer.schema import STORED_FIELDS, VALUE_SEPARATOR, build_schema
 from indexer.sources import BadRecord, find_files, read_records, total_bytes
 from indexer.store import IndexStore
 
@@ -91,14 +92,17 @@ def document_fields(article: Article, content_hash: str) -> dict[str, Any]:
         "author": article.author or None,
         "source": article.source or None,
         "hash": content_hash.encode("ascii"),
+        "facet_source": article.source.encode("utf-8") if article.source else None,
     }
     if article.tags:
         fields["tags"] = "\n".join(article.tags)
         fields["_stored_tags"] = list(article.tags)
         fields["tag"] = sorted({normalize_keyword(t) for t in article.tags} - {""})
+        fields["facet_tags"] = VALUE_SEPARATOR.join(article.tags).encode("utf-8")
     if article.published is not None:
         fields["published"] = article.published.isoformat()
         fields["date"] = _as_naive_datetime(article.published)
+        fields["sort_date"] = datetime_to_long(fields["date"])
     return {k: v for k, v in fields.items() if v is not None}
 
 

@@ -23,6 +23,7 @@ from indexer.analysis import normalize_keyword
 from indexer.config import Settings
 from indexer.store import IndexStore
 from indexer.writer import stored_to_record
+from search.facets import facet_counts, facet_types
 from search.highlight import highlight_all, snippet
 from search.query import DEFAULT_WEIGHTS, QueryError, Weights, compile_query, parse_query
 
@@ -44,6 +45,7 @@ class SearchRequest:
     since: dt.date | None = None
     until: dt.date | None = None
     snippets: bool = True
+    facets: bool = False
 
 
 @dataclass
@@ -73,6 +75,7 @@ class SearchResult:
     sort: str
     fallback: bool
     hits: list[Hit] = field(default_factory=list)
+    facets: dict[str, list[dict[str, Any]]] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -84,6 +87,7 @@ class SearchResult:
             "sort": self.sort,
             "fallback": self.fallback,
             "results": [h.to_dict() for h in self.hits],
+            "facets": self.facets,
         }
 
 
@@ -148,7 +152,11 @@ class SearchEngine:
         limit = request.page * size
         kwargs: dict[str, Any] = {"limit": limit, "filter": filter_q, "mask": compiled.exclude, "optimize": False}
         if request.sort == "date":
-            kwargs["sortedby"] = sorting.MultiFacet([sorting.FieldFacet("date", reverse=True), sorting.ScoreFacet()])
+            kwargs["sortedby"] = sorting.MultiFacet(
+                [sorting.FieldFacet("sort_date", reverse=True), sorting.ScoreFacet()]
+            )
+        if request.facets:
+            kwargs["groupedby"] = facet_types()
         results = searcher.search(compiled.strict, **kwargs)
         fallback = False
         if len(results) == 0 and compiled.loose is not None:
@@ -170,6 +178,7 @@ class SearchEngine:
             sort=request.sort,
             fallback=fallback,
             hits=hits,
+            facets=facet_counts(results) if request.facets else None,
         )
 
     def _hit(self, stored: dict[str, Any], score: float | None, terms: list[str], snippets: bool) -> Hit:

@@ -229,3 +229,28 @@ def test_user_dictionary_applies_to_indexing_and_queries(tmp_path, make_index):
     custom = IndexHarness(tmp_path / "custom", userdict=str(userdict))
     custom.add(records)
     assert custom.ids("希音快时尚") == ["whole"]
+
+
+def test_facets_count_every_match_and_follow_filters(ix):
+    result = ix.search("date:2021..2025", size=2, facets=True)
+    assert result.total == 7 and len(result.hits) == 2
+    tags = {f["value"]: f["count"] for f in result.facets["tags"]}
+    # 亞馬遜 and 亚马逊 are one facet, shown in one spelling.
+    assert sum(c for v, c in tags.items() if v in ("亚马逊", "亞馬遜")) == 2 and len(tags) == 7
+    assert {f["value"]: f["count"] for f in result.facets["years"]} == {2024: 3, 2023: 2, 2022: 1, 2021: 1}
+    sources = {f["value"]: f["count"] for f in result.facets["sources"]}
+    assert sources["出海日报"] == 2 and sources["电商前线"] == 2
+    narrowed = ix.search("date:2021..2025", facets=True, sources=["出海日报"])
+    assert {f["value"] for f in narrowed.facets["sources"]} == {"出海日报"}
+    assert ix.search("电商").facets is None
+
+
+def test_undated_articles_sort_last_by_date(make_index):
+    ix = make_index(
+        [
+            {"id": "old", "title": "电商 旧闻", "published": "2020-01-01"},
+            {"id": "undated", "title": "电商 无日期"},
+            {"id": "new", "title": "电商 新闻", "published": "2024-01-01"},
+        ]
+    )
+    assert ix.ids("电商", sort="date") == ["new", "old", "undated"]
