@@ -23,7 +23,7 @@ import click
 
 from indexer.config import Settings
 from indexer.sources import SourceError
-from indexer.store import IndexMissing
+from indexer.store import IndexMissing, IndexStore
 from indexer.writer import IndexBusy, delete_ids, existing_hashes, export_documents, index_paths
 from search.engine import SORTS, SearchEngine, SearchRequest
 from search.evaluate import EvalInputError, evaluate, load_qrels, load_queries, sample_queries
@@ -288,6 +288,27 @@ def stats_cmd(settings: Settings, as_json: bool) -> None:
     click.echo(f"documents:    {stats['documents']}")
     click.echo(f"last update:  {stats['last_update']}")
     click.echo(f"size on disk: {stats['size_bytes'] / 1_048_576:.1f} MiB")
+
+
+@command(cli, "serve")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", default=8000, show_default=True, type=click.IntRange(0, 65535))
+@click.option("--workers", type=click.IntRange(1, 64), default=None, help="gunicorn workers (default: one per core).")
+@click.option("--dev", is_flag=True, help="Flask's development server with the reloader instead of gunicorn.")
+def serve_cmd(settings: Settings, host: str, port: int, workers: int | None, dev: bool) -> None:
+    """Serve the search page and the JSON API."""
+    from web.server import default_workers, serve, serve_dev
+
+    store_ok = IndexStore(settings.index).exists()
+    if not store_ok:
+        click.echo(f"warning: no index in {settings.index} yet; pages answer 503 until 'search index' runs", err=True)
+    if dev:
+        serve_dev(settings, host, port)
+        return
+    click.echo(
+        f"serving {settings.index} on http://{host}:{port}/ with {workers or default_workers()} workers", err=True
+    )
+    serve(settings, host, port, workers)
 
 
 # --------------------------------------------------------------------------

@@ -47,8 +47,8 @@ class PublishedField(fields.Field):
         return parsed
 
     def _serialize(self, value: Any, attr, obj, **kwargs) -> str | None:
-        if value is None:
-            return None
+        if value is None or isinstance(value, str):
+            return value
         return value.isoformat()
 
 

@@ -19,9 +19,9 @@ from whoosh import query as wq
 from whoosh import sorting
 from whoosh.searching import Searcher
 
-from indexer.analysis import normalize_keyword
+from indexer.analysis import get_segmenter, normalize_keyword
 from indexer.config import Settings
-from indexer.store import IndexStore
+from indexer.store import IndexMissing, IndexStore
 from indexer.writer import stored_to_record
 from search.facets import facet_counts, facet_types
 from search.highlight import highlight_all, snippet
@@ -124,6 +124,15 @@ class SearchEngine:
                 self._version = version
             return self._searcher
 
+    def warm_up(self) -> None:
+        """Load the segmenter and open the index now, so the first request
+        does not pay for it (a second or so for jieba's dictionary)."""
+        get_segmenter(self.settings.userdict)
+        try:
+            self.searcher()
+        except IndexMissing:
+            pass
+
     def close(self) -> None:
         with self._lock:
             if self._searcher is not None:
@@ -203,6 +212,25 @@ class SearchEngine:
         """The stored document with this id, as an input record."""
         stored = self.searcher().document(id=doc_id)
         return None if stored is None else stored_to_record(stored)
+
+    def overview(self) -> dict[str, list[dict[str, Any]]]:
+        """Facets over the whole index (for a search page with no query)."""
+        results = self.searcher().search(wq.Every(), limit=1, groupedby=facet_types(), optimize=False)
+        return facet_counts(results)
+
+    def related(self, doc_id: str, limit: int = 5) -> list[dict[str, Any]]:
+        """Articles sharing the most distinctive words of this one (Whoosh's
+        more-like-this over the body's key terms)."""
+        searcher = self.searcher()
+        docnum = searcher.document_number(id=doc_id)
+        if docnum is None:
+            return []
+        stored = searcher.stored_fields(docnum)
+        text = "\n".join(x for x in (stored.get("title"), stored.get("body")) if x)
+        if not text:
+            return []
+        hits = searcher.more_like(docnum, "body", text=text, top=limit, numterms=12)
+        return [{"id": h["id"], "url": h.get("url"), "title": h.get("title")} for h in hits]
 
     def stats(self) -> dict[str, Any]:
         searcher = self.searcher()

@@ -1,0 +1,177 @@
+"""The search page in a real browser (Debian's chromium driven by
+Playwright) against a real `search serve` (gunicorn) on a free local port."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+CHROMIUM = os.environ.get("ZHSEARCH_CHROMIUM", "/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+def _search_command() -> list[str]:
+    exe = Path(sys.executable).with_name("search")
+    return [str(exe)] if exe.exists() else [sys.executable, "-m", "cli"]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    """`search serve --workers 2` over the sample articles."""
+    index = tmp_path_factory.mktemp("browser") / "index"
+    env = {**os.environ, "ZHSEARCH_INDEX": str(index)}
+    subprocess.run([*_search_command(), "index", "--sample"], check=True, env=env, capture_output=True, timeout=300)
+    port = _free_port()
+    proc = subprocess.Popen(
+        [*_search_command(), "serve", "--port", str(port), "--workers", "2"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            with urllib.request.urlopen(base + "/api/health", timeout=2) as r:
+                if r.status == 200:
+                    break
+        except OSError:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                out = proc.stdout.read().decode(errors="replace") if proc.stdout else ""
+                pytest.fail(f"search serve did not start: {out}")
+            time.sleep(0.2)
+    yield base
+    os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+
+
+@pytest.fixture(scope="module")
+def browser():
+    if not (Path(CHROMIUM).exists() or shutil.which(CHROMIUM)):
+        pytest.skip(f"no chromium at {CHROMIUM}: .ci/run installs Debian's chromium; install it to run this test")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield b
+        b.close()
+
+
+@pytest.fixture
+def page(browser):
+    context = browser.new_context(viewport={"width": 1280, "height": 900}, locale="zh-CN")
+    pg = context.new_page()
+    errors: list[str] = []
+    pg.on("pageerror", lambda e: errors.append(str(e)))
+    pg.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+    yield pg
+    context.close()
+    assert not errors, errors
+
+
+def test_type_query_see_marks_page_filter_and_open_article(server, page, tmp_path):
+    page.goto(server + "/")
+    box = page.get_by_label("搜索文章")
+    box.fill("跨境电商")
+    box.press("Enter")
+    page.wait_for_selector("li.hit")
+    assert page.input_value("#q") == "跨境电商"
+    marks = page.locator("li.hit mark")
+    assert marks.count() > 3
+    assert {marks.nth(i).inner_text() for i in range(marks.count())} & {"跨境电商", "跨境電商"}
+    first_page_titles = page.locator("li.hit h2").all_inner_texts()
+    page.screenshot(path=str(tmp_path / "results.png"))
+
+    # Page 2.
+    page.get_by_role("navigation", name="分页").get_by_role("link", name="2", exact=True).click()
+    page.wait_for_url("**page=2**")
+    assert page.locator('.pager [aria-current="page"]').inner_text() == "2"
+    assert not set(page.locator("li.hit h2").all_inner_texts()) & set(first_page_titles)
+
+    # A tag facet narrows the results and shows as a removable filter.
+    facet = page.locator("aside.facets section", has_text="标签").locator("ul.facet-list a").first
+    tag = facet.inner_text()
+    facet.click()
+    page.wait_for_selector("ul.chips.active")
+    assert f"标签：{tag}" in page.locator("ul.chips.active").inner_text()
+    total_text = page.locator("#summary strong").first.inner_text()
+    hits = page.locator("li.hit")
+    for i in range(hits.count()):
+        assert tag in hits.nth(i).locator("ul.chips").inner_text()
+    page.locator("ul.chips.active a").first.click()
+    page.wait_for_load_state()
+    assert page.locator("ul.chips.active").count() == 0
+    assert int(page.locator("#summary strong").first.inner_text()) > int(total_text)
+
+    # Open an article.
+    page.locator("li.hit a.more").first.click()
+    page.wait_for_selector("article.doc h1")
+    assert page.locator("article.doc .body p").count() >= 1
+    assert page.locator("section.related li").count() >= 1
+
+
+def test_suggestions_while_typing(server, page):
+    page.goto(server + "/")
+    page.locator("#q").press_sequentially("跨境电", delay=30)
+    page.wait_for_selector("#suggestions option", state="attached", timeout=5000)
+    options = page.eval_on_selector_all("#suggestions option", "els => els.map(e => e.value)")
+    assert "跨境电商" in options
+
+
+def test_keyboard_only_search(server, page):
+    page.goto(server + "/?q=%E7%89%A9%E6%B5%81")
+    page.locator("body").click(position={"x": 5, "y": 600})
+    page.keyboard.press("/")
+    assert page.evaluate("document.activeElement.id") == "q"
+    page.keyboard.press("Control+a")
+    page.keyboard.type("亚马逊")
+    page.keyboard.press("Enter")
+    page.wait_for_url("**q=%E4%BA%9A%E9%A9%AC%E9%80%8A**")
+    assert page.locator("li.hit").count() > 0
+
+
+def test_phone_width_has_no_horizontal_scroll(server, browser):
+    context = browser.new_context(viewport={"width": 360, "height": 740}, locale="zh-CN")
+    pg = context.new_page()
+    pg.goto(server + "/?q=TikTok%20Shop%20%E5%8D%96%E5%AE%B6")
+    pg.wait_for_selector("li.hit")
+    assert pg.evaluate("document.documentElement.scrollWidth") <= 360
+    context.close()
+
+
+def test_page_works_without_javascript(server, browser):
+    context = browser.new_context(java_script_enabled=False)
+    pg = context.new_page()
+    pg.goto(server + "/")
+    pg.fill("#q", "物流")
+    pg.click("button[type=submit]")
+    pg.wait_for_selector("li.hit")
+    assert pg.locator("li.hit mark").count() > 0
+    context.close()

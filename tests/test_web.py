@@ -1,0 +1,204 @@
+"""The Flask app through its test client: every endpoint, error and
+escaping case."""
+
+from __future__ import annotations
+
+import pytest
+from openapi_spec_validator import validate
+
+from web import create_app
+
+XSS_RECORDS = [
+    {
+        "id": "xss-1",
+        "url": "javascript:alert(document.cookie)",
+        "title": "<script>alert('跨境')</script>跨境标题",
+        "body": '正文<img src=x onerror="alert(1)">跨境电商<svg onload=alert(2)>结束。',
+        "tags": ["<b>标签</b>"],
+        "source": "<i>来源</i>",
+        "author": '"><script>alert(3)</script>',
+        "published": "2024-01-01",
+    }
+]
+
+
+@pytest.fixture
+def client(sample_index):
+    app = create_app(sample_index.settings)
+    app.config["TESTING"] = True
+    return app.test_client()
+
+
+@pytest.fixture
+def xss_client(make_index):
+    ix = make_index(XSS_RECORDS)
+    return create_app(ix.settings).test_client()
+
+
+def test_api_search_shape_and_facets(client):
+    r = client.get("/api/search", query_string={"q": "跨境电商", "size": 3})
+    assert r.status_code == 200 and r.is_json
+    data = r.get_json()
+    assert set(data) == {"query", "total", "took_ms", "page", "size", "sort", "fallback", "results", "facets"}
+    assert data["size"] == 3 and len(data["results"]) == 3 and data["total"] > 3
+    hit = data["results"][0]
+    assert set(hit) == {"id", "url", "title_html", "snippet_html", "tags", "source", "author", "published", "score"}
+    assert "<mark>" in hit["title_html"] + hit["snippet_html"]
+    assert set(data["facets"]) == {"tags", "sources", "years"}
+    assert all({"value", "count"} == set(f) for f in data["facets"]["tags"])
+
+
+def test_api_search_filters_sort_and_paging(client):
+    args = {"q": "卖家", "tag": ["物流"], "since": "2023-01-01", "until": "2024-12-31", "sort": "date", "size": 5}
+    data = client.get("/api/search", query_string=args).get_json()
+    assert data["total"] > 0
+    dates = [h["published"][:10] for h in data["results"]]
+    assert dates == sorted(dates, reverse=True) and all("2023-01-01" <= d <= "2024-12-31" for d in dates)
+    assert all("物流" in h["tags"] for h in data["results"])
+    p2 = client.get("/api/search", query_string={**args, "page": 2}).get_json()
+    assert not {h["id"] for h in data["results"]} & {h["id"] for h in p2["results"]}
+    both = client.get("/api/search", query_string={"q": "卖家", "source": ["出海日报", "跨境观察"]}).get_json()
+    assert {f["value"] for f in both["facets"]["sources"]} == {"出海日报", "跨境观察"}
+
+
+def test_api_search_fallback_flag(client):
+    data = client.get("/api/search", query_string={"q": "亚马逊 火星基地"}).get_json()
+    assert data["fallback"] is True and data["total"] > 0
+
+
+@pytest.mark.parametrize(
+    "args, field, code",
+    [
+        ({}, "q", "invalid_parameter"),
+        ({"q": ""}, "q", "invalid_parameter"),
+        ({"q": "x" * 1001}, "q", "invalid_parameter"),
+        ({"q": "电商", "size": 101}, "size", "invalid_parameter"),
+        ({"q": "电商", "size": "ten"}, "size", "invalid_parameter"),
+        ({"q": "电商", "page": 0}, "page", "invalid_parameter"),
+        ({"q": "电商", "page": 2000}, "page", "bad_query"),
+        ({"q": "电商", "sort": "random"}, "sort", "invalid_parameter"),
+        ({"q": "电商", "since": "2024-02-30"}, "since", "invalid_parameter"),
+        ({"q": "电商", "since": "2024-05-01", "until": "2024-01-01"}, "since", "bad_query"),
+        ({"q": '"跨境电商'}, "q", "bad_query"),
+        ({"q": "电商 OR"}, "q", "bad_query"),
+        ({"q": "date:2024-13"}, "q", "bad_query"),
+    ],
+)
+def test_api_search_bad_input_is_400_json(client, args, field, code):
+    r = client.get("/api/search", query_string=args)
+    assert r.status_code == 400 and r.is_json
+    err = r.get_json()["error"]
+    assert err["code"] == code and err["field"] == field and err["message"]
+
+
+def test_api_doc_and_related(client):
+    r = client.get("/api/doc/sample-023")
+    assert r.status_code == 200
+    data = r.get_json()
+    assert data["document"]["id"] == "sample-023" and "iPhone 15" in data["document"]["body"]
+    assert set(data["document"]) == {"id", "url", "title", "body", "tags", "published", "source", "author"}
+    assert 0 < len(data["related"]) <= 5 and all(x["id"] != "sample-023" for x in data["related"])
+
+
+def test_api_doc_ids_with_slashes_and_unknown_ids(make_index):
+    ix = make_index([{"id": "https://a.example/news/1.html", "title": "带斜杠的编号"}])
+    client = create_app(ix.settings).test_client()
+    assert client.get("/api/doc/https://a.example/news/1.html").get_json()["document"]["title"] == "带斜杠的编号"
+    assert client.get("/doc/https://a.example/news/1.html").status_code == 200
+    missing = client.get("/api/doc/../../etc/passwd")
+    assert missing.status_code == 404 and missing.get_json()["error"]["code"] == "not_found"
+
+
+def test_api_suggest(client):
+    data = client.get("/api/suggest", query_string={"q": "跨境电"}).get_json()
+    assert "跨境电商" in data["suggestions"]
+    assert client.get("/api/suggest", query_string={"q": "亞馬"}).get_json()["suggestions"][0] == "亚马逊"
+    assert client.get("/api/suggest").status_code == 400
+
+
+def test_api_health(client):
+    data = client.get("/api/health").get_json()
+    assert data == {"status": "ok", "generation": data["generation"], "documents": 60}
+    assert data["generation"].startswith("gen-")
+
+
+def test_api_never_answers_html(client, tmp_path):
+    for path in ("/api/nothing", "/api/doc/", "/api"):
+        r = client.get(path)
+        assert r.status_code == 404 and r.is_json, path
+    r = client.post("/api/search", data={"q": "x"})
+    assert r.status_code == 405 and r.get_json()["error"]["code"] == "method_not_allowed"
+    empty = create_app({"index": tmp_path / "none"}).test_client()
+    r = empty.get("/api/search?q=x")
+    assert r.status_code == 503 and r.get_json()["error"]["code"] == "no_index"
+
+
+def test_openapi_document_is_valid_and_covers_every_api_route(client):
+    r = client.get("/api/openapi.json")
+    spec = r.get_json()
+    validate(spec)
+    documented = set(spec["paths"])
+    routes = {
+        rule.rule.replace("<path:doc_id>", "{id}")
+        for rule in client.application.url_map.iter_rules()
+        if rule.rule.startswith("/api/")
+    }
+    assert routes == documented
+    params = {p["name"] for p in spec["paths"]["/api/search"]["get"]["parameters"]}
+    assert params == {"q", "page", "size", "sort", "tag", "source", "since", "until"}
+
+
+def test_search_page_renders_results_facets_and_paging(client):
+    r = client.get("/", query_string={"q": "跨境电商"})
+    html = r.get_data(as_text=True)
+    assert r.status_code == 200
+    assert 'value="跨境电商"' in html
+    assert "<mark>" in html and "篇文章" in html and "毫秒" in html
+    assert 'aria-label="分页"' in html and "下一页" in html
+    assert "标签" in html and "来源" in html and "年份" in html
+    page2 = client.get("/", query_string={"q": "跨境电商", "page": 2}).get_data(as_text=True)
+    assert 'aria-current="page">2<' in page2 and "上一页" in page2
+
+
+def test_search_page_filters_are_visible_and_removable(client):
+    html = client.get("/", query_string={"q": "卖家", "tag": "物流", "year": "2024"}).get_data(as_text=True)
+    assert "标签：物流" in html and "年份：2024" in html
+    assert 'href="/?q=%E5%8D%96%E5%AE%B6&amp;year=2024"' in html  # removing the tag keeps the year
+
+
+def test_search_page_empty_and_error_states(client):
+    empty = client.get("/", query_string={"q": "zzqxv", "tag": "物流"}).get_data(as_text=True)
+    assert "没有找到与" in empty and "去掉所有筛选条件" in empty
+    bad = client.get("/", query_string={"q": '"跨境'})
+    assert bad.status_code == 400 and "无法理解这个查询" in bad.get_data(as_text=True)
+    assert client.get("/", query_string={"q": "电商", "year": "abc"}).status_code == 400
+
+
+def test_home_page_and_article_page(client):
+    home = client.get("/").get_data(as_text=True)
+    assert "热门标签" in home and "60" in home
+    doc = client.get("/doc/sample-001")
+    html = doc.get_data(as_text=True)
+    assert doc.status_code == 200 and "相关文章" in html and "阅读原文" in html
+    assert client.get("/doc/nope").status_code == 404
+
+
+def test_everything_from_crawled_content_is_escaped(xss_client):
+    page = xss_client.get("/", query_string={"q": "跨境"}).get_data(as_text=True)
+    doc = xss_client.get("/doc/xss-1").get_data(as_text=True)
+    api = xss_client.get("/api/search", query_string={"q": "跨境"}).get_json()["results"][0]
+    for html in (page, doc):
+        assert "<script>alert" not in html and "<img src=x" not in html and "<svg" not in html
+        assert "<b>标签</b>" not in html and "<i>来源</i>" not in html
+        assert 'href="javascript' not in html.replace(" ", "")  # the unsafe URL is never a link
+    for fragment in (api["title_html"], api["snippet_html"]):
+        assert fragment.replace("<mark>", "").replace("</mark>", "").count("<") == 0
+
+
+def test_security_headers(client):
+    r = client.get("/")
+    assert "script-src 'self'" in r.headers["Content-Security-Policy"]
+    assert "unsafe-inline" not in r.headers["Content-Security-Policy"]
+    assert r.headers["X-Content-Type-Options"] == "nosniff"
+    assert r.headers["Referrer-Policy"]
+    assert client.get("/api/health").headers["X-Content-Type-Options"] == "nosniff"

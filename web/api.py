@@ -1,0 +1,76 @@
+"""The JSON API under /api/: search, documents, suggestions, health and the
+OpenAPI document. Requests and responses go through ``web.schemas``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Blueprint, abort, jsonify, request
+
+from search.engine import SearchRequest
+from search.suggest import suggest
+from web import engine
+from web.schemas import (
+    DocumentResponse,
+    HealthResponse,
+    SearchArgs,
+    SearchResponse,
+    SuggestArgs,
+    SuggestResponse,
+)
+
+bp = Blueprint("api", __name__, url_prefix="/api")
+
+
+def search_request(args: dict[str, Any], facets: bool = True) -> SearchRequest:
+    """Validated arguments (SearchArgs) as an engine request."""
+    return SearchRequest(
+        q=args["q"],
+        page=args["page"],
+        size=args["size"],
+        sort=args["sort"],
+        tags=args["tag"],
+        sources=args["source"],
+        since=args["since"],
+        until=args["until"],
+        facets=facets,
+    )
+
+
+@bp.get("/search")
+def search():
+    args = SearchArgs().load(request.args)
+    result = engine().search(search_request(args))
+    return jsonify(SearchResponse().dump(result.to_dict()))
+
+
+@bp.get("/doc/<path:doc_id>", merge_slashes=False)
+def document(doc_id: str):
+    doc = engine().document(doc_id)
+    if doc is None:
+        abort(404, description=f"no document with id {doc_id!r}")
+    return jsonify(DocumentResponse().dump({"document": doc, "related": engine().related(doc_id)}))
+
+
+@bp.get("/suggest")
+def suggestions():
+    args = SuggestArgs().load(request.args)
+    eng = engine()
+    words = suggest(eng.searcher().reader(), args["q"], userdict=eng.settings.userdict)
+    return jsonify(SuggestResponse().dump({"q": args["q"], "suggestions": words}))
+
+
+@bp.get("/health")
+def health():
+    eng = engine()
+    searcher = eng.searcher()
+    return jsonify(
+        HealthResponse().dump({"status": "ok", "generation": eng.version, "documents": searcher.doc_count()})
+    )
+
+
+@bp.get("/openapi.json")
+def openapi():
+    from web.openapi import build_spec
+
+    return jsonify(build_spec().to_dict())

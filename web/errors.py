@@ -1,0 +1,84 @@
+"""Errors as the caller expects them: JSON under /api/, a page elsewhere,
+never a traceback; and the security headers every response carries."""
+
+from __future__ import annotations
+
+from flask import Flask, Response, jsonify, render_template, request
+from marshmallow import ValidationError
+from werkzeug.exceptions import HTTPException, InternalServerError
+
+from indexer.store import IndexMissing
+from search.query import QueryError
+
+#: Content-Security-Policy: our own scripts and styles only, no inline code.
+CSP = (
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    "object-src 'none'; base-uri 'none'; frame-ancestors 'none'; form-action 'self'"
+)
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, code: str, message: str, field: str | None = None) -> None:
+        super().__init__(message)
+        self.status, self.code, self.message, self.field = status, code, message, field
+
+
+def error_response(status: int, code: str, message: str, field: str | None = None) -> tuple[Response, int]:
+    return jsonify({"error": {"code": code, "message": message, "field": field}}), status
+
+
+def _is_api() -> bool:
+    return request.path == "/api" or request.path.startswith("/api/")
+
+
+def validation_to_api_error(err: ValidationError) -> ApiError:
+    """The first problem of a marshmallow error, named by its field."""
+    messages = err.messages if isinstance(err.messages, dict) else {"_schema": err.messages}
+    field, problems = next(iter(messages.items()))
+    if isinstance(problems, dict):  # list fields: {index: [messages]}
+        problems = next(iter(problems.values()))
+    text = problems[0] if isinstance(problems, list) and problems else str(problems)
+    return ApiError(400, "invalid_parameter", f"{field}: {text}", None if field == "_schema" else field)
+
+
+def register(app: Flask) -> None:
+    @app.errorhandler(ApiError)
+    def _api_error(err: ApiError):
+        return error_response(err.status, err.code, err.message, err.field)
+
+    @app.errorhandler(ValidationError)
+    def _validation(err: ValidationError):
+        e = validation_to_api_error(err)
+        return error_response(e.status, e.code, e.message, e.field)
+
+    @app.errorhandler(QueryError)
+    def _query(err: QueryError):
+        return error_response(400, "bad_query", err.message, err.field)
+
+    @app.errorhandler(IndexMissing)
+    def _missing(err: IndexMissing):
+        if _is_api():
+            return error_response(503, "no_index", str(err))
+        return render_template("error.html", status=503, message="索引尚未建立，请先运行 search index。"), 503
+
+    @app.errorhandler(HTTPException)
+    def _http(err: HTTPException):
+        if _is_api():
+            code = (err.name or "error").lower().replace(" ", "_")
+            return error_response(err.code or 500, code, err.description or err.name)
+        return render_template("error.html", status=err.code, message=err.description), err.code
+
+    @app.errorhandler(Exception)
+    def _unexpected(err: Exception):
+        app.logger.exception("unhandled error on %s", request.path)
+        if _is_api():
+            return error_response(500, "internal_error", "The server failed to answer; the error was logged.")
+        return render_template("error.html", status=500, message=InternalServerError.description), 500
+
+    @app.after_request
+    def _headers(response: Response) -> Response:
+        response.headers.setdefault("Content-Security-Policy", CSP)
+        response.headers.setdefault("X-Content-Type-Options", "nosniff")
+        response.headers.setdefault("Referrer-Policy", "strict-origin-when-cross-origin")
+        response.headers.setdefault("X-Frame-Options", "DENY")
+        return response

@@ -1,0 +1,141 @@
+"""What goes in and out of the JSON API: the single description used to
+validate requests, shape responses and generate the OpenAPI document."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from marshmallow import EXCLUDE, Schema, fields, pre_load, validate
+
+from indexer.documents import ArticleSchema
+from search.engine import MAX_RESULT_DEPTH, SORTS
+from search.query import MAX_QUERY_CHARS
+
+#: The largest page the API serves.
+MAX_PAGE_SIZE = 100
+
+
+class _Args(Schema):
+    """Query-string arguments; repeatable ones arrive as lists."""
+
+    class Meta:
+        unknown = EXCLUDE
+
+    LIST_ARGS: tuple[str, ...] = ()
+
+    @pre_load
+    def _multidict(self, data: Any, **kwargs) -> Any:
+        if hasattr(data, "getlist"):
+            return {k: (data.getlist(k) if k in self.LIST_ARGS else data.get(k)) for k in data}
+        return data
+
+
+class SearchArgs(_Args):
+    LIST_ARGS = ("tag", "source")
+
+    q = fields.String(
+        required=True,
+        validate=validate.Length(min=1, max=MAX_QUERY_CHARS),
+        metadata={"description": 'The query: words, "phrases", -exclusions, OR, title:, tag:, source:, date:.'},
+    )
+    page = fields.Integer(load_default=1, validate=validate.Range(min=1), metadata={"description": "1-based page."})
+    size = fields.Integer(
+        load_default=10,
+        validate=validate.Range(min=1, max=MAX_PAGE_SIZE),
+        metadata={"description": "Results per page."},
+    )
+    sort = fields.String(load_default="relevance", validate=validate.OneOf(SORTS))
+    tag = fields.List(
+        fields.String(), load_default=list, metadata={"description": "Only articles with this tag; repeatable."}
+    )
+    source = fields.List(
+        fields.String(), load_default=list, metadata={"description": "Only articles from this source; repeatable."}
+    )
+    since = fields.Date(load_default=None, metadata={"description": "Published on or after (YYYY-MM-DD)."})
+    until = fields.Date(load_default=None, metadata={"description": "Published on or before (YYYY-MM-DD)."})
+
+
+class SuggestArgs(_Args):
+    q = fields.String(required=True, validate=validate.Length(min=1, max=MAX_QUERY_CHARS))
+
+
+class HitSchema(Schema):
+    id = fields.String(required=True)
+    url = fields.String(allow_none=True)
+    title_html = fields.String(metadata={"description": "Escaped title with <mark> around matched words."})
+    snippet_html = fields.String(metadata={"description": "Escaped passage with <mark> around matched words."})
+    tags = fields.List(fields.String())
+    source = fields.String(allow_none=True)
+    author = fields.String(allow_none=True)
+    published = fields.String(allow_none=True, metadata={"description": "ISO date or datetime, as crawled."})
+    score = fields.Float()
+
+
+class FacetValueSchema(Schema):
+    value = fields.Raw(required=True, metadata={"description": "Tag or source (string) or year (integer)."})
+    count = fields.Integer(required=True)
+
+
+class FacetsSchema(Schema):
+    tags = fields.List(fields.Nested(FacetValueSchema))
+    sources = fields.List(fields.Nested(FacetValueSchema))
+    years = fields.List(fields.Nested(FacetValueSchema))
+
+
+class SearchResponse(Schema):
+    query = fields.String()
+    total = fields.Integer(metadata={"description": "Every matching article."})
+    took_ms = fields.Float()
+    page = fields.Integer()
+    size = fields.Integer()
+    sort = fields.String()
+    fallback = fields.Boolean(
+        metadata={"description": "True when no article had every word and any-word matches are shown."}
+    )
+    results = fields.List(fields.Nested(HitSchema))
+    facets = fields.Nested(FacetsSchema)
+
+
+class RelatedSchema(Schema):
+    id = fields.String()
+    url = fields.String(allow_none=True)
+    title = fields.String(allow_none=True)
+
+
+class DocumentResponse(Schema):
+    document = fields.Nested(ArticleSchema)
+    related = fields.List(fields.Nested(RelatedSchema))
+
+
+class SuggestResponse(Schema):
+    q = fields.String()
+    suggestions = fields.List(fields.String())
+
+
+class HealthResponse(Schema):
+    status = fields.String()
+    generation = fields.String(allow_none=True, metadata={"description": "Live index generation and commit."})
+    documents = fields.Integer()
+
+
+class ErrorDetail(Schema):
+    code = fields.String(required=True)
+    message = fields.String(required=True)
+    field = fields.String(allow_none=True)
+
+
+class ErrorResponse(Schema):
+    error = fields.Nested(ErrorDetail, required=True)
+
+
+__all__ = [
+    "MAX_PAGE_SIZE",
+    "MAX_RESULT_DEPTH",
+    "DocumentResponse",
+    "ErrorResponse",
+    "HealthResponse",
+    "SearchArgs",
+    "SearchResponse",
+    "SuggestArgs",
+    "SuggestResponse",
+]

@@ -1,0 +1,143 @@
+"""The HTML pages: the search page and the article page. Rendered on the
+server so they work without JavaScript; the script only adds suggestions."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+from urllib.parse import urlsplit
+
+from flask import Blueprint, abort, render_template, request, url_for
+from markupsafe import Markup
+from marshmallow import ValidationError
+
+from search.engine import MAX_RESULT_DEPTH
+from search.query import QueryError
+from web import engine
+from web.api import search_request
+from web.errors import validation_to_api_error
+from web.schemas import SearchArgs
+
+bp = Blueprint("views", __name__)
+
+SORT_LABELS = {"relevance": "相关度", "date": "最新"}
+
+
+def safe_url(url: str | None) -> str | None:
+    """Only http(s) links are followed; anything else is shown as text."""
+    if not url:
+        return None
+    try:
+        scheme = urlsplit(url.strip()).scheme.lower()
+    except ValueError:
+        return None
+    return url.strip() if scheme in ("http", "https") else None
+
+
+def link(**changes: Any) -> str:
+    """This page's URL with some arguments changed; filters reset paging.
+
+    ``add_tag=x`` / ``remove_tag=x`` (and ``_source``) add or drop one value;
+    ``year=2024`` or ``year=None``, ``sort=...``, ``page=n`` set or clear one.
+    """
+    args = request.args.copy()
+    page = changes.pop("page", None)
+    args.pop("page", None)
+    for key, value in changes.items():
+        if key.startswith(("add_", "remove_")):
+            action, name = key.split("_", 1)
+            values = [v for v in args.getlist(name) if v != value]
+            if action == "add":
+                values.append(value)
+            args.setlist(name, values)
+        elif value is None:
+            args.pop(key, None)
+        else:
+            args[key] = str(value)
+    if page and page > 1:
+        args["page"] = str(page)
+    return url_for("views.index", **args.to_dict(flat=False))
+
+
+def _page_args() -> tuple[dict[str, Any], int | None]:
+    """The page's arguments: the API's, plus a year facet."""
+    raw = request.args.copy()
+    year = raw.pop("year", None)
+    year_value = None
+    if year:
+        if not year.isdigit() or not 1 <= int(year) <= 9999:
+            raise QueryError("年份应为四位数字", field="year")
+        year_value = int(year)
+        raw["since"] = f"{year_value:04d}-01-01"
+        raw["until"] = f"{year_value:04d}-12-31"
+    args = SearchArgs().load(raw)
+    return args, year_value
+
+
+@bp.app_template_global()
+def doc_link(doc_id: str) -> str:
+    return url_for("views.document", doc_id=doc_id)
+
+
+@bp.app_template_filter()
+def day(value: str | None) -> str:
+    return (value or "")[:10]
+
+
+@bp.get("/")
+def index():
+    q = request.args.get("q", "").strip()
+    eng = engine()
+    if not q:
+        return render_template("home.html", facets=eng.overview(), stats=eng.stats(), link=link)
+    error = None
+    result = None
+    year = None
+    try:
+        args, year = _page_args()
+        result = eng.search(search_request(args))
+    except ValidationError as err:
+        error = validation_to_api_error(err).message
+    except QueryError as err:
+        error = err.message
+    if error:
+        return render_template("results.html", q=q, error=error, result=None, link=link), 400
+    assert result is not None
+    last_page = max(1, min(-(-result.total // result.size), MAX_RESULT_DEPTH // result.size))
+    return render_template(
+        "results.html",
+        q=q,
+        error=None,
+        result=result,
+        hits=[(hit, safe_url(hit.url), Markup(hit.title_html), Markup(hit.snippet_html)) for hit in result.hits],
+        year=year,
+        tags=request.args.getlist("tag"),
+        sources=request.args.getlist("source"),
+        since=request.args.get("since"),
+        until=request.args.get("until"),
+        sort_labels=SORT_LABELS,
+        last_page=last_page,
+        pages=_page_window(result.page, last_page),
+        link=link,
+    )
+
+
+def _page_window(page: int, last: int, width: int = 2) -> list[int]:
+    return list(range(max(1, page - width), min(last, page + width) + 1))
+
+
+@bp.get("/doc/<path:doc_id>", merge_slashes=False)
+def document(doc_id: str):
+    eng = engine()
+    doc = eng.document(doc_id)
+    if doc is None:
+        abort(404, description="没有找到这篇文章。")
+    paragraphs = [p.strip() for p in (doc.get("body") or "").split("\n\n") if p.strip()]
+    return render_template(
+        "doc.html",
+        doc=doc,
+        url=safe_url(doc.get("url")),
+        paragraphs=paragraphs,
+        related=[(r, safe_url(r.get("url"))) for r in eng.related(doc_id)],
+        now=dt.date.today(),
+    )
