@@ -102,6 +102,7 @@ class SearchEngine:
         self._version: str | None = None
         self._ix = None
         self._searcher: Searcher | None = None
+        self._retired: Searcher | None = None
 
     # -- the open searcher --------------------------------------------------
 
@@ -110,17 +111,15 @@ class SearchEngine:
         version = self.store.version()
         with self._lock:
             if version != self._version or self._searcher is None:
-                old = self._searcher
-                gen = version.split(":", 1)[0]
-                if self._ix is not None and self._version and self._version.split(":", 1)[0] == gen:
-                    self._searcher = old.refresh()
-                    if self._searcher is not old:
-                        old.close()
-                else:
-                    self._ix = self.store.open()
-                    self._searcher = self._ix.searcher(weighting=self.weights.weighting())
-                    if old is not None:
-                        old.close()
+                # A fresh searcher rather than Searcher.refresh(): refresh
+                # reuses segment readers whose deletions are stale. The old
+                # searcher is closed one swap later, when no request that
+                # started with it can still be running.
+                if self._retired is not None:
+                    self._retired.close()
+                self._retired = self._searcher
+                self._ix = self.store.open()
+                self._searcher = self._ix.searcher(weighting=self.weights.weighting())
                 self._version = version
             return self._searcher
 
@@ -135,9 +134,10 @@ class SearchEngine:
 
     def close(self) -> None:
         with self._lock:
-            if self._searcher is not None:
-                self._searcher.close()
-            self._searcher = None
+            for searcher in (self._searcher, self._retired):
+                if searcher is not None:
+                    searcher.close()
+            self._searcher = self._retired = None
             self._version = None
 
     @property

@@ -202,3 +202,14 @@ def test_security_headers(client):
     assert r.headers["X-Content-Type-Options"] == "nosniff"
     assert r.headers["Referrer-Policy"]
     assert client.get("/api/health").headers["X-Content-Type-Options"] == "nosniff"
+
+
+def test_fresh_articles_appear_without_restart(make_index):
+    ix = make_index([{"id": "a", "title": "第一篇 物流"}])
+    client = create_app(ix.settings).test_client()
+    assert client.get("/api/search?q=物流").get_json()["total"] == 1
+    before = client.get("/api/health").get_json()["generation"]
+    ix.add([{"id": "b", "title": "第二篇 物流"}, {"id": "a", "deleted": True}])
+    data = client.get("/api/search?q=物流").get_json()
+    assert [h["id"] for h in data["results"]] == ["b"]
+    assert client.get("/api/health").get_json()["generation"] != before
