@@ -23,8 +23,8 @@ import click
 
 from indexer.config import Settings
 from indexer.sources import SourceError
-from indexer.store import IndexMissing, IndexStore
-from indexer.writer import IndexBusy, delete_ids, existing_hashes, export_documents, index_paths
+from indexer.store import IndexBusy, IndexMissing, IndexStore
+from indexer.writer import delete_ids, existing_hashes, export_documents, index_paths
 from search.engine import SORTS, SearchEngine, SearchRequest
 from search.evaluate import EvalInputError, evaluate, load_qrels, load_queries, sample_queries
 from search.query import QueryError
@@ -111,13 +111,34 @@ def main() -> None:
 @command(cli, "index")
 @click.argument("paths", nargs=-1, type=click.Path(path_type=Path))
 @click.option("--sample", is_flag=True, help="Index the sample articles shipped with zhsearch.")
+@click.option("--rebuild", is_flag=True, help="Build a new generation from PATHS only and switch to it when complete.")
+@click.option("--prune", is_flag=True, help="PATHS are a complete crawl: delete documents not in it.")
+@click.option(
+    "--site-rules", type=click.Path(dir_okay=False, exists=True), default=None, help="HTML site rules (TOML)."
+)
+@click.option(
+    "--report", type=click.Path(dir_okay=False, path_type=Path), default=None, help="Write the summary as JSON."
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 @click.option("--strict", is_flag=True, help="Exit with status 1 when any record was rejected.")
-def index_cmd(settings: Settings, paths: tuple[Path, ...], sample: bool, as_json: bool, strict: bool) -> None:
-    """Add, update and delete articles from JSON Lines files or folders.
+def index_cmd(
+    settings: Settings,
+    paths: tuple[Path, ...],
+    sample: bool,
+    rebuild: bool,
+    prune: bool,
+    site_rules: str | None,
+    report: Path | None,
+    as_json: bool,
+    strict: bool,
+) -> None:
+    """Add, update and delete articles from JSON Lines files, HTML pages or
+    folders of them.
 
     Records are upserted by id; unchanged ones are skipped; a record
-    {"id": ..., "deleted": true} deletes. Bad records are reported with
+    {"id": ..., "deleted": true} deletes. HTML pages (and JSON Lines records
+    with an "html" field) go through main-content extraction; the same
+    article under two URLs is indexed once. Bad records are reported with
     file:line and skipped.
     """
     targets = [str(p) for p in paths]
@@ -125,28 +146,50 @@ def index_cmd(settings: Settings, paths: tuple[Path, ...], sample: bool, as_json
         targets.append(str(sample_data_path()))
     if not targets:
         raise click.UsageError("give at least one PATH (or --sample)")
-    show_progress = sys.stderr.isatty() and not as_json
-    if show_progress:
+    if site_rules:
+        settings = settings.replace(site_rules=site_rules)
+    options = {"rebuild": rebuild, "prune": prune}
+    if sys.stderr.isatty() and not as_json:
         from indexer.sources import find_files, total_bytes
 
         length = total_bytes(find_files(targets))
         with click.progressbar(length=length, label="indexing", file=sys.stderr, show_eta=True) as bar:
-            summary = index_paths(settings, targets, on_bytes=bar.update)
+            summary = index_paths(settings, targets, on_bytes=bar.update, **options)
     else:
-        summary = index_paths(settings, targets)
+        summary = index_paths(settings, targets, **options)
+    figures = {"index": str(settings.index), **summary.to_dict()}
+    if report:
+        report.write_text(json.dumps(figures, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
     if as_json:
-        click.echo(json.dumps({"index": str(settings.index), **summary.to_dict()}, ensure_ascii=False, indent=2))
+        click.echo(json.dumps(figures, ensure_ascii=False, indent=2))
     else:
-        click.echo(
-            f"{settings.index}: {summary.added} added, {summary.updated} updated, "
-            f"{summary.unchanged} unchanged, {summary.deleted} deleted, {len(summary.rejected)} rejected "
-            f"({summary.records} records from {summary.files} files in {summary.seconds:.1f} s; "
-            f"{summary.documents} documents in the index)"
-        )
-        for rejection in summary.rejected:
-            click.echo(f"rejected {rejection}", err=True)
+        _print_summary(settings, summary)
     if strict and summary.rejected:
         sys.exit(1)
+
+
+def _print_summary(settings: Settings, summary) -> None:
+    pruned = f", {summary.pruned} pruned" if summary.pruned else ""
+    click.echo(
+        f"{settings.index}: {summary.added} added, {summary.updated} updated, "
+        f"{summary.unchanged} unchanged, {summary.deleted} deleted{pruned}, {len(summary.rejected)} rejected "
+        f"({summary.records} records from {summary.files} files in {summary.seconds:.1f} s; "
+        f"{summary.documents} documents in the index)"
+    )
+    if summary.rebuilt:
+        click.echo(f"rebuilt as {summary.rebuilt}, now live")
+    if summary.pages:
+        encodings = ", ".join(f"{n} {enc}" for enc, n in summary.encodings.most_common())
+        click.echo(
+            f"pages: {summary.pages} read ({encodings or 'given as text'}), {summary.extracted} extracted, "
+            f"{len(summary.skipped)} skipped, {len(summary.duplicates)} duplicates merged"
+        )
+    for skipped in summary.skipped:
+        click.echo(f"skipped {skipped}", err=True)
+    for dup in summary.duplicates:
+        click.echo(f"duplicate {dup.location}: {dup.id} is {dup.duplicate_of}", err=True)
+    for rejection in summary.rejected:
+        click.echo(f"rejected {rejection}", err=True)
 
 
 @command(cli, "delete")

@@ -119,7 +119,8 @@ def main() -> None:
     args = ap.parse_args()
     if not (args.index or args.base):
         ap.error("give --index or --base")
-    queries = [json.loads(line)["query"] for line in open(args.queries, encoding="utf-8") if line.strip()]
+    with open(args.queries, encoding="utf-8") as fh:
+        queries = [json.loads(line)["query"] for line in fh if line.strip()]
     proc = None
     base = args.base
     if args.index:

@@ -27,6 +27,8 @@ class Settings:
     #: jieba user dictionary for domain words (one word per line, optional
     #: frequency and part of speech, as jieba's own format).
     userdict: str | None = None
+    #: Site rules for HTML extraction (TOML; see indexer/siterules.py).
+    site_rules: str | None = None
     #: Results per page when the caller does not say.
     page_size: int = 10
     #: The largest page a caller may ask for.

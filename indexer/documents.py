@@ -187,7 +187,8 @@ def lead_text(body: str | None, limit: int = LEAD_CHARS) -> str:
         para = para.strip()
         if not para:
             continue
-        m = _SENTENCE_END_RE.search(para)
+        # The first sentence end after some text: "8.2." numbering is not one.
+        m = next((m for m in _SENTENCE_END_RE.finditer(para) if m.end() >= 6), None)
         sentence = para[: m.end()] if m else para
         out.append(sentence[: limit - size])
         size += len(out[-1])

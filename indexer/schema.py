@@ -49,6 +49,9 @@ def build_schema(userdict: str | None = None) -> Schema:
         sort_date=COLUMN(columns.NumericColumn("Q", default=0)),
         facet_tags=COLUMN(columns.VarBytesColumn()),
         facet_source=COLUMN(columns.VarBytesColumn()),
+        # Near-duplicate signature (indexer.dedupe), so a later crawl is
+        # checked against what is already indexed.
+        dupsig=COLUMN(columns.VarBytesColumn()),
     )
 
 

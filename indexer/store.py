@@ -11,9 +11,13 @@ contents).
 
 from __future__ import annotations
 
+import fcntl
 import os
 import re
 import shutil
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from whoosh import index as whoosh_index
@@ -27,6 +31,13 @@ _TOC_RE = re.compile(r"^_MAIN_(\d+)\.toc$")
 
 class IndexMissing(Exception):
     """There is no index at the configured place."""
+
+
+class IndexBusy(Exception):
+    """Another process is writing to this index."""
+
+
+LOCK_FILE = ".writer.lock"
 
 
 class IndexStore:
@@ -101,6 +112,29 @@ class IndexStore:
                 shutil.rmtree(self.root / name, ignore_errors=True)
                 removed.append(name)
         return removed
+
+    @contextmanager
+    def write_lock(self, timeout: float) -> Iterator[None]:
+        """Hold the index's writer lock: one indexing run (update or
+        rebuild) at a time. The lock is the kernel's (flock), so a killed
+        writer leaves nothing stale behind."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.root / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
+        deadline = time.monotonic() + timeout
+        try:
+            while True:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    if time.monotonic() >= deadline:
+                        raise IndexBusy(
+                            f"another process is writing to {self.root} and did not finish within {timeout:.0f} s"
+                        ) from None
+                    time.sleep(0.2)
+            yield
+        finally:
+            os.close(fd)  # closing the descriptor releases the lock
 
     # -- opening ----------------------------------------------------------
 

@@ -11,37 +11,46 @@ from __future__ import annotations
 
 import datetime as dt
 import time
+from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 from marshmallow import ValidationError
-from whoosh.index import Index, LockError
+from whoosh.index import Index
 from whoosh.util.times import datetime_to_long
 from whoosh.writing import SegmentWriter
 
 from indexer.analysis import normalize_keyword
 from indexer.config import Settings
+from indexer.dedupe import DuplicateFinder, Signature, signature
 from indexer.documents import Article, Tombstone, describe_error, lead_text, load_record
+from indexer.html import HtmlError, extract
 from indexer.schema import STORED_FIELDS, VALUE_SEPARATOR, build_schema
-from indexer.sources import BadRecord, find_files, read_records, total_bytes
+from indexer.siterules import SiteRule, load_rules
+from indexer.sources import BadRecord, CrawlFile, find_files, read_file, total_bytes
 from indexer.store import IndexStore
 
 #: Seconds a writer waits for another writer to finish before giving up.
 WRITE_LOCK_TIMEOUT = 60.0
 
 
-class IndexBusy(Exception):
-    """Another process is writing to this index."""
-
-
 @dataclass(frozen=True)
 class Rejection:
     location: str
     reason: str
+    #: The id the bad record names, when it names one (kept by --prune).
+    id: str | None = None
 
     def __str__(self) -> str:
         return f"{self.location}: {self.reason}"
+
+
+@dataclass(frozen=True)
+class Duplicate:
+    location: str
+    id: str
+    duplicate_of: str
 
 
 @dataclass
@@ -54,10 +63,17 @@ class IndexSummary:
     updated: int = 0
     unchanged: int = 0
     deleted: int = 0
+    pruned: int = 0
     rejected: list[Rejection] = field(default_factory=list)
     documents: int = 0
     seconds: float = 0.0
     input_bytes: int = 0
+    rebuilt: str | None = None
+    pages: int = 0
+    encodings: Counter = field(default_factory=Counter)
+    extracted: int = 0
+    skipped: list[Rejection] = field(default_factory=list)
+    duplicates: list[Duplicate] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -67,14 +83,23 @@ class IndexSummary:
             "updated": self.updated,
             "unchanged": self.unchanged,
             "deleted": self.deleted,
+            "pruned": self.pruned,
             "rejected": [{"location": r.location, "reason": r.reason} for r in self.rejected],
+            "pages": self.pages,
+            "encodings": dict(self.encodings),
+            "extracted": self.extracted,
+            "skipped": [{"location": r.location, "reason": r.reason} for r in self.skipped],
+            "duplicates": [
+                {"location": d.location, "id": d.id, "duplicate_of": d.duplicate_of} for d in self.duplicates
+            ],
             "documents": self.documents,
+            "rebuilt": self.rebuilt,
             "seconds": round(self.seconds, 3),
             "input_bytes": self.input_bytes,
         }
 
 
-def document_fields(article: Article, content_hash: str) -> dict[str, Any]:
+def document_fields(article: Article, content_hash: str, sig: Signature | None = None) -> dict[str, Any]:
     """The Whoosh fields of one article (word and gram fields get the same
     text; the analysis memo makes the second pass over it cheap)."""
     title = article.title or None
@@ -93,6 +118,7 @@ def document_fields(article: Article, content_hash: str) -> dict[str, Any]:
         "source": article.source or None,
         "hash": content_hash.encode("ascii"),
         "facet_source": article.source.encode("utf-8") if article.source else None,
+        "dupsig": sig.to_bytes() if sig is not None else None,
     }
     if article.tags:
         fields["tags"] = "\n".join(article.tags)
@@ -114,55 +140,96 @@ def _as_naive_datetime(value: dt.date | dt.datetime) -> dt.datetime:
 
 
 def existing_hashes(ix: Index) -> dict[str, str]:
-    """id -> content hash of every live document, read from columns (no
-    stored-field decoding), so a large re-crawl starts quickly."""
-    out: dict[str, str] = {}
+    """id -> content hash of every live document."""
+    return {doc_id: digest for doc_id, digest, _sig in _live_columns(ix)}
+
+
+def _live_columns(ix: Index) -> Iterator[tuple[str, str, Signature | None]]:
+    """(id, content hash, duplicate signature) of every live document, read
+    from columns (no stored-field decoding), so a re-crawl starts quickly."""
     with ix.reader() as reader:
         if reader.doc_count_all() == 0:
-            return out
+            return
         ids = reader.column_reader("id")
         hashes = reader.column_reader("hash")
+        sigs = reader.column_reader("dupsig") if reader.has_column("dupsig") else None
         for docnum in range(reader.doc_count_all()):
             if reader.is_deleted(docnum):
                 continue
             doc_id = ids[docnum]
             value = hashes[docnum]
-            out[doc_id.decode("utf-8") if isinstance(doc_id, bytes) else doc_id] = (
-                value.decode("ascii") if value else ""
+            yield (
+                doc_id.decode("utf-8") if isinstance(doc_id, bytes) else doc_id,
+                value.decode("ascii") if value else "",
+                Signature.from_bytes(sigs[docnum]) if sigs is not None else None,
             )
-    return out
 
 
-def open_writer(ix: Index, settings: Settings, timeout: float = WRITE_LOCK_TIMEOUT) -> SegmentWriter:
-    try:
-        return ix.writer(limitmb=settings.writer_memory_mb, timeout=timeout, delay=0.25)
-    except LockError:
-        raise IndexBusy(
-            f"another process is writing to {ix.storage.folder} and did not finish within {timeout:.0f} s"
-        ) from None
+def open_writer(ix: Index, settings: Settings) -> SegmentWriter:
+    # The store's writer lock is already held: Whoosh's own lock is free.
+    return ix.writer(limitmb=settings.writer_memory_mb, timeout=5.0, delay=0.1)
 
 
 def index_paths(
     settings: Settings,
     paths: Iterable[str],
     on_bytes: Callable[[int], None] | None = None,
+    rebuild: bool = False,
+    prune: bool = False,
+    lock_timeout: float = WRITE_LOCK_TIMEOUT,
 ) -> IndexSummary:
-    """Upsert every record found under ``paths`` into the configured index."""
+    """Upsert every record found under ``paths`` into the configured index.
+
+    ``rebuild``: write a new generation holding exactly these records and
+    make it live only once it is complete (the live one serves meanwhile).
+    ``prune``: the paths are a complete crawl; delete documents not in it.
+    """
     started = time.perf_counter()
     files = find_files(paths)
     summary = IndexSummary(files=len(files), input_bytes=total_bytes(files))
     store = IndexStore(settings.index)
-    ix = store.open_or_create(build_schema(settings.userdict))
-    known = existing_hashes(ix)
+    with store.write_lock(lock_timeout):
+        if rebuild:
+            store.remove_stale_generations()
+            name, ix = store.create_generation(build_schema(settings.userdict))
+            _write(settings, ix, files, summary, on_bytes, prune=False, known={}, finder=DuplicateFinder())
+            store.switch_to(name)
+            store.remove_stale_generations()
+            summary.rebuilt = name
+        else:
+            ix = store.open_or_create(build_schema(settings.userdict))
+            known: dict[str, str] = {}
+            finder = DuplicateFinder()
+            for doc_id, digest, sig in _live_columns(ix):
+                known[doc_id] = digest
+                finder.add(doc_id, sig)
+            _write(settings, ix, files, summary, on_bytes, prune=prune, known=known, finder=finder)
+    summary.seconds = time.perf_counter() - started
+    return summary
+
+
+def _write(
+    settings: Settings,
+    ix: Index,
+    files: list[CrawlFile],
+    summary: IndexSummary,
+    on_bytes: Callable[[int], None] | None,
+    prune: bool,
+    known: dict[str, str],
+    finder: DuplicateFinder,
+) -> None:
+    rules = load_rules(settings.site_rules)
     writer = open_writer(ix, settings)
     written_this_run: set[str] = set()
+    seen: set[str] = set()
     try:
-        for item in _records(files, on_bytes):
+        for item in _records(files, rules, summary, on_bytes):
             if isinstance(item, Rejection):
                 summary.rejected.append(item)
                 continue
+            location, record = item
             summary.records += 1
-            record = item
+            seen.add(record.id)
             if record.id in written_this_run:
                 # Whoosh cannot replace a document it has not committed yet;
                 # commit, so the later record of the same id wins.
@@ -173,6 +240,7 @@ def index_paths(
                 if record.id in known:
                     writer.delete_by_term("id", record.id)
                     del known[record.id]
+                    finder.remove(record.id)
                     summary.deleted += 1
                 else:
                     summary.unchanged += 1
@@ -182,16 +250,28 @@ def index_paths(
             if previous == digest:
                 summary.unchanged += 1
                 continue
-            fields = document_fields(record, digest)
+            sig = signature(record.title, record.body)
+            original = finder.find(record.id, sig)
+            if original is not None:
+                summary.duplicates.append(Duplicate(location, record.id, original))
+                continue
+            fields = document_fields(record, digest, sig)
             if previous is None:
                 writer.add_document(**fields)
                 summary.added += 1
             else:
                 writer.update_document(**fields)
+                finder.remove(record.id)
                 summary.updated += 1
+            finder.add(record.id, sig)
             known[record.id] = digest
             written_this_run.add(record.id)
-        if summary.added or summary.updated or summary.deleted:
+        if prune:
+            for doc_id in sorted(set(known) - seen - _protected(summary)):
+                writer.delete_by_term("id", doc_id)
+                del known[doc_id]
+                summary.pruned += 1
+        if summary.added or summary.updated or summary.deleted or summary.pruned or not ix.doc_count_all():
             writer.commit()
         else:
             writer.cancel()
@@ -199,39 +279,78 @@ def index_paths(
         writer.cancel()
         raise
     summary.documents = len(known)
-    summary.seconds = time.perf_counter() - started
-    return summary
 
 
-def _records(files, on_bytes) -> Iterator[Article | Tombstone | Rejection]:
-    for path in files:
-        for raw in read_records(path, on_bytes):
+def _protected(summary: IndexSummary) -> set[str]:
+    """Ids named by rejected records: a malformed line is not a deletion."""
+    return {r.id for r in summary.rejected if r.id}
+
+
+def _claimed_id(data: Any) -> str | None:
+    if isinstance(data, dict):
+        for key in ("id", "url"):
+            if isinstance(data.get(key), str | int) and str(data[key]).strip():
+                return str(data[key]).strip()
+    return None
+
+
+def _records(
+    files: list[CrawlFile], rules: list[SiteRule], summary: IndexSummary, on_bytes
+) -> Iterator[tuple[str, Article | Tombstone] | Rejection]:
+    for crawl_file in files:
+        for raw in read_file(crawl_file, on_bytes):
             if isinstance(raw, BadRecord):
                 yield Rejection(raw.location, raw.reason)
                 continue
+            data = raw.data
+            if isinstance(data, dict) and isinstance(data.get("html"), str) and not data.get("deleted"):
+                summary.pages += 1
+                if raw.encoding:
+                    summary.encodings[raw.encoding] += 1
+                try:
+                    data = page_record(data, rules)
+                except HtmlError as err:
+                    summary.skipped.append(Rejection(raw.location, str(err)))
+                    continue
+                summary.extracted += 1
             try:
-                yield load_record(raw.data)
+                yield raw.location, load_record(data)
             except ValidationError as err:
-                yield Rejection(raw.location, describe_error(err))
+                yield Rejection(raw.location, describe_error(err), _claimed_id(data))
 
 
-def delete_ids(settings: Settings, ids: Iterable[str]) -> list[str]:
+def page_record(data: dict[str, Any], rules: list[SiteRule]) -> dict[str, Any]:
+    """A crawled page (``{"html", "url"?, "path"?, ...}``) as an article
+    record. Fields the crawler gave win over extracted ones; the id is the
+    given id, else the page's canonical URL, else its URL, else its path."""
+    page = extract(data["html"], url=data.get("url"), rules=rules, location=data.get("path") or data.get("url"))
+    record = page.record()
+    for key in ("title", "body", "tags", "published", "source", "author"):
+        if data.get(key):
+            record[key] = data[key]
+    record["url"] = page.url or data.get("url")
+    record["id"] = data.get("id") or page.url or data.get("url") or data.get("path")
+    return record
+
+
+def delete_ids(settings: Settings, ids: Iterable[str], lock_timeout: float = WRITE_LOCK_TIMEOUT) -> list[str]:
     """Delete documents by id; returns the ids that were not in the index."""
     store = IndexStore(settings.index)
-    ix = store.open()
     missing = []
-    writer = open_writer(ix, settings)
-    try:
-        with ix.searcher() as searcher:
-            for doc_id in ids:
-                if searcher.document_number(id=doc_id) is None:
-                    missing.append(doc_id)
-                else:
-                    writer.delete_by_term("id", doc_id)
-        writer.commit()
-    except BaseException:
-        writer.cancel()
-        raise
+    with store.write_lock(lock_timeout):
+        ix = store.open()
+        writer = open_writer(ix, settings)
+        try:
+            with ix.searcher() as searcher:
+                for doc_id in ids:
+                    if searcher.document_number(id=doc_id) is None:
+                        missing.append(doc_id)
+                    else:
+                        writer.delete_by_term("id", doc_id)
+            writer.commit()
+        except BaseException:
+            writer.cancel()
+            raise
     return missing
 
 
