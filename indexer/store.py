@@ -103,12 +103,14 @@ class IndexStore:
         os.replace(tmp, self.root / CURRENT)
         _fsync_dir(self.root)
 
-    def remove_stale_generations(self) -> list[str]:
-        """Delete every generation but the live one; returns what went."""
+    def remove_stale_generations(self, keep: str | None = None) -> list[str]:
+        """Delete every generation but the live one (and ``keep``: the one
+        just replaced, so searchers that still have it open can finish);
+        returns what went."""
         live = self.current_name()
         removed = []
         for name in self.generations():
-            if name != live:
+            if name not in (live, keep):
                 shutil.rmtree(self.root / name, ignore_errors=True)
                 removed.append(name)
         return removed

@@ -191,10 +191,11 @@ def index_paths(
     with store.write_lock(lock_timeout):
         if rebuild:
             store.remove_stale_generations()
+            previous = store.current_name()
             name, ix = store.create_generation(build_schema(settings.userdict))
             _write(settings, ix, files, summary, on_bytes, prune=False, known={}, finder=DuplicateFinder())
             store.switch_to(name)
-            store.remove_stale_generations()
+            store.remove_stale_generations(keep=previous)
             summary.rebuilt = name
         else:
             ix = store.open_or_create(build_schema(settings.userdict))

@@ -158,8 +158,12 @@ def test_rebuild_switches_generations_and_cleans_up(make_index):
     crawl = write_jsonl(ix.root / "crawl.jsonl", [{"id": "new", "title": "新文章 物流"}])
     summary = index_paths(ix.settings, [str(crawl)], rebuild=True)
     assert summary.rebuilt and summary.rebuilt != first
-    assert store.current_name() == summary.rebuilt and store.generations() == [summary.rebuilt]
+    # The replaced generation stays for searchers that have it open, until
+    # the next rebuild.
+    assert store.current_name() == summary.rebuilt and store.generations() == [first, summary.rebuilt]
     assert ix.ids("物流") == ["new"]
+    again = index_paths(ix.settings, [str(crawl)], rebuild=True)
+    assert store.generations() == [summary.rebuilt, again.rebuilt]
 
 
 def _search_cmd() -> list[str]:
@@ -189,7 +193,7 @@ def test_rebuild_killed_halfway_leaves_the_live_index_serving(make_index, tmp_pa
     # The next rebuild cleans up what the killed one left.
     small = write_jsonl(tmp_path / "small.jsonl", [{"id": "n", "title": "重建后 物流"}])
     summary = index_paths(ix.settings, [str(small)], rebuild=True)
-    assert store.generations() == [summary.rebuilt]
+    assert store.generations() == [live, summary.rebuilt]
     assert ix.ids("物流") == ["n"]
 
 
