@@ -128,7 +128,10 @@ def test_jsonl_records_with_html_and_duplicates_merged(make_index):
     ix = make_index()
     first = {"url": "https://a.example.com/news/1", "html": page("黑五备货观察", PARAS)}
     syndicated = {"url": "https://b.example.net/copy/9", "html": page("黑五备货观察", PARAS + "<p>（转载）</p>")}
-    other = {"url": "https://a.example.com/news/2", "html": page("另一篇文章", PARAS.replace("黑色星期五", "网络星期一"))}
+    other = {
+        "url": "https://a.example.com/news/2",
+        "html": page("另一篇文章", PARAS.replace("黑色星期五", "网络星期一")),
+    }
     summary = ix.add([first, syndicated, other])
     assert summary.added == 2
     assert [(d.id, d.duplicate_of) for d in summary.duplicates] == [
@@ -144,7 +147,14 @@ def test_prune_removes_what_a_complete_crawl_no_longer_has(make_index):
     ix = make_index([{"id": f"d{i}", "title": f"文章{i} 物流"} for i in range(4)])
     summary = index_paths(
         ix.settings,
-        [str(write_jsonl(ix.root / "full.jsonl", [{"id": "d0", "title": "文章0 物流"}, {"id": "d2", "title": "文章2 物流"}, '{"id": "d3", "bad']))],
+        [
+            str(
+                write_jsonl(
+                    ix.root / "full.jsonl",
+                    [{"id": "d0", "title": "文章0 物流"}, {"id": "d2", "title": "文章2 物流"}, '{"id": "d3", "bad'],
+                )
+            )
+        ],
         prune=True,
     )
     assert summary.pruned == 2 and summary.documents == 2
