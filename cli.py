@@ -9,6 +9,7 @@ traceback.
 from __future__ import annotations
 
 import datetime as dt
+import errno
 import functools
 import html
 import json
@@ -84,6 +85,8 @@ def command(group: click.Group, *args, **kwargs):
 def _message(err: Exception) -> str:
     if isinstance(err, QueryError):
         return f"bad query: {err.message}" if err.field == "q" else f"bad {err.field}: {err.message}"
+    if isinstance(err, OSError) and err.errno in (errno.ENOSPC, errno.EFBIG, errno.EDQUOT):
+        return f"cannot write the index: {err.strerror} ({err.filename or 'index'}); the live index is unchanged"
     if isinstance(err, OSError) and err.filename:
         return f"{err.filename}: {err.strerror or err}"
     return str(err)
@@ -352,6 +355,31 @@ def serve_cmd(settings: Settings, host: str, port: int, workers: int | None, dev
         f"serving {settings.index} on http://{host}:{port}/ with {workers or default_workers()} workers", err=True
     )
     serve(settings, host, port, workers)
+
+
+@command(cli, "check")
+@click.option("--clean", is_flag=True, help="Remove leftovers of interrupted runs.")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+def check_cmd(settings: Settings, clean: bool, as_json: bool) -> None:
+    """Verify the index: open every segment, read every document, find
+    leftovers of interrupted runs. Exits 1 on damage."""
+    from indexer.check import check_index
+
+    report = check_index(settings.index, clean=clean)
+    if as_json:
+        click.echo(json.dumps(report.to_dict(), ensure_ascii=False, indent=2))
+    else:
+        click.echo(
+            f"{report.index} ({report.generation}): {report.documents} documents in {report.segments} segments, "
+            f"{report.terms} terms, {report.deleted} deleted awaiting merge"
+        )
+        for name in report.leftovers:
+            click.echo(f"leftover: {name}" + (" (removed)" if name in report.removed else ""))
+        for problem in report.damage:
+            click.echo(f"DAMAGE: {problem}", err=True)
+        click.echo("ok" if report.ok else "damaged")
+    if not report.ok:
+        sys.exit(1)
 
 
 # --------------------------------------------------------------------------

@@ -61,6 +61,33 @@ _DATE_RES = (
 _TITLE_SEPARATORS = re.compile(r"\s+[-|_–—]\s+|\s*[|_｜]\s*")
 
 
+#: Deepest element nesting accepted (the HTML parser slows down
+#: quadratically on pathological nesting).
+MAX_DEPTH = 1_000
+_TAG_RE = re.compile(r"<(/?)([a-zA-Z][a-zA-Z0-9-]*)")
+# Elements that never nest or are closed implicitly: not counted as depth.
+_FLAT_TAGS = frozenset(
+    "area base br col embed hr img input link meta param source track wbr p li dt dd tr td th option".split()
+)
+
+
+def nesting_depth(html: str, stop_at: int = MAX_DEPTH) -> int:
+    """An estimate of the deepest element nesting, from the tags alone."""
+    depth = deepest = 0
+    for m in _TAG_RE.finditer(html):
+        if m.group(2).lower() in _FLAT_TAGS:
+            continue
+        if m.group(1):
+            depth = max(0, depth - 1)
+        else:
+            depth += 1
+            if depth > deepest:
+                deepest = depth
+                if deepest > stop_at:
+                    break
+    return deepest
+
+
 class HtmlError(ValueError):
     """A page that cannot be turned into an article (with the reason)."""
 
@@ -205,6 +232,15 @@ def extract(
         raise HtmlError("empty page")
     if len(html) > MAX_HTML_BYTES:
         raise HtmlError(f"page larger than {MAX_HTML_BYTES // 1_048_576} MB")
+    if nesting_depth(html) > MAX_DEPTH:
+        raise HtmlError(f"markup nested more than {MAX_DEPTH} levels deep")
+    try:
+        return _extract(html, url, rules, location)
+    except RecursionError:
+        raise HtmlError("markup nested too deeply to read") from None
+
+
+def _extract(html: str, url: str | None, rules: list[SiteRule] | None, location: str | None) -> Page:
     tree = LexborHTMLParser(html)
     canonical = _canonical(tree)
     page_url = canonical or url
@@ -238,17 +274,22 @@ def extract(
 def _trafilatura_body(html: str, url: str | None) -> str:
     import trafilatura
 
-    text = trafilatura.extract(
-        html,
-        url=url,
-        output_format="txt",
-        include_comments=False,
-        include_tables=True,
-        include_images=False,
-        include_links=False,
-        deduplicate=True,
-        favor_recall=True,
-    )
+    try:
+        text = trafilatura.extract(
+            html,
+            url=url,
+            output_format="txt",
+            include_comments=False,
+            include_tables=True,
+            include_images=False,
+            include_links=False,
+            deduplicate=True,
+            favor_recall=True,
+        )
+    except RecursionError:
+        raise
+    except Exception as err:  # noqa: BLE001 - a page lxml cannot take is one bad record
+        raise HtmlError(f"extraction failed: {type(err).__name__}") from None
     if not text:
         return ""
     return "\n\n".join(dedupe_paragraphs([p.strip() for p in text.split("\n") if p.strip()]))

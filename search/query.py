@@ -19,6 +19,7 @@ message meant for the person who typed it.
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -33,6 +34,12 @@ from indexer.schema import GRAM_FIELDS
 MAX_QUERY_CHARS = 1_000
 #: Most clauses (words, phrases, filters) in one query.
 MAX_CLAUSES = 64
+#: Most words (after segmentation) in one query.
+MAX_WORDS = 48
+#: Most units (characters or Latin words) in one quoted phrase.
+MAX_PHRASE_UNITS = 64
+#: Most index terms a one-character search may expand to.
+MAX_EXPANSION = 512
 
 #: Words that carry no meaning on their own in a query: they may be absent
 #: from a matching document (unless they are all the query has).
@@ -373,6 +380,14 @@ def _chain(parsed: ParsedQuery) -> list[str]:
     return texts
 
 
+class CappedPrefix(wq.Prefix):
+    """A prefix query that expands to at most MAX_EXPANSION terms, so one
+    common character cannot make a query scan the whole vocabulary."""
+
+    def _btexts(self, ixreader):
+        return itertools.islice(super()._btexts(ixreader), MAX_EXPANSION)
+
+
 class Boosted(wq.WrappingQuery):
     """Applies a boost to a query that ignores its own (span queries)."""
 
@@ -401,6 +416,15 @@ class _Builder:
     def __init__(self, userdict: str | None, weights: Weights) -> None:
         self.userdict = userdict
         self.w = weights
+        self.word_count = 0
+
+    def words(self, text: str) -> list[str]:
+        """The words of ``text``, counted against the query's word budget."""
+        words = query_words(text, self.userdict)
+        self.word_count += len(words)
+        if self.word_count > MAX_WORDS:
+            raise QueryError(f"the query has more than {MAX_WORDS} words; shorten it")
+        return words
 
     def _word_fields(self, restrict: str | None) -> list[tuple[str, float]]:
         w = self.w
@@ -428,6 +452,8 @@ class _Builder:
         grams = phrase_grams(text)
         if not grams:
             return None
+        if len(grams) > MAX_PHRASE_UNITS:
+            raise QueryError(f"a phrase may hold at most {MAX_PHRASE_UNITS} characters or words")
         parts: list[wq.Query] = []
         for fieldname, weight in self._gram_fields(restrict):
             if len(grams) == 1:
@@ -484,7 +510,7 @@ class _Builder:
         elif len(word) == 1 and is_cjk(word):
             # A character typed alone: wherever it stands, inside any word.
             for fieldname, weight in self._gram_fields(restrict):
-                parts.append(wq.Prefix(fieldname, word, boost=weight * self.w.gram, constantscore=True))
+                parts.append(CappedPrefix(fieldname, word, boost=weight * self.w.gram, constantscore=True))
         return wq.Or(parts)
 
     def clause(self, clause: Clause) -> tuple[wq.Query, list[wq.Query]]:
@@ -494,7 +520,7 @@ class _Builder:
             if q is None:
                 raise QueryError(f"nothing to search for in {clause.value!r}")
             return q, []
-        words = query_words(clause.value, self.userdict)
+        words = self.words(clause.value)
         if not words:
             raise QueryError(f"nothing to search for in {clause.value!r}")
         meaningful = [i for i, w in enumerate(words) if w not in STOPWORDS] or list(range(len(words)))
@@ -516,7 +542,7 @@ class _Builder:
         if clause.kind == "phrase":
             q = self.phrase(clause.value, clause.field)
         else:
-            words = query_words(clause.value, self.userdict)
+            words = self.words(clause.value)
             parts = [self.word(w, words, i, clause.field) for i, w in enumerate(words)]
             q = None if not parts else parts[0] if len(parts) == 1 else wq.And(parts)
         return q if q is not None else wq.NullQuery

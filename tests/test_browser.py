@@ -10,6 +10,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -175,3 +176,60 @@ def test_page_works_without_javascript(server, browser):
     pg.wait_for_selector("li.hit")
     assert pg.locator("li.hit mark").count() > 0
     context.close()
+
+
+def _status(url: str, data: bytes | None = None, method: str = "GET") -> int:
+    req = urllib.request.Request(url, data=data, method=method)
+    try:
+        with urllib.request.urlopen(req, timeout=10) as r:
+            return r.status
+    except urllib.error.HTTPError as err:
+        return err.code
+
+
+def test_real_server_caps_request_sizes(server):
+    assert _status(server + "/api/search?q=" + "%E7%94%B5" * 4000) in (400, 414)  # request line > 8 KB
+    assert _status(server + "/api/search?q=x", data=b"x" * 200_000, method="POST") in (405, 413)
+    assert _status(server + "/api/health") == 200
+
+
+def test_dev_server_never_shows_the_debugger(tmp_path):
+    index = tmp_path / "index"
+    env = {**os.environ, "ZHSEARCH_INDEX": str(index)}
+    subprocess.run([*_search_command(), "index", "--sample"], check=True, env=env, capture_output=True, timeout=300)
+    generation = next(p for p in index.iterdir() if p.name.startswith("gen-"))
+    port = _free_port()
+    proc = subprocess.Popen(
+        [*_search_command(), "serve", "--dev", "--port", str(port)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while _status_or_none(base + "/api/health") != 200:
+            assert time.monotonic() < deadline and proc.poll() is None, "dev server did not start"
+            time.sleep(0.3)
+        for segment in generation.glob("*.seg"):
+            segment.write_bytes(b"\x00" * 64)
+        (generation / "_MAIN_9.toc").write_bytes(b"garbage")
+        req = urllib.request.Request(base + "/?q=%E7%89%A9%E6%B5%81")
+        try:
+            urllib.request.urlopen(req, timeout=10)
+            raise AssertionError("a damaged index answered 200")
+        except urllib.error.HTTPError as err:
+            body = err.read().decode("utf-8", "replace")
+            assert err.code == 500
+            assert "Werkzeug" not in body and "Traceback" not in body and "console" not in body.lower()
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=15)
+
+
+def _status_or_none(url: str) -> int | None:
+    try:
+        return _status(url)
+    except OSError:
+        return None

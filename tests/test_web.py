@@ -213,3 +213,27 @@ def test_fresh_articles_appear_without_restart(make_index):
     data = client.get("/api/search?q=物流").get_json()
     assert [h["id"] for h in data["results"]] == ["b"]
     assert client.get("/api/health").get_json()["generation"] != before
+
+
+def test_no_write_or_delete_over_http(client):
+    for method in ("post", "put", "delete", "patch"):
+        r = getattr(client, method)("/api/doc/sample-001")
+        assert r.status_code == 405 and r.is_json
+    assert client.get("/api/doc/sample-001").status_code == 200
+
+
+def test_a_damaged_index_is_a_500_without_a_traceback(make_index):
+    ix = make_index([{"id": "a", "title": "物流"}])
+    app = create_app(ix.settings)
+    assert app.debug is False
+    client = app.test_client()
+    generation = next(p for p in ix.settings.index.iterdir() if p.name.startswith("gen-"))
+    for segment in generation.glob("*.seg"):
+        segment.write_bytes(b"\x00" * 64)  # a disk fault under a running service
+    (generation / "_MAIN_2.toc").write_bytes(b"garbage")  # force a reopen
+    for path in ("/api/search?q=物流", "/?q=物流"):
+        r = client.get(path)
+        assert r.status_code == 500, path
+        body = r.get_data(as_text=True)
+        assert "Traceback" not in body and 'File "' not in body and "Werkzeug" not in body
+    assert client.get("/api/search?q=物流").get_json()["error"]["code"] == "internal_error"

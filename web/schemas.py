@@ -35,7 +35,7 @@ class SearchArgs(_Args):
 
     q = fields.String(
         required=True,
-        validate=validate.Length(min=1, max=MAX_QUERY_CHARS),
+        validate=validate.Length(min=1, max=MAX_QUERY_CHARS, error="the query must be {min} to {max} characters long"),
         metadata={"description": 'The query: words, "phrases", -exclusions, OR, title:, tag:, source:, date:.'},
     )
     page = fields.Integer(load_default=1, validate=validate.Range(min=1), metadata={"description": "1-based page."})
@@ -56,7 +56,10 @@ class SearchArgs(_Args):
 
 
 class SuggestArgs(_Args):
-    q = fields.String(required=True, validate=validate.Length(min=1, max=MAX_QUERY_CHARS))
+    q = fields.String(
+        required=True,
+        validate=validate.Length(min=1, max=MAX_QUERY_CHARS, error="the text must be {min} to {max} characters long"),
+    )
 
 
 class HitSchema(Schema):

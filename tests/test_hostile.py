@@ -1,0 +1,246 @@
+"""Hostile input: arbitrary queries against the parser, the API and the CLI,
+and damaged crawl files against the readers. Never a 500, never a
+traceback, always an answer within a bounded time."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+from click.testing import CliRunner
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from cli import cli
+from indexer.html import HtmlError, decode, extract
+from indexer.sources import read_records
+from search.query import MAX_QUERY_CHARS, QueryError, compile_query, parse_query
+from web import create_app
+
+#: Seconds any single query may take to be answered, even a hostile one.
+BOUND = 3.0
+
+OPERATORS = [
+    '"',
+    "“",
+    "”",
+    "「",
+    "」",
+    "-",
+    "OR",
+    "|",
+    "(",
+    ")",
+    "[",
+    "]",
+    "{",
+    "}",
+    ":",
+    "title:",
+    "tag:",
+    "date:",
+    "source:",
+    "author:",
+    "..",
+    "*",
+    "?",
+    "\\",
+    "<script>",
+    "&amp;",
+    "\x00",
+    "\x1b[31m",
+    "\u202e",
+    "\ufeff",
+]
+WORDS = ["跨境电商", "亚马逊", "物流", "TikTok", "iPhone", "15", "2024-01-01", "春", "的", "ＴｉｋＴｏｋ", "亞馬遜"]
+
+hostile_text = st.one_of(
+    st.text(max_size=300),
+    st.lists(st.sampled_from(OPERATORS + WORDS) | st.text(max_size=5), max_size=60).map(" ".join),
+    st.lists(st.sampled_from(OPERATORS + WORDS), max_size=200).map("".join),
+    st.integers(1, 400).map(lambda n: "(" * n + "电商" + ")" * n),
+    st.integers(1, 300).map(lambda n: '"' * n),
+    st.integers(1, 2000).map(lambda n: "跨境电商" * n),
+)
+
+FUZZ = settings(
+    max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow]
+)
+
+
+@pytest.fixture(scope="module")
+def api(sample_index):
+    return create_app(sample_index.settings).test_client()
+
+
+@FUZZ
+@given(hostile_text)
+def test_parser_raises_only_query_errors(text):
+    started = time.monotonic()
+    try:
+        compile_query(parse_query(text))
+    except QueryError as err:
+        assert err.message and err.field == "q"
+    assert time.monotonic() - started < BOUND
+
+
+@FUZZ
+@given(hostile_text)
+def test_engine_answers_or_refuses_in_bounded_time(sample_index, text):
+    started = time.monotonic()
+    try:
+        sample_index.search(text, facets=True)
+    except QueryError:
+        pass
+    assert time.monotonic() - started < BOUND
+
+
+@FUZZ
+@given(
+    q=hostile_text,
+    page=st.text(max_size=8),
+    size=st.text(max_size=8),
+    sort=st.text(max_size=8),
+    since=st.text(max_size=12),
+)
+def test_api_never_500(api, q, page, size, sort, since):
+    started = time.monotonic()
+    r = api.get("/api/search", query_string={"q": q, "page": page, "size": size, "sort": sort, "since": since})
+    assert r.status_code in (200, 400), r.get_data(as_text=True)[:300]
+    assert r.is_json
+    if r.status_code == 400:
+        assert set(r.get_json()["error"]) == {"code", "message", "field"}
+    page_r = api.get("/", query_string={"q": q, "page": page})
+    assert page_r.status_code in (200, 400)
+    assert time.monotonic() - started < 2 * BOUND
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(hostile_text)
+def test_cli_never_tracebacks(sample_index, text):
+    result = CliRunner().invoke(cli, ["--index", str(sample_index.settings.index), "query", "--", text])
+    assert result.exit_code in (0, 1, 2), result.output
+    assert "Traceback" not in result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+
+
+@pytest.mark.parametrize(
+    "q, message",
+    [
+        ("x" * (MAX_QUERY_CHARS + 1), f"1 to {MAX_QUERY_CHARS} characters"),
+        (" ".join(["电商"] * 70), "more than 64"),
+        (" ".join(f"词{i}" for i in range(50)), "more than 48 words"),
+        ('"' + "跨境电商" * 20 + '"', "at most 64"),
+    ],
+)
+def test_limits_are_clear_errors(api, q, message):
+    r = api.get("/api/search", query_string={"q": q})
+    assert r.status_code == 400 and message in r.get_json()["error"]["message"]
+
+
+def test_single_character_expansion_is_capped(sample_index):
+    started = time.monotonic()
+    assert sample_index.search("的").total >= 0
+    assert time.monotonic() - started < BOUND
+
+
+# ---------------------------------------------------------------- readers
+
+
+def _read_all(path):
+    return list(read_records(path))
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=4000))
+def test_jsonl_reader_survives_any_bytes(tmp_path_factory, blob):
+    path = tmp_path_factory.mktemp("fuzz") / "crawl.jsonl"
+    good = json.dumps({"id": "ok", "title": "好记录"}, ensure_ascii=False).encode()
+    path.write_bytes(good + b"\n" + blob + b"\n" + good.replace(b'"ok"', b'"ok2"') + b"\n")
+    records = _read_all(path)
+    ids = [r.data.get("id") for r in records if hasattr(r, "data") and isinstance(r.data, dict)]
+    assert "ok" in ids and "ok2" in ids
+    for r in records:
+        assert r.location.startswith(str(path) + ":")
+
+
+def test_truncated_gzip_and_enormous_line(tmp_path, monkeypatch):
+    import gzip
+
+    import indexer.sources as sources
+
+    gz = tmp_path / "cut.jsonl.gz"
+    data = gzip.compress(("\n".join(json.dumps({"id": f"d{i}", "title": "标题"}) for i in range(200)) + "\n").encode())
+    gz.write_bytes(data[: len(data) // 2])
+    records = _read_all(gz)
+    assert any(r.__class__.__name__ == "BadRecord" and "cannot read further" in r.reason for r in records)
+    assert sum(1 for r in records if hasattr(r, "data")) > 0
+
+    monkeypatch.setattr(sources, "MAX_LINE_BYTES", 1024)
+    big = tmp_path / "big.jsonl"
+    big.write_text(
+        json.dumps({"id": "a", "title": "前"})
+        + "\n"
+        + "x" * 10_000
+        + "\n"
+        + json.dumps({"id": "b", "title": "后"})
+        + "\n",
+        encoding="utf-8",
+    )
+    records = _read_all(big)
+    assert [getattr(r, "reason", None) for r in records][1] == "line longer than 1024 bytes"
+    assert [r.data["id"] for r in records if hasattr(r, "data")] == ["a", "b"]
+
+
+html_fragments = st.lists(
+    st.sampled_from(
+        [
+            "<div>",
+            "</div>",
+            "<p>",
+            "</p>",
+            "<script>",
+            "</script>",
+            "<!--",
+            "-->",
+            "<meta charset=gbk>",
+            "<title>",
+            "</title>",
+            "<h1>",
+            "&#0;",
+            "&#xD800;",
+            "<![CDATA[",
+            "]]>",
+            "<table><tr><td>",
+            "跨境电商",
+            "正文内容。",
+            "<br>",
+            "<pre>",
+            "\x00",
+            "<svg><foreignObject>",
+            "<a href='javascript:x'>",
+        ]
+    )
+    | st.text(max_size=20),
+    max_size=200,
+).map("".join)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.one_of(html_fragments, st.binary(max_size=3000).map(lambda b: decode(b)[0])))
+def test_html_extraction_survives_any_markup(html):
+    started = time.monotonic()
+    try:
+        page = extract(html)
+        assert isinstance(page.body, str)
+    except HtmlError as err:
+        assert str(err)
+    assert time.monotonic() - started < BOUND
+
+
+def test_deeply_nested_markup_is_rejected_quickly():
+    started = time.monotonic()
+    with pytest.raises(HtmlError, match="nested"):
+        extract("<div>" * 200_000 + "正文" + "</div>" * 200_000)
+    assert time.monotonic() - started < BOUND
