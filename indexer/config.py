@@ -27,6 +27,9 @@ class Settings:
     #: jieba user dictionary for domain words (one word per line, optional
     #: frequency and part of speech, as jieba's own format).
     userdict: str | None = None
+    #: Segmenter: "rjieba" (jieba-rs, same dictionary and results, much
+    #: faster) or "jieba" (the reference).
+    segmenter: str = "rjieba"
     #: Site rules for HTML extraction (TOML; see indexer/siterules.py).
     site_rules: str | None = None
     #: Results per page when the caller does not say.
@@ -37,6 +40,10 @@ class Settings:
     snippet_chars: int = 140
     #: Whoosh writer memory, in MB, before it flushes a segment.
     writer_memory_mb: int = 256
+    #: Seconds an indexing run waits for another one to finish.
+    lock_timeout: int = 60
+    #: Processes that build a new index (or generation) in parallel.
+    index_procs: int = field(default_factory=lambda: max(1, os.cpu_count() or 1))
     #: Extra, free-form options (kept so unknown ZHSEARCH_* values are visible).
     extra: Mapping[str, str] = field(default_factory=dict)
 
@@ -59,12 +66,19 @@ class Settings:
                 values[key] = _coerce(key, None, value)
         return cls(**values)
 
+    @property
+    def segmentation(self):
+        from indexer.analysis import Segmentation
+
+        return Segmentation(userdict=self.userdict or None, engine=self.segmenter)
+
     def replace(self, **changes: Any) -> Settings:
         return dataclasses.replace(self, **changes)
 
 
 def _coerce(name: str, declared: Any, value: Any) -> Any:
-    default = Settings.__dataclass_fields__[name].default
+    spec = Settings.__dataclass_fields__[name]
+    default = spec.default if spec.default is not dataclasses.MISSING else spec.default_factory()
     if name == "index":
         return Path(value)
     if isinstance(default, bool):

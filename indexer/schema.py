@@ -12,7 +12,7 @@ from __future__ import annotations
 from whoosh import columns
 from whoosh.fields import COLUMN, DATETIME, ID, STORED, TEXT, Schema
 
-from indexer.analysis import gram_analyzer, keyword_analyzer, word_analyzer
+from indexer.analysis import Segmentation, gram_analyzer, keyword_analyzer, word_analyzer
 
 #: Fields a user's words are looked up in.
 WORD_FIELDS = ("title", "lead", "body", "tags", "author")
@@ -22,8 +22,8 @@ GRAM_FIELDS = {"title": "title_g", "lead": "lead_g", "body": "body_g"}
 STORED_FIELDS = ("id", "url", "title", "body", "tags", "published", "source", "author")
 
 
-def build_schema(userdict: str | None = None) -> Schema:
-    words = word_analyzer(userdict)
+def build_schema(seg: Segmentation | None = None) -> Schema:
+    words = word_analyzer(seg)
     grams = gram_analyzer()
     return Schema(
         id=ID(stored=True, unique=True, sortable=True),

@@ -38,6 +38,17 @@ class IndexBusy(Exception):
 
 
 LOCK_FILE = ".writer.lock"
+#: Descriptors of writer locks this process holds (a forked worker closes
+#: its copies so that the lock dies with the process that took it).
+_held_locks: set[int] = set()
+
+
+def release_inherited_locks() -> None:
+    while _held_locks:
+        try:
+            os.close(_held_locks.pop())
+        except OSError:
+            pass
 
 
 class IndexStore:
@@ -134,8 +145,10 @@ class IndexStore:
                             f"another process is writing to {self.root} and did not finish within {timeout:.0f} s"
                         ) from None
                     time.sleep(0.2)
+            _held_locks.add(fd)
             yield
         finally:
+            _held_locks.discard(fd)
             os.close(fd)  # closing the descriptor releases the lock
 
     # -- opening ----------------------------------------------------------

@@ -26,13 +26,11 @@ from indexer.config import Settings
 from indexer.dedupe import DuplicateFinder, Signature, signature
 from indexer.documents import Article, Tombstone, describe_error, lead_text, load_record
 from indexer.html import HtmlError, extract
+from indexer.parallel import ParallelWriter
 from indexer.schema import STORED_FIELDS, VALUE_SEPARATOR, build_schema
 from indexer.siterules import SiteRule, load_rules
 from indexer.sources import BadRecord, CrawlFile, find_files, read_file, total_bytes
 from indexer.store import IndexStore
-
-#: Seconds a writer waits for another writer to finish before giving up.
-WRITE_LOCK_TIMEOUT = 60.0
 
 
 @dataclass(frozen=True)
@@ -165,8 +163,18 @@ def _live_columns(ix: Index) -> Iterator[tuple[str, str, Signature | None]]:
             )
 
 
-def open_writer(ix: Index, settings: Settings) -> SegmentWriter:
-    # The store's writer lock is already held: Whoosh's own lock is free.
+def open_writer(ix: Index, settings: Settings, fresh: bool = False) -> SegmentWriter:
+    """A Whoosh writer (the store's writer lock is already held). An empty
+    index is built on every core (one segment per worker); updates to a
+    populated index use one process, since replacing documents needs the
+    whole index in view."""
+    if fresh and settings.index_procs > 1:
+        return ParallelWriter(
+            ix,
+            procs=settings.index_procs,
+            batchsize=256,
+            limitmb=max(32, settings.writer_memory_mb // settings.index_procs),
+        )
     return ix.writer(limitmb=settings.writer_memory_mb, timeout=5.0, delay=0.1)
 
 
@@ -176,7 +184,6 @@ def index_paths(
     on_bytes: Callable[[int], None] | None = None,
     rebuild: bool = False,
     prune: bool = False,
-    lock_timeout: float = WRITE_LOCK_TIMEOUT,
 ) -> IndexSummary:
     """Upsert every record found under ``paths`` into the configured index.
 
@@ -188,17 +195,17 @@ def index_paths(
     files = find_files(paths)
     summary = IndexSummary(files=len(files), input_bytes=total_bytes(files))
     store = IndexStore(settings.index)
-    with store.write_lock(lock_timeout):
+    with store.write_lock(settings.lock_timeout):
         if rebuild:
             store.remove_stale_generations()
             previous = store.current_name()
-            name, ix = store.create_generation(build_schema(settings.userdict))
+            name, ix = store.create_generation(build_schema(settings.segmentation))
             _write(settings, ix, files, summary, on_bytes, prune=False, known={}, finder=DuplicateFinder())
             store.switch_to(name)
             store.remove_stale_generations(keep=previous)
             summary.rebuilt = name
         else:
-            ix = store.open_or_create(build_schema(settings.userdict))
+            ix = store.open_or_create(build_schema(settings.segmentation))
             known: dict[str, str] = {}
             finder = DuplicateFinder()
             for doc_id, digest, sig in _live_columns(ix):
@@ -220,7 +227,7 @@ def _write(
     finder: DuplicateFinder,
 ) -> None:
     rules = load_rules(settings.site_rules)
-    writer = open_writer(ix, settings)
+    writer = open_writer(ix, settings, fresh=not known and ix.doc_count_all() == 0)
     written_this_run: set[str] = set()
     seen: set[str] = set()
     try:
@@ -334,11 +341,11 @@ def page_record(data: dict[str, Any], rules: list[SiteRule]) -> dict[str, Any]:
     return record
 
 
-def delete_ids(settings: Settings, ids: Iterable[str], lock_timeout: float = WRITE_LOCK_TIMEOUT) -> list[str]:
+def delete_ids(settings: Settings, ids: Iterable[str]) -> list[str]:
     """Delete documents by id; returns the ids that were not in the index."""
     store = IndexStore(settings.index)
     missing = []
-    with store.write_lock(lock_timeout):
+    with store.write_lock(settings.lock_timeout):
         ix = store.open()
         writer = open_writer(ix, settings)
         try:

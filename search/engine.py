@@ -19,7 +19,7 @@ from whoosh import query as wq
 from whoosh import sorting
 from whoosh.searching import Searcher
 
-from indexer.analysis import get_segmenter, normalize_keyword
+from indexer.analysis import get_segmenter, normalize_keyword, segmentation_of
 from indexer.config import Settings
 from indexer.store import IndexMissing, IndexStore
 from indexer.writer import stored_to_record
@@ -103,6 +103,7 @@ class SearchEngine:
         self._ix = None
         self._searcher: Searcher | None = None
         self._retired: Searcher | None = None
+        self.segmentation = settings.segmentation
 
     # -- the open searcher --------------------------------------------------
 
@@ -120,13 +121,15 @@ class SearchEngine:
                 self._retired = self._searcher
                 self._ix = self.store.open()
                 self._searcher = self._ix.searcher(weighting=self.weights.weighting())
+                # Queries are cut the way this index was built.
+                self.segmentation = segmentation_of(self._ix.schema) or self.settings.segmentation
                 self._version = version
             return self._searcher
 
     def warm_up(self) -> None:
         """Load the segmenter and open the index now, so the first request
         does not pay for it (a second or so for jieba's dictionary)."""
-        get_segmenter(self.settings.userdict)
+        get_segmenter(self.segmentation)
         try:
             self.searcher()
         except IndexMissing:
@@ -155,9 +158,9 @@ class SearchEngine:
         if request.since and request.until and request.since > request.until:
             raise QueryError("since is after until", field="since")
         parsed = parse_query(request.q)
-        compiled = compile_query(parsed, self.settings.userdict, self.weights)
-        filter_q = _and(compiled.filter, _request_filter(request))
         searcher = self.searcher()
+        compiled = compile_query(parsed, self.segmentation, self.weights)
+        filter_q = _and(compiled.filter, _request_filter(request))
         limit = request.page * size
         kwargs: dict[str, Any] = {"limit": limit, "filter": filter_q, "mask": compiled.exclude, "optimize": False}
         if request.sort == "date":
@@ -171,7 +174,7 @@ class SearchEngine:
         if len(results) == 0 and compiled.loose is not None:
             results = searcher.search(compiled.loose, **kwargs)
             fallback = len(results) > 0
-        terms = parsed.highlight_terms(self.settings.userdict)
+        terms = parsed.highlight_terms(self.segmentation)
         hits = []
         offset = (request.page - 1) * size
         for rank in range(offset, min(limit, results.scored_length())):

@@ -27,7 +27,15 @@ from dataclasses import dataclass, field
 from whoosh import query as wq
 from whoosh.query.spans import SpanNear2
 
-from indexer.analysis import gram_units, is_cjk, normalize, normalize_keyword, phrase_grams, query_words
+from indexer.analysis import (
+    Segmentation,
+    gram_units,
+    is_cjk,
+    normalize,
+    normalize_keyword,
+    phrase_grams,
+    query_words,
+)
 from indexer.schema import GRAM_FIELDS
 
 #: Longest query accepted, in characters.
@@ -95,7 +103,7 @@ class ParsedQuery:
     excluded: list[Clause] = field(default_factory=list)
     filters: list[list[Clause]] = field(default_factory=list)
 
-    def highlight_terms(self, userdict: str | None = None) -> list[str]:
+    def highlight_terms(self, seg: Segmentation | None = None) -> list[str]:
         """Normalized strings to mark in titles and snippets."""
         terms: list[str] = []
         for group in self.groups:
@@ -103,7 +111,7 @@ class ParsedQuery:
                 if clause.kind == "phrase":
                     terms.append(normalize(clause.value).strip())
                 elif clause.kind == "words":
-                    words = query_words(clause.value, userdict)
+                    words = query_words(clause.value, seg)
                     meaningful = [w for w in words if w not in STOPWORDS] or words
                     terms.extend(meaningful)
         seen: list[str] = []
@@ -325,12 +333,12 @@ class CompiledQuery:
 
 
 def compile_query(
-    parsed: ParsedQuery, userdict: str | None = None, weights: Weights = DEFAULT_WEIGHTS
+    parsed: ParsedQuery, seg: Segmentation | None = None, weights: Weights = DEFAULT_WEIGHTS
 ) -> CompiledQuery:
     """Whoosh queries for a parsed query: ``strict`` (every group must
     match) and ``loose`` (any group may, for the any-word fallback; None when
     the strict query has nothing to loosen)."""
-    builder = _Builder(userdict, weights)
+    builder = _Builder(seg, weights)
     required: list[wq.Query] = []
     optional: list[wq.Query] = []
     units_for_loose: list[wq.Query] = []
@@ -343,7 +351,7 @@ def compile_query(
         req_q = alternatives[0] if len(alternatives) == 1 else wq.Or(alternatives)
         required.append(req_q)
         units_for_loose.extend(_units(req_q))
-    near = builder.near(_chain(parsed))
+    near = builder.near(_chain(parsed, seg))
     if near is not None:
         optional.append(near)
     filter_q = _filters(parsed.filters)
@@ -365,7 +373,7 @@ def compile_query(
     return CompiledQuery(strict=strict, loose=loose, filter=filter_q, exclude=exclude_q)
 
 
-def _chain(parsed: ParsedQuery) -> list[str]:
+def _chain(parsed: ParsedQuery, seg: Segmentation | None) -> list[str]:
     """The query's words in order, for the proximity bonus (only groups
     without alternatives: an OR has no single order)."""
     texts: list[str] = []
@@ -376,7 +384,7 @@ def _chain(parsed: ParsedQuery) -> list[str]:
         if clause.kind == "phrase":
             texts.append(clause.value)
         else:
-            texts.extend(w for w in query_words(clause.value) if w not in STOPWORDS)
+            texts.extend(w for w in query_words(clause.value, seg) if w not in STOPWORDS)
     return texts
 
 
@@ -413,14 +421,14 @@ def _units(q: wq.Query) -> list[wq.Query]:
 
 
 class _Builder:
-    def __init__(self, userdict: str | None, weights: Weights) -> None:
-        self.userdict = userdict
+    def __init__(self, seg: Segmentation | None, weights: Weights) -> None:
+        self.seg = seg
         self.w = weights
         self.word_count = 0
 
     def words(self, text: str) -> list[str]:
         """The words of ``text``, counted against the query's word budget."""
-        words = query_words(text, self.userdict)
+        words = query_words(text, self.seg)
         self.word_count += len(words)
         if self.word_count > MAX_WORDS:
             raise QueryError(f"the query has more than {MAX_WORDS} words; shorten it")
@@ -447,7 +455,7 @@ class _Builder:
         """Match ``text`` as contiguous units in the gram fields."""
         if restrict == "author":
             # Names are short and have no gram field: all their words.
-            terms = [wq.Term("author", w, boost=self.w.author * boost) for w in query_words(text, self.userdict)]
+            terms = [wq.Term("author", w, boost=self.w.author * boost) for w in query_words(text, self.seg)]
             return None if not terms else terms[0] if len(terms) == 1 else wq.And(terms)
         grams = phrase_grams(text)
         if not grams:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections import Counter
 
-from indexer.analysis import is_cjk, normalize, query_words
+from indexer.analysis import Segmentation, is_cjk, normalize, query_words
 
 #: Fields whose words are offered, with the weight of an article using one.
 SUGGEST_FIELDS = (("title", 3), ("tags", 3), ("body", 1))
@@ -18,7 +18,7 @@ SUGGEST_FIELDS = (("title", 3), ("tags", 3), ("body", 1))
 MAX_EXPANSIONS = 2_000
 
 
-def suggest(reader, text: str, limit: int = 8, userdict: str | None = None) -> list[str]:
+def suggest(reader, text: str, limit: int = 8, seg: Segmentation | None = None) -> list[str]:
     """Up to ``limit`` completions of ``text`` (the whole box, completed)."""
     if not text or not text.strip():
         return []
@@ -27,7 +27,7 @@ def suggest(reader, text: str, limit: int = 8, userdict: str | None = None) -> l
     head_len = len(norm) - len(norm.split()[-1])
     tail = norm[head_len:]
     if tail and is_cjk(tail[-1]):
-        words = query_words(tail, userdict)
+        words = query_words(tail, seg)
         partial = words[-1] if words and tail.endswith(words[-1]) else tail[-1]
     else:
         partial = tail

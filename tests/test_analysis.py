@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import pytest
+
 from indexer.analysis import (
+    Segmentation,
     gram_analyzer,
     grams,
     normalize,
@@ -12,8 +15,8 @@ from indexer.analysis import (
 )
 
 
-def index_tokens(text: str, userdict: str | None = None) -> list[str]:
-    return [t.text for t in word_analyzer(userdict)(text, mode="index")]
+def index_tokens(text: str, seg: Segmentation | None = None) -> list[str]:
+    return [t.text for t in word_analyzer(seg)(text, mode="index")]
 
 
 def query_tokens(text: str) -> list[str]:
@@ -73,10 +76,12 @@ def test_query_words_use_accurate_mode_and_drop_punctuation():
     assert query_words("ＩＰＨＯＮＥ 15") == ["iphone", "15"]
 
 
-def test_user_dictionary_keeps_domain_words_whole(tmp_path):
+@pytest.mark.parametrize("engine", ["jieba", "rjieba"])
+def test_user_dictionary_keeps_domain_words_whole(tmp_path, engine):
     word = "卖家精灵宝"
-    assert word not in index_tokens(f"我们使用{word}选品")
+    assert word not in index_tokens(f"我们使用{word}选品", Segmentation(engine=engine))
     userdict = tmp_path / "userdict.txt"
     userdict.write_text(f"{word} 100 n\n", encoding="utf-8")
-    assert word in index_tokens(f"我们使用{word}选品", userdict=str(userdict))
-    assert word in query_words(f"{word}选品", userdict=str(userdict))
+    seg = Segmentation(userdict=str(userdict), engine=engine)
+    assert word in index_tokens(f"我们使用{word}选品", seg)
+    assert word in query_words(f"{word}选品", seg)

@@ -127,3 +127,37 @@ def test_export_gives_back_the_input_fields(make_index):
     # An exported file indexes back unchanged.
     again = ix.add(exported)
     assert again.unchanged == 2 and again.added == again.updated == 0
+
+
+def test_a_second_writer_waits_then_gives_a_clear_message(make_index):
+    import threading
+    import time
+
+    from click.testing import CliRunner
+
+    from cli import cli
+    from indexer.store import IndexStore
+
+    ix = make_index([doc(1)])
+    crawl = write_jsonl(ix.root / "more.jsonl", [doc(2)])
+    store = IndexStore(ix.settings.index)
+    args = ["--index", str(ix.settings.index), "index", str(crawl)]
+    with store.write_lock(5):
+        result = CliRunner().invoke(cli, args, env={"ZHSEARCH_LOCK_TIMEOUT": "1"})
+    assert result.exit_code == 1 and "another process is writing" in result.output
+    assert "Traceback" not in result.output
+
+    # A writer that finishes while the second one waits: the second goes on.
+    released = threading.Event()
+
+    def hold():
+        with store.write_lock(5):
+            time.sleep(1.0)
+        released.set()
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    time.sleep(0.2)
+    result = CliRunner().invoke(cli, args, env={"ZHSEARCH_LOCK_TIMEOUT": "30"})
+    holder.join()
+    assert released.is_set() and result.exit_code == 0 and "1 added" in result.output

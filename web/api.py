@@ -56,7 +56,7 @@ def document(doc_id: str):
 def suggestions():
     args = SuggestArgs().load(request.args)
     eng = engine()
-    words = suggest(eng.searcher().reader(), args["q"], userdict=eng.settings.userdict)
+    words = suggest(eng.searcher().reader(), args["q"], seg=eng.segmentation)
     return jsonify(SuggestResponse().dump({"q": args["q"], "suggestions": words}))
 
 
