@@ -5,7 +5,8 @@ their bodies share nearly all their character 4-shingles (letters, digits
 and ideographs only): the resemblance is estimated from bottom-k sketches
 (the 48 smallest shingle hashes, a MinHash variant) and must reach 0.9. The
 title condition keeps apart help pages that embed the same paragraphs under
-different titles; candidates are looked up by title, so a check is cheap.
+different titles; candidates are looked up by title and smallest shingle
+hashes, so a check is cheap.
 """
 
 from __future__ import annotations
@@ -62,25 +63,51 @@ def resemblance(a: Signature, b: Signature) -> float:
     return sum(1 for h in union_bottom if h in both) / k if k else 0.0
 
 
+#: Lookup keys: bands of the sketch's smallest hashes. A single hash is a
+#: poor key (a frequent shingle with a small hash puts hundreds of articles
+#: in one bucket); four together single out near-copies.
+BANDS = 3
+BAND_SIZE = 4
+
+
 class DuplicateFinder:
-    """Signatures of the documents kept so far, by title."""
+    """Signatures of the documents kept so far, by title and smallest
+    shingle hashes, so a lookup compares a handful of candidates even when
+    thousands of articles share a title (or have none)."""
 
     def __init__(self) -> None:
-        self._by_title: dict[str, list[tuple[Signature, str]]] = defaultdict(list)
+        self._buckets: dict[tuple, list[tuple[Signature, str]]] = defaultdict(list)
+        self._keys: dict[str, list[tuple]] = {}
+
+    @staticmethod
+    def _lookup_keys(sig: Signature) -> list[tuple[str, tuple[int, ...]]]:
+        return [
+            (sig.title_key, sig.sketch[b * BAND_SIZE : (b + 1) * BAND_SIZE])
+            for b in range(BANDS)
+            if len(sig.sketch) >= (b + 1) * BAND_SIZE
+        ]
 
     def add(self, doc_id: str, sig: Signature | None) -> None:
-        if sig is not None:
-            self._by_title[sig.title_key].append((sig, doc_id))
+        if sig is None:
+            return
+        keys = self._lookup_keys(sig)
+        self._keys[doc_id] = keys
+        for key in keys:
+            self._buckets[key].append((sig, doc_id))
 
     def remove(self, doc_id: str) -> None:
-        for entries in self._by_title.values():
-            entries[:] = [e for e in entries if e[1] != doc_id]
+        for key in self._keys.pop(doc_id, ()):
+            self._buckets[key] = [e for e in self._buckets[key] if e[1] != doc_id]
 
     def find(self, doc_id: str, sig: Signature | None) -> str | None:
         """The id of a kept document this one duplicates, if any."""
         if sig is None:
             return None
-        for other, other_id in self._by_title.get(sig.title_key, ()):
-            if other_id != doc_id and resemblance(sig, other) >= MIN_RESEMBLANCE:
-                return other_id
+        seen: set[str] = set()
+        for key in self._lookup_keys(sig):
+            for other, other_id in self._buckets.get(key, ()):
+                if other_id != doc_id and other_id not in seen:
+                    seen.add(other_id)
+                    if resemblance(sig, other) >= MIN_RESEMBLANCE:
+                        return other_id
         return None

@@ -31,7 +31,13 @@ def test_identical_terms_on_the_sample_articles():
 
 
 def test_identical_terms_on_mixed_latin_and_rare_ideographs():
-    for text in ("Wi-Fi热点与e-mail地址", "Aegon N.V.公司", "访问www.example.com", "C++编程、3.5英寸、100%纯棉", "鵁䴔䴖飞过"):
+    for text in (
+        "Wi-Fi热点与e-mail地址",
+        "Aegon N.V.公司",
+        "访问www.example.com",
+        "C++编程、3.5英寸、100%纯棉",
+        "鵁䴔䴖飞过",
+    ):
         assert _terms(RJIEBA, text) == _terms(JIEBA, text), text
 
 
