@@ -382,6 +382,46 @@ def check_cmd(settings: Settings, clean: bool, as_json: bool) -> None:
         sys.exit(1)
 
 
+@command(cli, "bench")
+@click.option("--corpus", required=True, type=click.Path(exists=True, dir_okay=False), help="JSON Lines corpus.")
+@click.option("--queries", "queries_path", required=True, type=click.Path(exists=True, dir_okay=False))
+@click.option(
+    "--work",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Where to build (default: a temporary folder).",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object: ours, fts5, ratios.")
+def bench_cmd(settings: Settings, corpus: str, queries_path: str, work: Path | None, as_json: bool) -> None:
+    """Build and query our index and an SQLite FTS5 + jieba reference over
+    the same corpus and queries; report speed, size, memory and the ratios."""
+    from search.bench import run_bench
+
+    with tempfile.TemporaryDirectory(prefix="zhsearch-bench-") as tmp:
+        target = work or Path(tmp)
+        target.mkdir(parents=True, exist_ok=True)
+        figures = run_bench(corpus, queries_path, target, settings)
+    if as_json:
+        click.echo(json.dumps(figures, ensure_ascii=False))
+        return
+    click.echo(
+        f"{figures['corpus']}: {figures['ours']['documents']} documents, {figures['ours']['input_mb']} MB, {figures['queries']} queries"
+    )
+    click.echo(f"{'':<22}{'ours':>12}{'fts5':>12}")
+    rows = [
+        ("build s", "build_seconds"),
+        ("MB/s", "mb_per_second"),
+        ("index MB", "index_mb"),
+        ("peak memory MB", "peak_memory_mb"),
+    ]
+    for label, key in rows:
+        click.echo(f"{label:<22}{figures['ours'][key]:>12}{figures['fts5'][key]:>12}")
+    for label, key in (("query ms", "query_ms"), ("with snippets ms", "query_ms_snippets")):
+        for pct in ("p50", "p95", "p99"):
+            click.echo(f"{label + ' ' + pct:<22}{figures['ours'][key][pct]:>12}{figures['fts5'][key][pct]:>12}")
+    click.echo("ratios: " + ", ".join(f"{k} {v}" for k, v in figures["ratios"].items()))
+
+
 # --------------------------------------------------------------------------
 # Evaluation
 # --------------------------------------------------------------------------

@@ -8,9 +8,11 @@ without a restart and an unchanged index costs nothing to reuse.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -28,6 +30,8 @@ from search.highlight import highlight_all, snippet
 from search.query import DEFAULT_WEIGHTS, QueryError, Weights, compile_query, parse_query
 
 SORTS = ("relevance", "date")
+#: Answers kept per process (for the current index commit only).
+CACHE_SIZE = 512
 #: Deepest result a caller may page to (page × size).
 MAX_RESULT_DEPTH = 10_000
 
@@ -104,6 +108,7 @@ class SearchEngine:
         self._searcher: Searcher | None = None
         self._retired: Searcher | None = None
         self.segmentation = settings.segmentation
+        self._cache: OrderedDict[tuple, SearchResult] = OrderedDict()
 
     # -- the open searcher --------------------------------------------------
 
@@ -124,6 +129,7 @@ class SearchEngine:
                 # Queries are cut the way this index was built.
                 self.segmentation = segmentation_of(self._ix.schema) or self.settings.segmentation
                 self._version = version
+                self._cache.clear()
             return self._searcher
 
     def warm_up(self) -> None:
@@ -150,7 +156,38 @@ class SearchEngine:
     # -- searching ----------------------------------------------------------
 
     def search(self, request: SearchRequest) -> SearchResult:
+        """One page of results. Answers are cached per index commit, so a
+        repeated query (paging back, a popular search) costs a lookup."""
         started = time.perf_counter()
+        self.searcher()  # notices a new commit, which empties the cache
+        key = (
+            self._version,
+            request.q,
+            request.page,
+            request.size,
+            request.sort,
+            tuple(request.tags),
+            tuple(request.sources),
+            request.since,
+            request.until,
+            request.snippets,
+            request.facets,
+        )
+        with self._lock:
+            cached = self._cache.get(key)
+            if cached is not None:
+                self._cache.move_to_end(key)
+        if cached is not None:
+            return dataclasses.replace(cached, took_ms=(time.perf_counter() - started) * 1000)
+        result = self._search(request, started)
+        with self._lock:
+            if key[0] == self._version:
+                self._cache[key] = result
+                while len(self._cache) > CACHE_SIZE:
+                    self._cache.popitem(last=False)
+        return result
+
+    def _search(self, request: SearchRequest, started: float) -> SearchResult:
         size = self.settings.page_size if request.size is None else request.size
         _check_paging(request.page, size, self.settings.max_page_size)
         if request.sort not in SORTS:

@@ -154,3 +154,20 @@ def test_console_script_runs_as_a_process(index_dir):
     assert json.loads(proc.stdout)["total"] >= 1
     bad = subprocess.run([*cmd, "query", '"open'], capture_output=True, text=True, env=env, timeout=120)
     assert bad.returncode == 1 and "unbalanced quote" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_bench_compares_with_fts5(tmp_path):
+    corpus = write_jsonl(
+        tmp_path / "corpus.jsonl",
+        [{"id": f"d{i}", "title": f"跨境物流第{i}期", "body": "海外仓与独立站卖家的旺季备货。" * 5} for i in range(60)],
+    )
+    queries = write_jsonl(tmp_path / "q.jsonl", [{"qid": "1", "query": "海外仓"}, {"qid": "2", "query": "独立站 旺季"}])
+    result = CliRunner().invoke(cli, ["bench", "--corpus", str(corpus), "--queries", str(queries), "--json"])
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.output)
+    assert set(data) >= {"ours", "fts5", "ratios"}
+    assert set(data["ratios"]) == {"build_speed", "query_p95", "query_p95_snippets"}
+    for side in ("ours", "fts5"):
+        assert data[side]["documents"] == 60
+        assert data[side]["build_seconds"] > 0 and data[side]["index_mb"] >= 0 and data[side]["peak_memory_mb"] > 0
+        assert set(data[side]["query_ms_snippets"]) == {"p50", "p95", "p99"}

@@ -254,3 +254,12 @@ def test_undated_articles_sort_last_by_date(make_index):
         ]
     )
     assert ix.ids("电商", sort="date") == ["new", "old", "undated"]
+
+
+def test_repeated_queries_are_cached_until_the_index_changes(ix):
+    first = ix.search("跨境 电商")
+    again = ix.search("跨境 电商")
+    assert [h.id for h in again.hits] == [h.id for h in first.hits] and again.hits is first.hits
+    ix.add([{"id": "later", "title": "跨境电商 后来的文章"}])
+    fresh = ix.search("跨境 电商")
+    assert "later" in [h.id for h in fresh.hits]

@@ -1,0 +1,208 @@
+"""`search bench`: our pipeline and an SQLite FTS5 reference, side by side.
+
+Both build an index from scratch over the same corpus and answer the same
+queries in the same run. The reference is built the way the usual recipe
+builds it: the standard ``jieba`` package's ``cut_for_search`` tokens joined
+by spaces in an FTS5 table (``unicode61`` tokenizer), ranked by ``bm25()``,
+all words first and any word when that finds nothing, snippets by
+``snippet()``. Each build runs in a child process so that its peak memory is
+its own.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import multiprocessing
+import os
+import resource
+import shutil
+import sqlite3
+import statistics
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from indexer.config import Settings
+from indexer.store import IndexStore
+from indexer.writer import index_paths
+from search.engine import SearchEngine, SearchRequest
+from search.evaluate import load_queries
+from search.query import QueryError
+
+
+def _percentile(values: list[float], pct: float) -> float:
+    ordered = sorted(values)
+    if not ordered:
+        return 0.0
+    return ordered[max(0, min(len(ordered) - 1, math.ceil(pct / 100 * len(ordered)) - 1))]
+
+
+def _latency(values: list[float]) -> dict[str, float]:
+    return {
+        "p50": round(statistics.median(values), 3) if values else 0.0,
+        "p95": round(_percentile(values, 95), 3),
+        "p99": round(_percentile(values, 99), 3),
+    }
+
+
+def _peak_rss_mb(who: int) -> float:
+    return round(resource.getrusage(who).ru_maxrss / 1024, 1)
+
+
+def _child(target: Callable[..., dict[str, Any]], *args: Any) -> dict[str, Any]:
+    """Run ``target`` in a forked child; its result plus its peak memory
+    (the child's own and that of any workers it started)."""
+    ctx = multiprocessing.get_context("fork")
+    parent, child = ctx.Pipe(duplex=False)
+
+    def run() -> None:
+        try:
+            result = target(*args)
+            result["peak_memory_mb"] = max(_peak_rss_mb(resource.RUSAGE_SELF), _peak_rss_mb(resource.RUSAGE_CHILDREN))
+            child.send(("ok", result))
+        except BaseException as err:  # noqa: BLE001 - reported to the parent
+            child.send(("error", f"{type(err).__name__}: {err}"))
+
+    proc = ctx.Process(target=run)
+    proc.start()
+    status, payload = parent.recv()
+    proc.join()
+    if status != "ok":
+        raise RuntimeError(payload)
+    return payload
+
+
+# --------------------------------------------------------------------------
+# Ours
+# --------------------------------------------------------------------------
+
+
+def _build_ours(settings: Settings, corpus: str) -> dict[str, Any]:
+    started = time.perf_counter()
+    summary = index_paths(settings, [corpus])
+    return {"documents": summary.documents, "build_seconds": round(time.perf_counter() - started, 2)}
+
+
+def _query_ours(settings: Settings, queries: list[str], size: int) -> dict[str, Any]:
+    engine = SearchEngine(settings)
+    engine.warm_up()
+    out: dict[str, Any] = {}
+    for snippets in (False, True):
+        times = []
+        for q in queries:
+            started = time.perf_counter()
+            try:
+                engine.search(SearchRequest(q=q, size=size, snippets=snippets))
+            except QueryError:
+                pass
+            times.append((time.perf_counter() - started) * 1000)
+        out["query_ms_snippets" if snippets else "query_ms"] = _latency(times)
+    return out
+
+
+# --------------------------------------------------------------------------
+# The FTS5 reference
+# --------------------------------------------------------------------------
+
+
+def _jieba():
+    import logging
+
+    import jieba
+
+    jieba.setLogLevel(logging.WARNING)
+    jieba.initialize()
+    return jieba
+
+
+def _segment(jieba, text: str | None) -> str:
+    return " ".join(w for w in jieba.cut_for_search(text or "") if w.strip())
+
+
+def _build_fts5(db_path: str, corpus: str) -> dict[str, Any]:
+    jieba = _jieba()
+    started = time.perf_counter()
+    db = sqlite3.connect(db_path)
+    db.execute("CREATE VIRTUAL TABLE docs USING fts5(id UNINDEXED, title, body, tokenize='unicode61')")
+    count = 0
+    with open(corpus, encoding="utf-8") as fh:
+        batch = []
+        for line in fh:
+            if not line.strip():
+                continue
+            doc = json.loads(line)
+            batch.append((doc.get("id"), _segment(jieba, doc.get("title")), _segment(jieba, doc.get("body"))))
+            if len(batch) >= 1000:
+                db.executemany("INSERT INTO docs VALUES (?, ?, ?)", batch)
+                count += len(batch)
+                batch = []
+        db.executemany("INSERT INTO docs VALUES (?, ?, ?)", batch)
+        count += len(batch)
+    db.commit()
+    db.close()
+    return {"documents": count, "build_seconds": round(time.perf_counter() - started, 2)}
+
+
+def _fts5_match(jieba, q: str, op: str) -> str:
+    words = [w.replace('"', '""') for w in jieba.cut_for_search(q) if w.strip() and any(c.isalnum() for c in w)]
+    return f" {op} ".join(f'"{w}"' for w in words)
+
+
+def _query_fts5(db_path: str, queries: list[str], size: int) -> dict[str, Any]:
+    jieba = _jieba()
+    db = sqlite3.connect(db_path)
+    plain = "SELECT id FROM docs WHERE docs MATCH ? ORDER BY bm25(docs) LIMIT ?"
+    with_snippets = (
+        "SELECT id, snippet(docs, 1, '<mark>', '</mark>', '…', 16), snippet(docs, 2, '<mark>', '</mark>', '…', 32) "
+        "FROM docs WHERE docs MATCH ? ORDER BY bm25(docs) LIMIT ?"
+    )
+    out: dict[str, Any] = {}
+    for key, sql in (("query_ms", plain), ("query_ms_snippets", with_snippets)):
+        times = []
+        for q in queries:
+            started = time.perf_counter()
+            for op in ("AND", "OR"):  # all words, then any word
+                match = _fts5_match(jieba, q, op)
+                if not match:
+                    break
+                try:
+                    rows = db.execute(sql, (match, size)).fetchall()
+                except sqlite3.OperationalError:
+                    rows = []
+                if rows:
+                    break
+            times.append((time.perf_counter() - started) * 1000)
+        out[key] = _latency(times)
+    db.close()
+    return out
+
+
+# --------------------------------------------------------------------------
+
+
+def run_bench(corpus: str, queries_path: str, work: Path, settings: Settings, size: int = 10) -> dict[str, Any]:
+    """Build and query both pipelines; the figures and their ratios."""
+    queries = [q.query for q in load_queries(queries_path)]
+    input_mb = os.path.getsize(corpus) / 1_048_576
+    ours_settings = settings.replace(index=work / "ours")
+    shutil.rmtree(ours_settings.index, ignore_errors=True)
+    ours = _child(_build_ours, ours_settings, corpus)
+    ours.update(_child(_query_ours, ours_settings, queries, size))
+    ours["index_mb"] = round(IndexStore(ours_settings.index).size_bytes() / 1_048_576, 1)
+    db_path = str(work / "fts5.db")
+    if os.path.exists(db_path):
+        os.remove(db_path)
+    fts5 = _child(_build_fts5, db_path, corpus)
+    fts5.update(_child(_query_fts5, db_path, queries, size))
+    fts5["index_mb"] = round(os.path.getsize(db_path) / 1_048_576, 1)
+    for figures in (ours, fts5):
+        figures["input_mb"] = round(input_mb, 2)
+        figures["mb_per_second"] = round(input_mb / figures["build_seconds"], 3)
+    ratios = {
+        "build_speed": round(ours["mb_per_second"] / fts5["mb_per_second"], 3),
+        "query_p95": round(ours["query_ms"]["p95"] / max(fts5["query_ms"]["p95"], 1e-6), 3),
+        "query_p95_snippets": round(ours["query_ms_snippets"]["p95"] / max(fts5["query_ms_snippets"]["p95"], 1e-6), 3),
+    }
+    return {"corpus": os.path.basename(corpus), "queries": len(queries), "ours": ours, "fts5": fts5, "ratios": ratios}
