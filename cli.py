@@ -95,11 +95,12 @@ def _message(err: Exception) -> str:
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @_index_option
 @click.option("--userdict", type=click.Path(dir_okay=False, exists=True), default=None, help="jieba user dictionary.")
+@click.option("--synonyms", type=click.Path(dir_okay=False, exists=True), default=None, help="Synonyms file.")
 @click.version_option(package_name="zhsearch")
 @click.pass_context
-def cli(ctx: click.Context, index_dir: Path | None, userdict: str | None) -> None:
+def cli(ctx: click.Context, index_dir: Path | None, userdict: str | None, synonyms: str | None) -> None:
     """Full-text search for Chinese articles."""
-    ctx.obj = {"index": index_dir, "userdict": userdict}
+    ctx.obj = {"index": index_dir, "userdict": userdict, "synonyms": synonyms}
 
 
 def main() -> None:
@@ -244,6 +245,7 @@ def _date(ctx, param, value: str | None) -> dt.date | None:
 @click.option("--source", "sources", multiple=True, help="Only articles from this source (repeatable).")
 @click.option("--since", callback=_date, help="Published on or after YYYY-MM-DD.")
 @click.option("--until", callback=_date, help="Published on or before YYYY-MM-DD.")
+@click.option("--recent", is_flag=True, help="Favour newer articles (a date decay blended into relevance).")
 @click.option("--json", "as_json", is_flag=True, help="Print the results as JSON.")
 def query_cmd(
     settings: Settings,
@@ -255,19 +257,30 @@ def query_cmd(
     sources: tuple[str, ...],
     since: dt.date | None,
     until: dt.date | None,
+    recent: bool,
     as_json: bool,
 ) -> None:
     """Search the index. Words must all match; "quoted phrases", -exclusions,
     OR, title:, author:, tag:, source: and date:2020-01..2020-06 work too."""
     engine = SearchEngine(settings)
     request = SearchRequest(
-        q=" ".join(text), page=page, size=limit, sort=sort, tags=tags, sources=sources, since=since, until=until
+        q=" ".join(text),
+        page=page,
+        size=limit,
+        sort=sort,
+        tags=tags,
+        sources=sources,
+        since=since,
+        until=until,
+        recent=recent,
     )
     result = engine.search(request)
     if as_json:
         click.echo(json.dumps(result.to_dict(), ensure_ascii=False, indent=2))
         return
     first = (result.page - 1) * result.size + 1
+    if result.suggestion:
+        click.echo(f"Did you mean: {result.suggestion}")
     if result.total == 0:
         click.echo(f"No results for {result.query!r}.")
         return

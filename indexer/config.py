@@ -30,6 +30,8 @@ class Settings:
     #: Segmenter: "rjieba" (jieba-rs, same dictionary and results, much
     #: faster) or "jieba" (the reference).
     segmenter: str = "rjieba"
+    #: Query-time synonyms file (one group a line: "亚马逊, Amazon").
+    synonyms: str | None = None
     #: Site rules for HTML extraction (TOML; see indexer/siterules.py).
     site_rules: str | None = None
     #: Results per page when the caller does not say.

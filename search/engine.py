@@ -20,6 +20,7 @@ from typing import Any
 from whoosh import query as wq
 from whoosh import sorting
 from whoosh.searching import Searcher
+from whoosh.util.times import long_to_datetime
 
 from indexer.analysis import get_segmenter, normalize_keyword, segmentation_of
 from indexer.config import Settings
@@ -28,10 +29,19 @@ from indexer.writer import stored_to_record
 from search.facets import facet_counts, facet_types
 from search.highlight import highlight_all, snippet
 from search.query import DEFAULT_WEIGHTS, QueryError, Weights, compile_query, parse_query
+from search.spelling import Speller
+from search.synonyms import Synonyms
 
 SORTS = ("relevance", "date")
 #: Answers kept per process (for the current index commit only).
 CACHE_SIZE = 512
+#: A query finding fewer articles than this gets a did-you-mean.
+SUGGEST_BELOW = 3
+#: With recent=True: how many top results are re-ranked, how fast the
+#: bonus halves, and how much a brand-new article gains (x2 at most).
+RESCORE_WINDOW = 200
+RECENCY_HALF_LIFE_DAYS = 30.0
+RECENCY_WEIGHT = 1.0
 #: Deepest result a caller may page to (page × size).
 MAX_RESULT_DEPTH = 10_000
 
@@ -50,6 +60,8 @@ class SearchRequest:
     until: dt.date | None = None
     snippets: bool = True
     facets: bool = False
+    #: Blend a date decay into relevance (for news-like corpora).
+    recent: bool = False
 
 
 @dataclass
@@ -80,6 +92,8 @@ class SearchResult:
     fallback: bool
     hits: list[Hit] = field(default_factory=list)
     facets: dict[str, list[dict[str, Any]]] | None = None
+    #: A corrected query (pinyin, homophone typos) when this one found little.
+    suggestion: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -92,6 +106,7 @@ class SearchResult:
             "fallback": self.fallback,
             "results": [h.to_dict() for h in self.hits],
             "facets": self.facets,
+            "suggestion": self.suggestion,
         }
 
 
@@ -109,6 +124,8 @@ class SearchEngine:
         self._retired: Searcher | None = None
         self.segmentation = settings.segmentation
         self._cache: OrderedDict[tuple, SearchResult] = OrderedDict()
+        self.synonyms = Synonyms(settings.synonyms)
+        self._speller = Speller()
 
     # -- the open searcher --------------------------------------------------
 
@@ -160,19 +177,8 @@ class SearchEngine:
         repeated query (paging back, a popular search) costs a lookup."""
         started = time.perf_counter()
         self.searcher()  # notices a new commit, which empties the cache
-        key = (
-            self._version,
-            request.q,
-            request.page,
-            request.size,
-            request.sort,
-            tuple(request.tags),
-            tuple(request.sources),
-            request.since,
-            request.until,
-            request.snippets,
-            request.facets,
-        )
+        # Every field of the request, the index commit and the synonyms.
+        key = (self._version, self.synonyms.version(), repr(request))
         with self._lock:
             cached = self._cache.get(key)
             if cached is not None:
@@ -196,10 +202,17 @@ class SearchEngine:
             raise QueryError("since is after until", field="since")
         parsed = parse_query(request.q)
         searcher = self.searcher()
-        compiled = compile_query(parsed, self.segmentation, self.weights)
+        synonyms = self.synonyms.alternatives
+        compiled = compile_query(parsed, self.segmentation, self.weights, synonyms)
         filter_q = _and(compiled.filter, _request_filter(request))
         limit = request.page * size
-        kwargs: dict[str, Any] = {"limit": limit, "filter": filter_q, "mask": compiled.exclude, "optimize": False}
+        rescore = request.recent and request.sort == "relevance"
+        kwargs: dict[str, Any] = {
+            "limit": max(limit, RESCORE_WINDOW) if rescore else limit,
+            "filter": filter_q,
+            "mask": compiled.exclude,
+            "optimize": False,
+        }
         if request.sort == "date":
             kwargs["sortedby"] = sorting.MultiFacet(
                 [sorting.FieldFacet("sort_date", reverse=True), sorting.ScoreFacet()]
@@ -211,23 +224,29 @@ class SearchEngine:
         if len(results) == 0 and compiled.loose is not None:
             results = searcher.search(compiled.loose, **kwargs)
             fallback = len(results) > 0
-        terms = parsed.highlight_terms(self.segmentation)
-        hits = []
+        ranked = [(results.docnum(i), _relevance(results.score(i))) for i in range(results.scored_length())]
+        if rescore:
+            ranked = _by_recency(searcher, ranked)
+        terms = parsed.highlight_terms(self.segmentation, synonyms)
         offset = (request.page - 1) * size
-        for rank in range(offset, min(limit, results.scored_length())):
-            stored = results[rank].fields()
-            hits.append(self._hit(stored, _relevance(results.score(rank)), terms, request.snippets))
-        took = (time.perf_counter() - started) * 1000
+        hits = [
+            self._hit(searcher.stored_fields(docnum), score, terms, request.snippets)
+            for docnum, score in ranked[offset:limit]
+        ]
+        suggestion = None
+        if (fallback or len(results) < SUGGEST_BELOW) and parsed.groups:
+            suggestion = self._speller.suggest(searcher.reader(), self._version or "", request.q, self.segmentation)
         return SearchResult(
             query=request.q,
             total=len(results),
-            took_ms=took,
+            took_ms=(time.perf_counter() - started) * 1000,
             page=request.page,
             size=size,
             sort=request.sort,
             fallback=fallback,
             hits=hits,
             facets=facet_counts(results) if request.facets else None,
+            suggestion=suggestion if suggestion != request.q else None,
         )
 
     def _hit(self, stored: dict[str, Any], score: float | None, terms: list[str], snippets: bool) -> Hit:
@@ -286,6 +305,23 @@ class SearchEngine:
             else None,
             "size_bytes": store.size_bytes(),
         }
+
+
+def _by_recency(searcher: Searcher, ranked: list[tuple[int, float | None]]) -> list[tuple[int, float | None]]:
+    """Relevance times (1 + w * 0.5 ** (age / half-life)): fresh articles
+    rise, old ones keep their relevance; undated ones get no bonus."""
+    dates = searcher.reader().column_reader("sort_date")
+    now = dt.datetime.now()
+    out = []
+    for docnum, score in ranked:
+        value = dates[docnum]
+        bonus = 0.0
+        if value:
+            age = max(0.0, (now - long_to_datetime(value)).total_seconds() / 86400)
+            bonus = RECENCY_WEIGHT * 0.5 ** (age / RECENCY_HALF_LIFE_DAYS)
+        out.append((docnum, round((score or 0.0) * (1 + bonus), 4)))
+    out.sort(key=lambda item: -item[1])
+    return out
 
 
 def _relevance(key: Any) -> float | None:

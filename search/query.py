@@ -21,7 +21,7 @@ from __future__ import annotations
 import datetime as dt
 import itertools
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from whoosh import query as wq
@@ -103,7 +103,9 @@ class ParsedQuery:
     excluded: list[Clause] = field(default_factory=list)
     filters: list[list[Clause]] = field(default_factory=list)
 
-    def highlight_terms(self, seg: Segmentation | None = None) -> list[str]:
+    def highlight_terms(
+        self, seg: Segmentation | None = None, synonyms: Callable[[str], Sequence[str]] | None = None
+    ) -> list[str]:
         """Normalized strings to mark in titles and snippets."""
         terms: list[str] = []
         for group in self.groups:
@@ -114,6 +116,9 @@ class ParsedQuery:
                     words = query_words(clause.value, seg)
                     meaningful = [w for w in words if w not in STOPWORDS] or words
                     terms.extend(meaningful)
+                if synonyms is not None:
+                    for text in [clause.value, *query_words(clause.value, seg)]:
+                        terms.extend(normalize(alt).strip() for alt in synonyms(text))
         seen: list[str] = []
         for t in terms:
             if t and t not in seen:
@@ -333,12 +338,15 @@ class CompiledQuery:
 
 
 def compile_query(
-    parsed: ParsedQuery, seg: Segmentation | None = None, weights: Weights = DEFAULT_WEIGHTS
+    parsed: ParsedQuery,
+    seg: Segmentation | None = None,
+    weights: Weights = DEFAULT_WEIGHTS,
+    synonyms: Callable[[str], Sequence[str]] | None = None,
 ) -> CompiledQuery:
     """Whoosh queries for a parsed query: ``strict`` (every group must
     match) and ``loose`` (any group may, for the any-word fallback; None when
     the strict query has nothing to loosen)."""
-    builder = _Builder(seg, weights)
+    builder = _Builder(seg, weights, synonyms)
     required: list[wq.Query] = []
     optional: list[wq.Query] = []
     units_for_loose: list[wq.Query] = []
@@ -421,8 +429,11 @@ def _units(q: wq.Query) -> list[wq.Query]:
 
 
 class _Builder:
-    def __init__(self, seg: Segmentation | None, weights: Weights) -> None:
+    def __init__(
+        self, seg: Segmentation | None, weights: Weights, synonyms: Callable[[str], Sequence[str]] | None = None
+    ) -> None:
         self.seg = seg
+        self.synonyms = synonyms or (lambda text: ())
         self.w = weights
         self.word_count = 0
 
@@ -527,12 +538,14 @@ class _Builder:
             q = self.phrase(clause.value, clause.field)
             if q is None:
                 raise QueryError(f"nothing to search for in {clause.value!r}")
-            return q, []
+            return self._with_synonyms(q, clause.value, clause.field), []
         words = self.words(clause.value)
         if not words:
             raise QueryError(f"nothing to search for in {clause.value!r}")
         meaningful = [i for i, w in enumerate(words) if w not in STOPWORDS] or list(range(len(words)))
-        required = [self.word(words[i], words, i, clause.field) for i in meaningful]
+        required = [
+            self._with_synonyms(self.word(words[i], words, i, clause.field), words[i], clause.field) for i in meaningful
+        ]
         optional: list[wq.Query] = [
             self.word(w, words, i, clause.field) for i, w in enumerate(words) if i not in meaningful
         ]
@@ -542,7 +555,20 @@ class _Builder:
             if near is not None:
                 optional.append(near)
         req = required[0] if len(required) == 1 else wq.And(required)
+        if len(words) > 1:
+            req = self._with_synonyms(req, clause.value, clause.field)
         return req, optional
+
+    def _with_synonyms(self, query: wq.Query, text: str, restrict: str | None) -> wq.Query:
+        """``query``, or any of the synonyms of ``text`` (each matched as
+        its own words)."""
+        alternatives = []
+        for alt in self.synonyms(text):
+            words = query_words(alt, self.seg)
+            parts = [self.word(w, words, i, restrict) for i, w in enumerate(words) if w not in STOPWORDS]
+            if parts:
+                alternatives.append(parts[0] if len(parts) == 1 else wq.And(parts))
+        return wq.Or([query, *alternatives]) if alternatives else query
 
     def excluded(self, clause: Clause) -> wq.Query:
         if clause.kind in ("tag", "source", "date"):

@@ -3,6 +3,9 @@ language, filters, sorting, paging and fallback."""
 
 from __future__ import annotations
 
+import os
+import time
+
 import pytest
 
 from search.query import QueryError
@@ -263,3 +266,55 @@ def test_repeated_queries_are_cached_until_the_index_changes(ix):
     ix.add([{"id": "later", "title": "跨境电商 后来的文章"}])
     fresh = ix.search("跨境 电商")
     assert "later" in [h.id for h in fresh.hits]
+
+
+def test_synonyms_apply_at_query_time_and_reload(tmp_path):
+    from conftest import IndexHarness
+
+    synonyms = tmp_path / "synonyms.txt"
+    synonyms.write_text("# groups\n亚马逊, Amazon\n脸书，Facebook, FB\n", encoding="utf-8")
+    ix = IndexHarness(tmp_path / "syn", synonyms=str(synonyms))
+    ix.add(
+        [
+            {"id": "cn", "title": "亚马逊调整佣金"},
+            {"id": "en", "title": "Amazon 调整 FBA 费用"},
+            {"id": "fb", "title": "脸书广告新规"},
+            {"id": "x", "title": "跨境电子商务综试区"},
+        ]
+    )
+    assert set(ix.ids("amazon")) == {"cn", "en"}
+    assert set(ix.ids("亚马逊")) == {"cn", "en"}
+    assert set(ix.ids("fb")) == {"fb"} and set(ix.ids("facebook")) == {"fb"}
+    hit = next(h for h in ix.search("亚马逊").hits if h.id == "en")
+    assert "<mark>Amazon</mark>" in hit.title_html
+    assert ix.search("跨境电商").fallback  # only an any-word match so far
+    synonyms.write_text("亚马逊, Amazon\n跨境电商, 跨境电子商务\n", encoding="utf-8")
+    os.utime(synonyms, (time.time() + 5, time.time() + 5))  # a later edit, picked up without a restart
+    result = ix.search("跨境电商")
+    assert not result.fallback and [h.id for h in result.hits] == ["x"]
+
+
+def test_did_you_mean_from_pinyin_initials_and_homophones(sample_index):
+    assert sample_index.search("yamaxun").suggestion == "亚马逊"
+    assert sample_index.search("ymx 物流").suggestion == "亚马逊 物流"
+    assert sample_index.search("亚码逊").suggestion == "亚马逊"
+    assert sample_index.search("亚马逊").suggestion is None
+
+
+def test_recent_blends_a_date_decay_into_relevance(make_index):
+    import datetime as dt
+
+    today = dt.date.today()
+    ix = make_index(
+        [
+            {
+                "id": "old-strong",
+                "title": "跨境物流观察",
+                "body": "跨境物流的变化，跨境物流。",
+                "published": "2015-01-01",
+            },
+            {"id": "new-weak", "title": "跨境物流动态", "body": "跨境物流的动态。", "published": today.isoformat()},
+        ]
+    )
+    assert ix.ids("跨境物流")[0] == "old-strong"
+    assert ix.ids("跨境物流", recent=True)[0] == "new-weak"

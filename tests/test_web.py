@@ -39,7 +39,18 @@ def test_api_search_shape_and_facets(client):
     r = client.get("/api/search", query_string={"q": "跨境电商", "size": 3})
     assert r.status_code == 200 and r.is_json
     data = r.get_json()
-    assert set(data) == {"query", "total", "took_ms", "page", "size", "sort", "fallback", "results", "facets"}
+    assert set(data) == {
+        "query",
+        "total",
+        "took_ms",
+        "page",
+        "size",
+        "sort",
+        "fallback",
+        "results",
+        "facets",
+        "suggestion",
+    }
     assert data["size"] == 3 and len(data["results"]) == 3 and data["total"] > 3
     hit = data["results"][0]
     assert set(hit) == {"id", "url", "title_html", "snippet_html", "tags", "source", "author", "published", "score"}
@@ -64,6 +75,14 @@ def test_api_search_filters_sort_and_paging(client):
 def test_api_search_fallback_flag(client):
     data = client.get("/api/search", query_string={"q": "亚马逊 火星基地"}).get_json()
     assert data["fallback"] is True and data["total"] > 0
+
+
+def test_api_and_page_offer_did_you_mean(client):
+    data = client.get("/api/search", query_string={"q": "yamaxun"}).get_json()
+    assert data["suggestion"] == "亚马逊"
+    page = client.get("/", query_string={"q": "yamaxun"}).get_data(as_text=True)
+    assert "你是不是要找" in page and "亚马逊" in page
+    assert client.get("/api/search", query_string={"q": "亚马逊", "recent": "1"}).get_json()["total"] > 0
 
 
 @pytest.mark.parametrize(
@@ -145,7 +164,7 @@ def test_openapi_document_is_valid_and_covers_every_api_route(client):
     }
     assert routes == documented
     params = {p["name"] for p in spec["paths"]["/api/search"]["get"]["parameters"]}
-    assert params == {"q", "page", "size", "sort", "tag", "source", "since", "until"}
+    assert params == {"q", "page", "size", "sort", "tag", "source", "since", "until", "recent"}
 
 
 def test_search_page_renders_results_facets_and_paging(client):

@@ -33,6 +33,7 @@ def search_request(args: dict[str, Any], facets: bool = True) -> SearchRequest:
         sources=args["source"],
         since=args["since"],
         until=args["until"],
+        recent=args["recent"],
         facets=facets,
     )
 

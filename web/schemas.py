@@ -53,6 +53,9 @@ class SearchArgs(_Args):
     )
     since = fields.Date(load_default=None, metadata={"description": "Published on or after (YYYY-MM-DD)."})
     until = fields.Date(load_default=None, metadata={"description": "Published on or before (YYYY-MM-DD)."})
+    recent = fields.Boolean(
+        load_default=False, metadata={"description": "Blend a date decay into relevance (news-like corpora)."}
+    )
 
 
 class SuggestArgs(_Args):
@@ -97,6 +100,9 @@ class SearchResponse(Schema):
     )
     results = fields.List(fields.Nested(HitSchema))
     facets = fields.Nested(FacetsSchema)
+    suggestion = fields.String(
+        allow_none=True, metadata={"description": "A corrected query (pinyin, typos) when this one found little."}
+    )
 
 
 class RelatedSchema(Schema):
