@@ -202,25 +202,13 @@ def _has_word_char(text: str) -> bool:
     return any(ch.isalnum() for ch in text)
 
 
-# --------------------------------------------------------------------------
-# Word stream
-# --------------------------------------------------------------------------
+class SpanTokenizer(Tokenizer):
+    """Whoosh's tokenizer plumbing, once: subclasses say which tokens a
+    value holds (``spans``: text, position, start and end character) and
+    this fills in the Token Whoosh reuses."""
 
-
-class ZhTokenizer(Tokenizer):
-    """Normalizes a text and yields jieba's accurate-mode words."""
-
-    def __init__(self, seg: Segmentation | None = None) -> None:
-        self.seg = seg or Segmentation()
-
-    def __eq__(self, other):
-        return isinstance(other, ZhTokenizer) and other.seg == self.seg
-
-    def __setstate__(self, state):
-        # Indexes written before segmenters were selectable used jieba.
-        self.__dict__.update(state)
-        if "seg" not in state:
-            self.seg = Segmentation(userdict=state.get("userdict"), engine="jieba")
+    def spans(self, value: str) -> Iterator[tuple[str, int, int, int]]:
+        raise NotImplementedError
 
     def __call__(
         self,
@@ -235,22 +223,44 @@ class ZhTokenizer(Tokenizer):
         mode="",
         **kwargs,
     ):
-        text = normalize(value)
         t = Token(positions, chars, removestops=removestops, mode=mode, **kwargs)
-        pos = start_pos
-        for word, start, end in self.seg.segmenter().tokenize(text):
-            t.text = word
+        for text, pos, start, end in self.spans(value):
+            t.text = text
             t.boost = 1.0
             t.stopped = False
             if keeporiginal:
-                t.original = word
+                t.original = text
             if positions:
-                t.pos = pos
+                t.pos = start_pos + pos
             if chars:
                 t.startchar = start_char + start
                 t.endchar = start_char + end
-            pos += 1
             yield t
+
+
+# --------------------------------------------------------------------------
+# Word stream
+# --------------------------------------------------------------------------
+
+
+class ZhTokenizer(SpanTokenizer):
+    """Normalizes a text and yields jieba's accurate-mode words."""
+
+    def __init__(self, seg: Segmentation | None = None) -> None:
+        self.seg = seg or Segmentation()
+
+    def __eq__(self, other):
+        return isinstance(other, ZhTokenizer) and other.seg == self.seg
+
+    def __setstate__(self, state):
+        # Indexes written before segmenters were selectable used jieba.
+        self.__dict__.update(state)
+        if "seg" not in state:
+            self.seg = Segmentation(userdict=state.get("userdict"), engine="jieba")
+
+    def spans(self, value: str) -> Iterator[tuple[str, int, int, int]]:
+        for i, (word, start, end) in enumerate(self.seg.segmenter().tokenize(normalize(value))):
+            yield word, i, start, end
 
 
 class PunctuationFilter(Filter):
@@ -393,38 +403,15 @@ def phrase_grams(text: str) -> list[str]:
     return [g.text for g in toks]
 
 
-class GramTokenizer(Tokenizer):
+class GramTokenizer(SpanTokenizer):
     """Normalizes a text and yields its gram tokens at unit positions."""
 
     def __eq__(self, other):
         return isinstance(other, GramTokenizer)
 
-    def __call__(
-        self,
-        value,
-        positions=False,
-        chars=False,
-        keeporiginal=False,
-        removestops=True,
-        start_pos=0,
-        start_char=0,
-        tokenize=True,
-        mode="",
-        **kwargs,
-    ):
-        t = Token(positions, chars, removestops=removestops, mode=mode, **kwargs)
+    def spans(self, value: str) -> Iterator[tuple[str, int, int, int]]:
         for g in _grams(gram_units(normalize(value))):
-            t.text = g.text
-            t.boost = 1.0
-            t.stopped = False
-            if keeporiginal:
-                t.original = g.text
-            if positions:
-                t.pos = start_pos + g.pos
-            if chars:
-                t.startchar = start_char + g.start
-                t.endchar = start_char + g.end
-            yield t
+            yield g.text, g.pos, g.start, g.end
 
 
 def gram_analyzer():
@@ -437,7 +424,7 @@ def gram_analyzer():
 # --------------------------------------------------------------------------
 
 
-class KeywordTokenizer(Tokenizer):
+class KeywordTokenizer(SpanTokenizer):
     """The whole value as one normalized token, so that ``source:電商前線``
     finds the source ``电商前线``. (Whoosh hands a list value to the field
     as ready-made tokens, bypassing the analyzer: multi-valued fields such
@@ -446,34 +433,10 @@ class KeywordTokenizer(Tokenizer):
     def __eq__(self, other):
         return isinstance(other, KeywordTokenizer)
 
-    def __call__(
-        self,
-        value,
-        positions=False,
-        chars=False,
-        keeporiginal=False,
-        removestops=True,
-        start_pos=0,
-        start_char=0,
-        tokenize=True,
-        mode="",
-        **kwargs,
-    ):
+    def spans(self, value: str) -> Iterator[tuple[str, int, int, int]]:
         text = normalize_keyword(value)
-        if not text:
-            return
-        t = Token(positions, chars, removestops=removestops, mode=mode, **kwargs)
-        t.text = text
-        t.boost = 1.0
-        t.stopped = False
-        if keeporiginal:
-            t.original = value
-        if positions:
-            t.pos = start_pos
-        if chars:
-            t.startchar = start_char
-            t.endchar = start_char + len(value)
-        yield t
+        if text:
+            yield text, 0, 0, len(value)
 
 
 def keyword_analyzer():
