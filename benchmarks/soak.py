@@ -104,6 +104,16 @@ def run(clients: int, seconds: float, workers: int, docs: int, batch: int, work:
         stderr=subprocess.DEVNULL,
     )
     base = f"http://127.0.0.1:{port}"
+    try:
+        return _soak(base, server, clients, workers, seconds, work, env, rng, crawl, stable, mutable, deleted, batch)
+    finally:
+        if server.poll() is None:
+            os.killpg(server.pid, signal.SIGTERM)
+            server.wait(timeout=30)
+
+
+def _soak(base, server, clients, workers, seconds, work, env, rng, crawl, stable, mutable, deleted, batch) -> dict:
+    """The clients, the reindexing and the final check (the server is up)."""
     deadline = time.monotonic() + 60
     while get_health(base) != 200:
         if time.monotonic() > deadline or server.poll() is not None:
@@ -143,7 +153,7 @@ def run(clients: int, seconds: float, workers: int, docs: int, batch: int, work:
 
     batches = 0
     rebuild_seconds = None
-    next_id = docs
+    next_id = len(crawl) + len(deleted)
     end = started + seconds
     while time.monotonic() < end:
         live_mutable = [d for d in mutable if d in crawl]
@@ -182,18 +192,25 @@ def run(clients: int, seconds: float, workers: int, docs: int, batch: int, work:
         t.join(timeout=60)
     wall = time.monotonic() - started
 
-    lost, stale, undeleted = [], [], []
-    for d, (version, _topic) in crawl.items():
-        status, body = get(f"{base}/api/doc/{d}")
+    # Every document of the final crawl, by id (8 at a time), then every
+    # deleted one.
+    def verify(item: tuple[str, int | None]) -> str | None:
+        doc_id, version = item
+        status, body = get(f"{base}/api/doc/{doc_id}?related=0")
+        if version is None:
+            return None if status == 404 else "not_deleted"
         if status != 200:
-            lost.append(d)
-        elif f"版本{version}。" not in json.loads(body)["document"]["body"]:
-            stale.append(d)
-    for d in deleted:
-        if get(f"{base}/api/doc/{d}")[0] != 404:
-            undeleted.append(d)
-    os.killpg(server.pid, signal.SIGTERM)
-    server.wait(timeout=30)
+            return "lost"
+        return None if f"版本{version}。" in json.loads(body)["document"]["body"] else "stale"
+
+    from concurrent.futures import ThreadPoolExecutor
+
+    items = [(d, v) for d, (v, _t) in crawl.items()] + [(d, None) for d in deleted]
+    with ThreadPoolExecutor(8) as pool:
+        outcomes = [o for o in pool.map(verify, items) if o]
+    lost = [o for o in outcomes if o == "lost"]
+    stale = [o for o in outcomes if o == "stale"]
+    undeleted = [o for o in outcomes if o == "not_deleted"]
     return {
         "clients": clients,
         "workers": workers,

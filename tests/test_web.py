@@ -117,6 +117,8 @@ def test_api_doc_and_related(client):
     assert data["document"]["id"] == "sample-023" and "iPhone 15" in data["document"]["body"]
     assert set(data["document"]) == {"id", "url", "title", "body", "tags", "published", "source", "author"}
     assert 0 < len(data["related"]) <= 5 and all(x["id"] != "sample-023" for x in data["related"])
+    assert client.get("/api/doc/sample-023?related=0").get_json()["related"] == []
+    assert client.get("/api/doc/sample-023?related=maybe").status_code == 400
 
 
 def test_api_doc_ids_with_slashes_and_unknown_ids(make_index):

@@ -11,6 +11,7 @@ from search.engine import SearchRequest
 from search.suggest import suggest
 from web import engine
 from web.schemas import (
+    DocArgs,
     DocumentResponse,
     HealthResponse,
     SearchArgs,
@@ -47,10 +48,12 @@ def search():
 
 @bp.get("/doc/<path:doc_id>", merge_slashes=False)
 def document(doc_id: str):
+    args = DocArgs().load(request.args)
     doc = engine().document(doc_id)
     if doc is None:
         abort(404, description=f"no document with id {doc_id!r}")
-    return jsonify(DocumentResponse().dump({"document": doc, "related": engine().related(doc_id)}))
+    related = engine().related(doc_id) if args["related"] else []
+    return jsonify(DocumentResponse().dump({"document": doc, "related": related}))
 
 
 @bp.get("/suggest")

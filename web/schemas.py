@@ -58,6 +58,10 @@ class SearchArgs(_Args):
     )
 
 
+class DocArgs(_Args):
+    related = fields.Boolean(load_default=True, metadata={"description": "Include related articles (more-like-this)."})
+
+
 class SuggestArgs(_Args):
     q = fields.String(
         required=True,
@@ -140,6 +144,7 @@ class ErrorResponse(Schema):
 __all__ = [
     "MAX_PAGE_SIZE",
     "MAX_RESULT_DEPTH",
+    "DocArgs",
     "DocumentResponse",
     "ErrorResponse",
     "HealthResponse",
