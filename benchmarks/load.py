@@ -61,7 +61,7 @@ def start_server(index: str, workers: int) -> tuple[subprocess.Popen, str]:
     raise SystemExit("server did not start")
 
 
-def run(base: str, queries: list[str], clients: int, seconds: float, size: int) -> dict:
+def run(base: str, queries: list[str], clients: int, seconds: float, size: int, once: bool = False) -> dict:
     latencies: list[float] = []
     errors: list[str] = []
     lock = threading.Lock()
@@ -69,7 +69,7 @@ def run(base: str, queries: list[str], clients: int, seconds: float, size: int) 
 
     def client(offset: int) -> None:
         i = offset
-        while time.monotonic() < stop:
+        while time.monotonic() < stop and not (once and i >= len(queries)):
             q = queries[i % len(queries)]
             i += clients
             url = f"{base}/api/search?" + urllib.parse.urlencode({"q": q, "size": size})
@@ -116,6 +116,11 @@ def main() -> None:
     ap.add_argument("--clients", type=int, default=8)
     ap.add_argument("--seconds", type=float, default=30)
     ap.add_argument("--size", type=int, default=10)
+    ap.add_argument(
+        "--once",
+        action="store_true",
+        help="send each query once (cold figures: repeated queries are answered from the per-commit cache)",
+    )
     args = ap.parse_args()
     if not (args.index or args.base):
         ap.error("give --index or --base")
@@ -126,9 +131,10 @@ def main() -> None:
     if args.index:
         proc, base = start_server(args.index, args.workers)
     try:
-        for q in queries[: args.clients]:  # warm every worker's searcher
-            urllib.request.urlopen(f"{base}/api/search?" + urllib.parse.urlencode({"q": q})).read()
-        figures = run(base, queries, args.clients, args.seconds, args.size)
+        for _ in range(args.workers * 2):  # open every worker's searcher (a query not in the set)
+            urllib.request.urlopen(f"{base}/api/search?" + urllib.parse.urlencode({"q": "预热"})).read()
+        figures = run(base, queries, args.clients, args.seconds, args.size, once=args.once)
+        figures["once"] = args.once
         figures["workers"] = args.workers if args.index else None
         print(json.dumps(figures, ensure_ascii=False))
     finally:
