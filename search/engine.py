@@ -150,13 +150,14 @@ class SearchEngine:
             return self._searcher
 
     def warm_up(self) -> None:
-        """Load the segmenter and open the index now, so the first request
-        does not pay for it (a second or so for jieba's dictionary)."""
+        """Load the segmenter, open the index and build the did-you-mean
+        table now, so the first requests do not pay for them."""
         get_segmenter(self.segmentation)
         try:
-            self.searcher()
+            searcher = self.searcher()
         except IndexMissing:
-            pass
+            return
+        self._speller.prepare(searcher.reader(), self._version or "")
 
     def close(self) -> None:
         with self._lock:

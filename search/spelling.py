@@ -4,13 +4,14 @@ When a query finds little, each word that the index does not hold (or
 holds rarely) is compared with frequent index words by pinyin, so that
 pinyin typed in Latin letters (``yamaxun``), its initials (``ymx``) and
 homophone typos (``亚码逊``) all lead to ``亚马逊``. The pinyin table is
-built once per index commit, from words of two to six characters that at
-least two articles use.
+built from words of two to six characters that at least two articles use,
+once per index generation (and hourly while incremental commits add words).
 """
 
 from __future__ import annotations
 
 import threading
+import time
 from collections import Counter
 
 from indexer.analysis import Segmentation, is_cjk, normalize, query_words
@@ -21,12 +22,17 @@ VOCABULARY_FIELDS = ("title", "tags", "body")
 MAX_WORDS = 60_000
 #: A query word used by fewer articles than this is worth correcting.
 RARE = 2
+#: Seconds a pinyin table serves incremental commits before it is rebuilt
+#: (building it reads the whole vocabulary: seconds on a large index). A new
+#: generation (a rebuild) always gets a new table.
+MAX_AGE = 3600.0
 
 
 class Speller:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._version: str | None = None
+        self._built_at = 0.0
         self._by_pinyin: dict[str, str] = {}
         self._by_initials: dict[str, str] = {}
 
@@ -50,12 +56,19 @@ class Speller:
                 by_initials.setdefault("".join(s[0] for s in syllables if s), word)
         self._by_pinyin, self._by_initials = by_pinyin, by_initials
 
+    def prepare(self, reader, version: str) -> None:
+        """Build the pinyin table if this generation has none (or it is old)."""
+        generation = version.split(":", 1)[0]
+        with self._lock:
+            stale = time.monotonic() - self._built_at > MAX_AGE
+            if generation != self._version or stale:
+                self._build(reader)
+                self._version = generation
+                self._built_at = time.monotonic()
+
     def suggest(self, reader, version: str, text: str, seg: Segmentation | None = None) -> str | None:
         """A corrected query, or None when nothing better is known."""
-        with self._lock:
-            if version != self._version:
-                self._build(reader)
-                self._version = version
+        self.prepare(reader, version)
         from pypinyin import lazy_pinyin
 
         changed = False
