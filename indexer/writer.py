@@ -150,7 +150,8 @@ def _live_columns(ix: Index) -> Iterator[tuple[str, str, Signature | None]]:
             return
         ids = reader.column_reader("id")
         hashes = reader.column_reader("hash")
-        sigs = reader.column_reader("dupsig") if reader.has_column("dupsig") else None
+        # Indexes written before signatures were kept have no such field.
+        sigs = reader.column_reader("dupsig") if "dupsig" in reader.schema and reader.has_column("dupsig") else None
         for docnum in range(reader.doc_count_all()):
             if reader.is_deleted(docnum):
                 continue

@@ -31,7 +31,8 @@ class _ColumnValues(sorting.Categorizer):
 
     def set_searcher(self, segment_searcher, docoffset):
         reader = segment_searcher.reader()
-        self._reader = reader.column_reader(self.column) if reader.has_column(self.column) else None
+        present = self.column in reader.schema and reader.has_column(self.column)
+        self._reader = reader.column_reader(self.column) if present else None
 
     def keys_for(self, matcher, docnum):
         raw = self._reader[docnum] if self._reader is not None else None
