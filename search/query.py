@@ -50,9 +50,15 @@ MAX_PHRASE_UNITS = 64
 MAX_EXPANSION = 512
 
 #: Words that carry no meaning on their own in a query: they may be absent
-#: from a matching document (unless they are all the query has).
+#: from a matching document (unless they are all the query has). Function
+#: words, and the question words of natural-language questions ("我可以……
+#: 吗？", "如何……"), which answers rarely repeat: requiring them cost a fifth
+#: of nDCG@10 on the InsuranceQA dev questions and changed nothing on the
+#: known-item sets.
 STOPWORDS = frozenset(
     "的 了 是 在 和 与 及 或 也 都 就 而 着 之 被 把 对 于 以 为 其 这 那 个 吗 呢 吧 啊 地 得 中 上 下 有 将 从 "
+    "什么 如何 怎么 怎样 为什么 哪些 哪个 是否 可以 能否 能 会 我 我的 你 你的 他 她 它 我们 需要 应该 要 "
+    "有没有 多少 多久 谁 哪里 一个 如果 还是 得到 获得 提供 做 "
     "a an the of to in on for and or is are was be by with at as".split()
 )
 
