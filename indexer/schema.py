@@ -14,8 +14,6 @@ from whoosh.fields import COLUMN, DATETIME, ID, STORED, TEXT, Schema
 
 from indexer.analysis import Segmentation, gram_analyzer, keyword_analyzer, word_analyzer
 
-#: Fields a user's words are looked up in.
-WORD_FIELDS = ("title", "lead", "body", "tags", "author")
 #: Positional gram fields, paired with the word field they shadow.
 GRAM_FIELDS = {"title": "title_g", "lead": "lead_g", "body": "body_g"}
 #: What a stored document carries (the input fields).

@@ -177,7 +177,7 @@ class SearchEngine:
         """One page of results. Answers are cached per index commit, so a
         repeated query (paging back, a popular search) costs a lookup."""
         started = time.perf_counter()
-        self.searcher()  # notices a new commit, which empties the cache
+        searcher = self.searcher()  # notices a new commit, which empties the cache
         # Every field of the request, the index commit and the synonyms.
         key = (self._version, self.synonyms.version(), repr(request))
         with self._lock:
@@ -186,7 +186,7 @@ class SearchEngine:
                 self._cache.move_to_end(key)
         if cached is not None:
             return dataclasses.replace(cached, took_ms=(time.perf_counter() - started) * 1000)
-        result = self._search(request, started)
+        result = self._search(request, searcher, started)
         with self._lock:
             if key[0] == self._version:
                 self._cache[key] = result
@@ -194,7 +194,7 @@ class SearchEngine:
                     self._cache.popitem(last=False)
         return result
 
-    def _search(self, request: SearchRequest, started: float) -> SearchResult:
+    def _search(self, request: SearchRequest, searcher: Searcher, started: float) -> SearchResult:
         size = self.settings.page_size if request.size is None else request.size
         _check_paging(request.page, size, self.settings.max_page_size)
         if request.sort not in SORTS:
@@ -202,7 +202,6 @@ class SearchEngine:
         if request.since and request.until and request.since > request.until:
             raise QueryError("since is after until", field="since")
         parsed = parse_query(request.q)
-        searcher = self.searcher()
         synonyms = self.synonyms.alternatives
         compiled = compile_query(parsed, self.segmentation, self.weights, synonyms)
         filter_q = _and(compiled.filter, _request_filter(request))

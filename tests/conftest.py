@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import os
+import socket
+import sys
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
@@ -16,6 +18,18 @@ from search.engine import SearchEngine, SearchRequest, SearchResult
 ROOT = Path(__file__).resolve().parent.parent
 SHARED_CORPORA = Path(os.environ.get("ZHSEARCH_SHARED_CORPORA", ROOT.parent / "shared" / "corpora"))
 SAMPLE = ROOT / "indexer" / "data" / "sample-articles.jsonl"
+
+
+def search_command() -> list[str]:
+    """The installed `search` console script (or the module, uninstalled)."""
+    exe = Path(sys.executable).with_name("search")
+    return [str(exe)] if exe.exists() else [sys.executable, "-m", "cli"]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 def shared_corpus(name: str) -> Path:

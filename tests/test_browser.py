@@ -6,15 +6,15 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-import socket
 import subprocess
-import sys
 import time
 import urllib.error
 import urllib.request
 from pathlib import Path
 
 import pytest
+
+from conftest import free_port, search_command
 
 CHROMIUM = os.environ.get("ZHSEARCH_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -28,26 +28,15 @@ CHROMIUM_ARGS = [
 ]
 
 
-def _search_command() -> list[str]:
-    exe = Path(sys.executable).with_name("search")
-    return [str(exe)] if exe.exists() else [sys.executable, "-m", "cli"]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     """`search serve --workers 2` over the sample articles."""
     index = tmp_path_factory.mktemp("browser") / "index"
     env = {**os.environ, "ZHSEARCH_INDEX": str(index)}
-    subprocess.run([*_search_command(), "index", "--sample"], check=True, env=env, capture_output=True, timeout=300)
-    port = _free_port()
+    subprocess.run([*search_command(), "index", "--sample"], check=True, env=env, capture_output=True, timeout=300)
+    port = free_port()
     proc = subprocess.Popen(
-        [*_search_command(), "serve", "--port", str(port), "--workers", "2"],
+        [*search_command(), "serve", "--port", str(port), "--workers", "2"],
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
@@ -196,11 +185,11 @@ def test_real_server_caps_request_sizes(server):
 def test_dev_server_never_shows_the_debugger(tmp_path):
     index = tmp_path / "index"
     env = {**os.environ, "ZHSEARCH_INDEX": str(index)}
-    subprocess.run([*_search_command(), "index", "--sample"], check=True, env=env, capture_output=True, timeout=300)
+    subprocess.run([*search_command(), "index", "--sample"], check=True, env=env, capture_output=True, timeout=300)
     generation = next(p for p in index.iterdir() if p.name.startswith("gen-"))
-    port = _free_port()
+    port = free_port()
     proc = subprocess.Popen(
-        [*_search_command(), "serve", "--dev", "--port", str(port)],
+        [*search_command(), "serve", "--dev", "--port", str(port)],
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -13,7 +12,7 @@ from click.testing import CliRunner
 
 from cli import cli, sample_data_path
 
-from conftest import write_jsonl
+from conftest import search_command, write_jsonl
 
 
 @pytest.fixture
@@ -144,8 +143,7 @@ def test_index_chosen_by_flag_then_environment(runner, index_dir, tmp_path):
 
 
 def test_console_script_runs_as_a_process(index_dir):
-    exe = Path(sys.executable).with_name("search")
-    cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "cli"]
+    cmd = search_command()
     env = {**os.environ, "ZHSEARCH_INDEX": str(index_dir)}
     proc = subprocess.run(
         [*cmd, "query", "ＴｉｋＴｏｋ", "--json"], capture_output=True, text=True, env=env, timeout=120

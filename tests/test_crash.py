@@ -8,7 +8,6 @@ import resource
 import shutil
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -19,7 +18,7 @@ from indexer.config import Settings
 from indexer.writer import export_documents, index_paths
 from search.engine import SearchEngine, SearchRequest
 
-from conftest import write_jsonl
+from conftest import search_command, write_jsonl
 
 TRIALS = 10
 TOPICS = ["跨境物流", "海外仓", "独立站", "支付合规", "直播带货", "品牌出海"]
@@ -36,11 +35,6 @@ def _records(start: int, stop: int, version: int = 1) -> list[dict]:
         }
         for i in range(start, stop)
     ]
-
-
-def _search_cmd() -> list[str]:
-    exe = Path(sys.executable).with_name("search")
-    return [str(exe)] if exe.exists() else [sys.executable, "-m", "cli"]
 
 
 def _snapshot(settings: Settings) -> list[tuple]:
@@ -75,7 +69,9 @@ def crawl(tmp_path_factory):
 
 def _run(settings: Settings, extra_args: list[str], crawl_file: Path) -> subprocess.Popen:
     env = {**os.environ, "ZHSEARCH_INDEX": str(settings.index)}
-    return subprocess.Popen([*_search_cmd(), "index", *extra_args, str(crawl_file)], env=env, stdout=subprocess.DEVNULL)
+    return subprocess.Popen(
+        [*search_command(), "index", *extra_args, str(crawl_file)], env=env, stdout=subprocess.DEVNULL
+    )
 
 
 def _kill_trials(crawl, tmp_path, extra_args: list[str], expected) -> list[str]:
@@ -132,7 +128,7 @@ def test_disk_full_ends_with_a_message_and_leaves_the_live_index(crawl, tmp_path
     shutil.copytree(crawl["base"].index, settings.index)
     env = {**os.environ, "ZHSEARCH_INDEX": str(settings.index)}
     proc = subprocess.run(
-        [*_search_cmd(), "index", *extra_args, str(crawl["crawl"])],
+        [*search_command(), "index", *extra_args, str(crawl["crawl"])],
         env=env,
         capture_output=True,
         text=True,

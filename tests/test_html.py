@@ -6,7 +6,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -15,7 +14,7 @@ from indexer.siterules import load_rules
 from indexer.store import IndexStore
 from indexer.writer import index_paths
 
-from conftest import IndexHarness, write_jsonl
+from conftest import IndexHarness, search_command, write_jsonl
 
 FIXTURES = Path(__file__).parent / "fixtures"
 PORTAL = FIXTURES / "portal-article.html"
@@ -176,11 +175,6 @@ def test_rebuild_switches_generations_and_cleans_up(make_index):
     assert store.generations() == [summary.rebuilt, again.rebuilt]
 
 
-def _search_cmd() -> list[str]:
-    exe = Path(sys.executable).with_name("search")
-    return [str(exe)] if exe.exists() else [sys.executable, "-m", "cli"]
-
-
 def test_rebuild_killed_halfway_leaves_the_live_index_serving(make_index, tmp_path):
     ix = make_index([{"id": "live", "title": "在线文章 物流", "body": "上线中的索引。"}])
     store = IndexStore(ix.settings.index)
@@ -190,7 +184,7 @@ def test_rebuild_killed_halfway_leaves_the_live_index_serving(make_index, tmp_pa
         ({"id": f"b{i}", "title": f"重建文章{i}", "body": "跨境电商物流新闻。" * 40} for i in range(20000)),
     )
     env = {**os.environ, "ZHSEARCH_INDEX": str(ix.settings.index)}
-    proc = subprocess.Popen([*_search_cmd(), "index", "--rebuild", str(big)], env=env, start_new_session=True)
+    proc = subprocess.Popen([*search_command(), "index", "--rebuild", str(big)], env=env, start_new_session=True)
     deadline = time.monotonic() + 60
     while len(store.generations()) < 2 and time.monotonic() < deadline and proc.poll() is None:
         time.sleep(0.05)
