@@ -42,6 +42,8 @@ __all__ = [
     "ZhTokenizer",
     "gram_analyzer",
     "gram_units",
+    "index_grams",
+    "index_words",
     "is_cjk",
     "keyword_analyzer",
     "normalize",
@@ -54,7 +56,6 @@ __all__ = [
 # CJK ideographs: the unified block, extension A, compatibility ideographs and
 # the supplementary planes' extensions.
 _CJK_RANGES = "\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\U00020000-\U0003134f"
-_CJK_RE = re.compile(f"[{_CJK_RANGES}]")
 # A unit of the gram stream: one CJK character, a Latin letter run, or a
 # number (with an optional decimal part).
 _UNIT_RE = re.compile(f"[{_CJK_RANGES}]|[^\\W\\d_{_CJK_RANGES}]+|\\d+(?:\\.\\d+)?")
@@ -63,8 +64,11 @@ _ALNUM_PART_RE = re.compile(r"[^\W\d_]+|\d+(?:\.\d+)?")
 
 
 def is_cjk(ch: str) -> bool:
-    """True for a single CJK ideograph."""
-    return bool(_CJK_RE.fullmatch(ch))
+    """True for a single CJK ideograph (the ranges of ``_CJK_RANGES``)."""
+    if len(ch) != 1:
+        return False
+    o = ord(ch)
+    return 0x4E00 <= o <= 0x9FFF or 0x3400 <= o <= 0x4DBF or 0xF900 <= o <= 0xFAFF or 0x20000 <= o <= 0x3134F
 
 
 @functools.lru_cache(maxsize=1)
@@ -300,19 +304,23 @@ class SubwordFilter(Filter):
             if t.mode == "query":
                 continue
             word = t.text
-            parts: Sequence[str] = ()
-            if len(word) > 2 and is_cjk(word[0]):
-                if seg is None:
-                    seg = self.seg.segmenter()
-                parts = _dictionary_subwords(word, seg)
-            elif len(word) > 1 and not word.isalpha() and not word.isdigit():
-                parts = _ALNUM_PART_RE.findall(word)
-                if len(parts) < 2:
-                    parts = ()
-            for part in parts:
+            if seg is None:
+                seg = self.seg.segmenter()
+            for part in subwords(word, seg):
                 t.text = part
                 yield t
             t.text = word
+
+
+def subwords(word: str, seg) -> Sequence[str]:
+    """The parts of an index token a query may name alone (see SubwordFilter)."""
+    if len(word) > 2 and is_cjk(word[0]):
+        return _dictionary_subwords(word, seg)
+    if len(word) > 1 and not word.isalpha() and not word.isdigit():
+        parts = _ALNUM_PART_RE.findall(word)
+        if len(parts) >= 2:
+            return parts
+    return ()
 
 
 def _dictionary_subwords(word: str, seg) -> list[str]:
@@ -333,12 +341,34 @@ def word_analyzer(seg: Segmentation | None = None):
     return ZhTokenizer(seg) | PunctuationFilter() | SubwordFilter(seg)
 
 
+def index_words(text: str, seg: Segmentation | None = None) -> list[str]:
+    """The terms ``word_analyzer`` indexes for ``text``, in stream order.
+
+    The same chain as plain calls: the indexer's hot path, where Whoosh's
+    per-token objects cost more than the segmentation itself.
+    """
+    segmenter = get_segmenter(seg)
+    out: list[str] = []
+    append = out.append
+    for word, _start, _end in segmenter.tokenize(normalize(text)):
+        if not _has_word_char(word):
+            continue
+        append(word)
+        if len(word) > 1:
+            out.extend(subwords(word, segmenter))
+    return out
+
+
 def segmentation_of(schema) -> Segmentation | None:
     """The segmentation an index was built with (from its word analyzer)."""
     try:
         analyzer = schema["body"].analyzer
     except KeyError:
         return None
+    return segmentation_of_analyzer(analyzer)
+
+
+def segmentation_of_analyzer(analyzer) -> Segmentation | None:
     for part in getattr(analyzer, "items", [analyzer]):
         if isinstance(part, ZhTokenizer):
             return part.seg
@@ -370,20 +400,36 @@ def gram_units(text: str) -> list[tuple[str, int, int]]:
     return [(m.group(), m.start(), m.end()) for m in _UNIT_RE.finditer(text)]
 
 
-def _grams(units: Sequence[tuple[str, int, int]]) -> Iterator[Gram]:
-    n = len(units)
-    for i, (u, s, e) in enumerate(units):
-        if len(u) == 1 and is_cjk(u) and i + 1 < n:
-            nu, ns, ne = units[i + 1]
+def _gram_texts(units: Sequence[tuple[str, int, int]]) -> list[str]:
+    """One gram per unit, at the unit's position: a CJK character directly
+    followed by another gives their bigram, anything else gives itself."""
+    out = []
+    last = len(units) - 1
+    for i, (u, _s, e) in enumerate(units):
+        if i < last and len(u) == 1 and is_cjk(u):
+            nu, ns, _ne = units[i + 1]
             if ns == e and len(nu) == 1 and is_cjk(nu):
-                yield Gram(u + nu, i, s, ne)
+                out.append(u + nu)
                 continue
-        yield Gram(u, i, s, e)
+        out.append(u)
+    return out
+
+
+def _grams(units: Sequence[tuple[str, int, int]]) -> list[Gram]:
+    return [
+        Gram(text, i, units[i][1], units[i + 1][2] if len(text) > len(units[i][0]) else units[i][2])
+        for i, text in enumerate(_gram_texts(units))
+    ]
 
 
 def grams(text: str) -> list[Gram]:
     """The gram tokens of a raw text (normalized here)."""
-    return list(_grams(gram_units(normalize(text))))
+    return _grams(gram_units(normalize(text)))
+
+
+def index_grams(text: str) -> list[str]:
+    """The gram terms of ``text``; a term's position is its index."""
+    return _gram_texts(gram_units(normalize(text)))
 
 
 def phrase_grams(text: str) -> list[str]:
@@ -397,7 +443,7 @@ def phrase_grams(text: str) -> list[str]:
     character long can only be asked as that unigram.
     """
     units = gram_units(normalize(text))
-    toks = list(_grams(units))
+    toks = _grams(units)
     if len(toks) >= 2 and len(toks[-1].text) == 1 and is_cjk(toks[-1].text):
         toks.pop()
     return [g.text for g in toks]

@@ -9,10 +9,57 @@ rebuilding the index.
 
 from __future__ import annotations
 
+from collections import Counter, defaultdict
+from collections.abc import Iterator
+from pickle import dumps
+
 from whoosh import columns
 from whoosh.fields import COLUMN, DATETIME, ID, STORED, TEXT, Schema
+from whoosh.system import pack_uint
 
-from indexer.analysis import Segmentation, gram_analyzer, keyword_analyzer, word_analyzer
+from indexer.analysis import (
+    Segmentation,
+    gram_analyzer,
+    index_grams,
+    index_words,
+    keyword_analyzer,
+    segmentation_of_analyzer,
+    word_analyzer,
+)
+
+Posting = tuple[bytes, int, float, bytes]
+
+
+class WordField(TEXT):
+    """A word field (BM25F-scored, no positions) that indexes a text by
+    counting ``index_words`` directly: the same terms and frequencies as its
+    analyzer chain, without Whoosh building a token object per word."""
+
+    def index(self, value, **kwargs) -> Iterator[Posting]:
+        if not isinstance(value, str) or kwargs.get("mode", "index") != "index":
+            yield from super().index(value, **kwargs)
+            return
+        boost = self.format.field_boost
+        for word, freq in Counter(index_words(value, segmentation_of_analyzer(self.analyzer))).items():
+            yield word.encode("utf-8"), freq, freq * boost, pack_uint(freq)
+
+
+class GramField(TEXT):
+    """A positional gram field indexed straight from ``index_grams``; the
+    values are Whoosh's ``Positions`` encoding."""
+
+    def index(self, value, **kwargs) -> Iterator[Posting]:
+        if not isinstance(value, str) or kwargs.get("mode", "index") != "index":
+            yield from super().index(value, **kwargs)
+            return
+        boost = self.format.field_boost
+        positions: defaultdict[str, list[int]] = defaultdict(list)
+        for pos, gram in enumerate(index_grams(value)):
+            positions[gram].append(pos)
+        for gram, poslist in positions.items():
+            deltas = [poslist[0]] + [b - a for a, b in zip(poslist, poslist[1:], strict=False)]
+            yield gram.encode("utf-8"), len(poslist), len(poslist) * boost, pack_uint(len(deltas)) + dumps(deltas, 2)
+
 
 #: Positional gram fields, paired with the word field they shadow.
 GRAM_FIELDS = {"title": "title_g", "lead": "lead_g", "body": "body_g"}
@@ -26,17 +73,17 @@ def build_schema(seg: Segmentation | None = None) -> Schema:
     return Schema(
         id=ID(stored=True, unique=True, sortable=True),
         url=STORED(),
-        title=TEXT(analyzer=words, phrase=False, stored=True),
-        title_g=TEXT(analyzer=grams, phrase=True),
-        body=TEXT(analyzer=words, phrase=False, stored=True),
-        body_g=TEXT(analyzer=grams, phrase=True),
-        lead=TEXT(analyzer=words, phrase=False),
-        lead_g=TEXT(analyzer=grams, phrase=True),
+        title=WordField(analyzer=words, phrase=False, stored=True),
+        title_g=GramField(analyzer=grams, phrase=True),
+        body=WordField(analyzer=words, phrase=False, stored=True),
+        body_g=GramField(analyzer=grams, phrase=True),
+        lead=WordField(analyzer=words, phrase=False),
+        lead_g=GramField(analyzer=grams, phrase=True),
         # Tags are searched as words and filtered exactly (tag:...).
-        tags=TEXT(analyzer=words, phrase=False, stored=True),
+        tags=WordField(analyzer=words, phrase=False, stored=True),
         tag=ID(analyzer=keyword_analyzer()),
         source=ID(analyzer=keyword_analyzer(), stored=True),
-        author=TEXT(analyzer=words, phrase=False, stored=True),
+        author=WordField(analyzer=words, phrase=False, stored=True),
         # Stored as given (date or datetime text); indexed as a datetime.
         published=STORED(),
         date=DATETIME(sortable=True),
