@@ -19,6 +19,7 @@ import signal
 
 from whoosh.multiproc import MpWriter, SubWriterTask
 
+from indexer.codec import FastSegmentWriter
 from indexer.store import release_inherited_locks
 
 #: Seconds the parent waits for a finished worker's report.
@@ -50,7 +51,7 @@ class _Task(SubWriterTask):
         # held (a lock lives as long as any copy of its descriptor).
         release_inherited_locks()
         try:
-            super().run()
+            self._run()
         except BaseException as err:  # noqa: BLE001 - reported to the parent instead
             code = getattr(err, "errno", None)
             message = getattr(err, "strerror", None) or str(err) or type(err).__name__
@@ -58,6 +59,22 @@ class _Task(SubWriterTask):
                 self.resultqueue.put(("failed", code, message), timeout=5)
             except Exception:  # noqa: BLE001 - the parent times out and reports it
                 pass
+
+
+    def _run(self) -> None:
+        # SubWriterTask.run, multisegment case, with our segment writer.
+        ix = self.storage.open_index(self.indexname)
+        writer = self.writer = FastSegmentWriter(ix, _lk=False, **self.kwargs)
+        while self.running:
+            job = self.jobqueue.get()
+            if job is None:
+                break
+            self._process_file(*job)
+        if not self.running:
+            writer.cancel()
+            return
+        segment = writer._finalize_segment()
+        self.resultqueue.put((None, set(), segment), timeout=5)
 
 
 class _Reports:

@@ -9,7 +9,9 @@ leaves the index as it was.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+import gc
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
@@ -22,6 +24,7 @@ from whoosh.util.times import datetime_to_long
 from whoosh.writing import SegmentWriter
 
 from indexer.analysis import normalize_keyword
+from indexer.codec import FastCodec, FastSegmentWriter
 from indexer.config import Settings
 from indexer.dedupe import DuplicateFinder, Signature, signature
 from indexer.documents import Article, Tombstone, describe_error, lead_text, load_record
@@ -175,8 +178,9 @@ def open_writer(ix: Index, settings: Settings, fresh: bool = False) -> SegmentWr
             procs=settings.index_procs,
             batchsize=256,
             limitmb=max(32, settings.writer_memory_mb // settings.index_procs),
+            codec=FastCodec(),
         )
-    return ix.writer(limitmb=settings.writer_memory_mb, timeout=5.0, delay=0.1)
+    return FastSegmentWriter(ix, limitmb=settings.writer_memory_mb, timeout=5.0, delay=0.1)
 
 
 def index_paths(
@@ -196,7 +200,7 @@ def index_paths(
     files = find_files(paths)
     summary = IndexSummary(files=len(files), input_bytes=total_bytes(files))
     store = IndexStore(settings.index)
-    with store.write_lock(settings.lock_timeout):
+    with store.write_lock(settings.lock_timeout), _no_cycle_collection():
         if rebuild:
             store.remove_stale_generations()
             previous = store.current_name()
@@ -215,6 +219,27 @@ def index_paths(
             _write(settings, ix, files, summary, on_bytes, prune=prune, known=known, finder=finder)
     summary.seconds = time.perf_counter() - started
     return summary
+
+
+@contextlib.contextmanager
+def _no_cycle_collection() -> Iterator[None]:
+    """Pause Python's cyclic garbage collector while writing.
+
+    A build holds millions of small posting tuples; each full collection
+    walks all of them, and collections come more often the more there are,
+    which made a 20,000-document build spend a third of its time in the
+    collector. Nothing the writer builds is cyclic garbage, and the
+    collector runs once at the end. Worker processes forked meanwhile
+    inherit the pause.
+    """
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
+        gc.collect()
 
 
 def _write(
