@@ -18,9 +18,11 @@ segments written here are read through ``CachingTermsReader``.
 
 from __future__ import annotations
 
+import heapq
 import itertools
 import pickle
 import zlib
+from collections.abc import Iterable, Iterator
 from pickle import dumps
 from struct import Struct
 from typing import Any
@@ -122,48 +124,93 @@ class CachingTermsReader(W3TermsReader):
 
 
 class FastSegmentWriter(SegmentWriter):
-    """Whoosh's segment writer with ``FastCodec`` and ``PostingsPool``
+    """Whoosh's segment writer with ``FastCodec`` and a ``TermPool``
     (``SegmentWriter`` takes a pool class argument but ignores it)."""
 
     def __init__(self, ix, limitmb: int = 128, **kwargs) -> None:
         kwargs.setdefault("codec", FastCodec())
         super().__init__(ix, limitmb=limitmb, **kwargs)
-        self.pool = PostingsPool(self._tempstorage, self.newsegment, limitmb=limitmb)
+        self._grouped = not any(field.separate_spelling() for _name, field in self.schema.items())
+        if self._grouped:
+            self.pool = TermPool(self._tempstorage, self.newsegment, limitmb=limitmb)
+
+    def _flush_segment(self) -> None:
+        if not self._grouped or not isinstance(self.fieldwriter, FastFieldWriter):
+            super()._flush_segment()
+            return
+        self.perdocwriter.close()
+        lengths = self.per_document_reader() if self.codec.length_stats else None
+        self.fieldwriter.add_terms(self.schema, lengths, self.pool.iter_terms())
+        self.fieldwriter.close()
+        if lengths:
+            lengths.close()
 
 
-class PostingsPool(PostingPool):
-    """Whoosh's external-sort pool of postings, bounded by a count of
-    postings instead of estimating every posting's size in Python."""
+#: One term's postings: field name, term bytes, then its documents'
+#: numbers, weights and encoded values, in document order.
+TermPostings = tuple[str, bytes, list[int], list[float], list[bytes]]
 
-    #: Bytes a pooled posting takes in memory, roughly.
-    POSTING_BYTES = 200
+
+class TermPool(PostingPool):
+    """The postings of a segment being written, grouped by term.
+
+    Whoosh pools every posting as a tuple and sorts them all at the end;
+    sorting millions of tuples was an eighth of a build. Documents arrive in
+    number order, so each term's postings are already sorted: this pool
+    files them under their term and sorts only the terms. When it holds
+    more postings than its memory allows it spills its terms, sorted, to a
+    run on disk; runs are merged term by term, earlier runs first.
+    """
+
+    #: Bytes a pooled posting takes in memory, roughly, with its share of
+    #: its term's entry (measured on poetry-20k: about a third as many terms
+    #: as postings).
+    POSTING_BYTES = 240
 
     def __init__(self, tempstore, segment, limitmb: int = 128, **kwargs) -> None:
         super().__init__(tempstore, segment, limitmb=limitmb, **kwargs)
-        self._room = max(50_000, self.limit // self.POSTING_BYTES)
+        self._room = max(20_000, self.limit // self.POSTING_BYTES)
+        self._count = 0
+        self._fields: dict[str, dict[bytes, tuple[list, list, list]]] = {}
 
     def add(self, item) -> None:
-        current = self.current
-        current.append(item)
-        if len(current) >= self._room:
+        fieldname, tbytes, docnum, weight, value = item
+        terms = self._fields.get(fieldname)
+        if terms is None:
+            terms = self._fields[fieldname] = {}
+        entry = terms.get(tbytes)
+        if entry is None:
+            terms[tbytes] = entry = ([], [], [])
+        entry[0].append(docnum)
+        entry[1].append(weight)
+        entry[2].append(value)
+        self._count += 1
+        if self._count >= self._room:
             self.save()
 
-    # Runs spilled to disk: Whoosh pickles every posting on its own with
-    # protocol 2 (slow for bytes); these are lists of postings, protocol 5.
+    def _sorted_terms(self) -> Iterator[TermPostings]:
+        for fieldname in sorted(self._fields):
+            terms = self._fields[fieldname]
+            for tbytes in sorted(terms):
+                ids, weights, values = terms[tbytes]
+                yield fieldname, tbytes, ids, weights, values
+
+    def save(self) -> None:
+        if self._count:
+            path, f = self._new_run()
+            self._write_run(f, self._sorted_terms())
+            self.runs.append(path)
+            self._fields = {}
+            self._count = 0
 
     def _write_run(self, f, items) -> None:
-        items = items if isinstance(items, list) else iter(items)
         try:
-            if isinstance(items, list):
-                for first in range(0, len(items), _RUN_CHUNK):
-                    pickle.dump(items[first : first + _RUN_CHUNK], f, 5)
-            else:
-                while chunk := list(itertools.islice(items, _RUN_CHUNK)):
-                    pickle.dump(chunk, f, 5)
+            while chunk := list(itertools.islice(items, _RUN_CHUNK)):
+                pickle.dump(chunk, f, 5)
         finally:
             f.close()
 
-    def _read_run(self, path):
+    def _read_run(self, path) -> Iterator[TermPostings]:
         f = self._open_run(path)
         try:
             while True:
@@ -175,6 +222,33 @@ class PostingsPool(PostingPool):
         finally:
             f.close()
             self._remove_run(path)
+
+    def iter_terms(self) -> Iterator[TermPostings]:
+        """Every term once, in (field, term) order, with all its postings."""
+        if not self.runs:
+            yield from self._sorted_terms()
+            return
+        self.save()
+        runs, self.runs = self.runs, []
+        merged = heapq.merge(*(self._read_run(path) for path in runs), key=lambda t: (t[0], t[1]))
+        for (fieldname, tbytes), group in itertools.groupby(merged, key=lambda t: (t[0], t[1])):
+            ids: list[int] = []
+            weights: list[float] = []
+            values: list[bytes] = []
+            for part in group:
+                ids.extend(part[2])
+                weights.extend(part[3])
+                values.extend(part[4])
+            yield fieldname, tbytes, ids, weights, values
+
+    def iter_postings(self):
+        for fieldname, tbytes, ids, weights, values in self.iter_terms():
+            for posting in zip(ids, weights, values, strict=True):
+                yield (fieldname, tbytes, *posting)
+
+    def cleanup(self) -> None:
+        super().cleanup()
+        self._fields = {}
 
 
 class _TermTable(filetables.OrderedHashWriter):
@@ -260,6 +334,10 @@ class FastFieldWriter(W3FieldWriter):
             # to Whoosh's general loop.
             super().add_postings(schema, lengths, items)
             return
+        self.add_terms(schema, lengths, _group_postings(items))
+
+    def add_terms(self, schema, lengths, terms: Iterable[TermPostings]) -> None:
+        """Write terms given in (field, term) order with their postings."""
         out = _PostingsOut(self._postfile, self._level)
         tindex = self._tindex
         fieldmap = self._fieldmap
@@ -268,34 +346,33 @@ class FastFieldWriter(W3FieldWriter):
         fixedsize: int | None = None
         prefix = b""
         lastfn = None
-        lasttext = None
+        lasttext = b""
+        for fieldname, tbytes, ids, weights, values in terms:
+            if fieldname != lastfn:
+                if lastfn is not None and fieldname < lastfn:
+                    raise ValueError(f"postings out of field order: {lastfn!r} .. {fieldname!r}")
+                prefix = pack_ushort(fieldmap.setdefault(fieldname, len(fieldmap)))
+                fixedsize = schema[fieldname].format.fixed_value_size()
+                field_lengths = _field_lengths(lengths, fieldname, doccount)
+                lastfn = fieldname
+            elif tbytes <= lasttext:
+                raise ValueError(f"postings out of term order in {fieldname!r}")
+            lasttext = tbytes
+            tindex.add(prefix + tbytes, out.term(ids, weights, values, fixedsize, field_lengths))
+        out.flush()
+
+
+def _group_postings(items) -> Iterator[TermPostings]:
+    """Whoosh's sorted posting stream, one group per term."""
+    for (fieldname, tbytes), postings in itertools.groupby(items, key=lambda p: (p[0], p[1])):
         ids: list[int] = []
         weights: list[float] = []
         values: list[bytes] = []
-        for fieldname, btext, docnum, weight, value in items:
-            if btext != lasttext or fieldname != lastfn:
-                if ids:
-                    tindex.add(prefix + lasttext, out.term(ids, weights, values, fixedsize, field_lengths))
-                    ids = []
-                    weights = []
-                    values = []
-                if fieldname != lastfn:
-                    if lastfn is not None and fieldname < lastfn:
-                        raise ValueError(f"postings out of field order: {lastfn!r} .. {fieldname!r}")
-                    fieldid = fieldmap.setdefault(fieldname, len(fieldmap))
-                    prefix = pack_ushort(fieldid)
-                    fixedsize = schema[fieldname].format.fixed_value_size()
-                    field_lengths = _field_lengths(lengths, fieldname, doccount)
-                    lastfn = fieldname
-                elif btext < lasttext:
-                    raise ValueError(f"postings out of term order in {fieldname!r}")
-                lasttext = btext
+        for _f, _t, docnum, weight, value in postings:
             ids.append(docnum)
             weights.append(weight)
             values.append(value)
-        if ids:
-            tindex.add(prefix + lasttext, out.term(ids, weights, values, fixedsize, field_lengths))
-        out.flush()
+        yield fieldname, tbytes, ids, weights, values
 
 
 def _field_lengths(lengths, fieldname: str, doccount: int) -> list[int]:

@@ -60,7 +60,6 @@ class _Task(SubWriterTask):
             except Exception:  # noqa: BLE001 - the parent times out and reports it
                 pass
 
-
     def _run(self) -> None:
         # SubWriterTask.run, multisegment case, with our segment writer.
         ix = self.storage.open_index(self.indexname)

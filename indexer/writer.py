@@ -229,8 +229,8 @@ def _no_cycle_collection() -> Iterator[None]:
     walks all of them, and collections come more often the more there are,
     which made a 20,000-document build spend a third of its time in the
     collector. Nothing the writer builds is cyclic garbage, and the
-    collector runs once at the end. Worker processes forked meanwhile
-    inherit the pause.
+    collector resumes afterwards. Worker processes forked meanwhile inherit
+    the pause.
     """
     was_enabled = gc.isenabled()
     gc.disable()
@@ -239,7 +239,6 @@ def _no_cycle_collection() -> Iterator[None]:
     finally:
         if was_enabled:
             gc.enable()
-        gc.collect()
 
 
 def _write(
