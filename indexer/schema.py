@@ -57,8 +57,16 @@ class GramField(TEXT):
         for pos, gram in enumerate(index_grams(value)):
             positions[gram].append(pos)
         for gram, poslist in positions.items():
+            if len(poslist) == 1 and poslist[0] < len(_ONE_POSITION):
+                yield gram.encode("utf-8"), 1, boost, _ONE_POSITION[poslist[0]]
+                continue
             deltas = [poslist[0]] + [b - a for a, b in zip(poslist, poslist[1:], strict=False)]
             yield gram.encode("utf-8"), len(poslist), len(poslist) * boost, pack_uint(len(deltas)) + dumps(deltas, 2)
+
+
+#: ``Positions.encode([p])`` for the positions most grams have: most occur
+#: once in a document.
+_ONE_POSITION = [pack_uint(1) + dumps([p], 2) for p in range(8192)]
 
 
 #: Positional gram fields, paired with the word field they shadow.
