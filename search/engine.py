@@ -28,7 +28,7 @@ from indexer.store import IndexMissing, IndexStore
 from indexer.writer import stored_to_record
 from search.facets import facet_counts, facet_types
 from search.highlight import highlight_all, snippet
-from search.query import DEFAULT_WEIGHTS, QueryError, Weights, compile_query, parse_query
+from search.query import DEFAULT_WEIGHTS, Exhaustive, QueryError, Weights, compile_query, parse_query
 from search.spelling import Speller
 from search.synonyms import Synonyms
 
@@ -219,10 +219,10 @@ class SearchEngine:
             )
         if request.facets:
             kwargs["groupedby"] = facet_types()
-        results = searcher.search(compiled.strict, **kwargs)
+        results = searcher.search(Exhaustive(compiled.strict), **kwargs)
         fallback = False
         if len(results) == 0 and compiled.loose is not None:
-            results = searcher.search(compiled.loose, **kwargs)
+            results = searcher.search(Exhaustive(compiled.loose), **kwargs)
             fallback = len(results) > 0
         ranked = [(results.docnum(i), _relevance(results.score(i))) for i in range(results.scored_length())]
         if rescore:

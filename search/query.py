@@ -25,6 +25,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from whoosh import query as wq
+from whoosh.matching import WrappingMatcher
 from whoosh.query.spans import SpanNear2
 
 from indexer.analysis import (
@@ -421,10 +422,37 @@ class Boosted(wq.WrappingQuery):
         return self.__class__(child, self.boost)
 
     def matcher(self, searcher, context=None):
-        from whoosh.matching import WrappingMatcher
-
         m = self.child.matcher(searcher, context)
         return m if self.boost == 1.0 else WrappingMatcher(m, boost=self.boost)
+
+
+class Exhaustive(wq.WrappingQuery):
+    """Scores every document its child matches.
+
+    Whoosh's collector periodically asks the matcher tree to drop the parts
+    that cannot lift a document into the current top N (``replace`` with the
+    lowest score kept so far), even with ``optimize=False``. That relies on
+    each matcher's upper bound (``max_quality``), and some bounds are too
+    low: an ``Or`` over a small segment preloads its matches and reports the
+    largest bound of its parts instead of their sum. Pruned on that bound,
+    an ``And`` of such ``Or`` parts silently skips documents that belong in
+    the top results (and out of the total). This wrapper turns the pruning
+    off, so the ranking is exact whatever the page size.
+    """
+
+    def _rewrap(self, child: wq.Query) -> Exhaustive:
+        return self.__class__(child)
+
+    def matcher(self, searcher, context=None):
+        return _Unpruned(self.child.matcher(searcher, context))
+
+
+class _Unpruned(WrappingMatcher):
+    def _replacement(self, newchild):
+        return self.__class__(newchild)
+
+    def replace(self, minquality=0):
+        return self
 
 
 def _units(q: wq.Query) -> list[wq.Query]:

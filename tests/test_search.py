@@ -318,3 +318,19 @@ def test_recent_blends_a_date_decay_into_relevance(make_index):
     )
     assert ix.ids("跨境物流")[0] == "old-strong"
     assert ix.ids("跨境物流", recent=True)[0] == "new-weak"
+
+
+def test_small_pages_rank_and_count_every_match(make_index):
+    # Whoosh prunes the matcher tree against the lowest score of the page
+    # being filled, from bounds some matchers set too low: a page of one
+    # result used to lose the later, better matches (and the total).
+    docs = [
+        {"id": f"d{i}", "title": f"跨境电商 物流 第{i}期", "body": "跨境电商物流。" * (i + 1)} for i in range(6)
+    ]
+    ix = make_index(docs)
+    full = ix.search("跨境电商 物流", size=10)
+    assert full.total == 6
+    for size in (1, 2, 3):
+        page = ix.search("跨境电商 物流", size=size)
+        assert page.total == 6
+        assert [h.id for h in page.hits] == [h.id for h in full.hits[:size]]
