@@ -45,6 +45,8 @@ SPACE: dict[str, list] = {
     "b": [0.5, 0.65, 0.75, 0.9],
     "title_b": [0.2, 0.5, 0.75],
     "lead_b": [0.0, 0.3, 0.6],
+    "question_words": [3, 4, 5, 99],
+    "question_lead": [0.25, 0.5, 1.0, 1.5],
 }
 
 

@@ -334,3 +334,17 @@ def test_small_pages_rank_and_count_every_match(make_index):
         page = ix.search("跨境电商 物流", size=size)
         assert page.total == 6
         assert [h.id for h in page.hits] == [h.id for h in full.hits[:size]]
+
+
+def test_questions_rank_by_any_word_keywords_by_all(ix):
+    from search.query import compile_query, parse_query
+
+    def rank_loose(q):
+        return compile_query(parse_query(q), ix.engine.segmentation).rank_loose
+
+    assert not rank_loose("跨境 电商 物流")  # keywords: all words first
+    assert rank_loose("为什么跨境电商的物流价格和仓储投入都回落了？")
+    assert not rank_loose('"跨境电商" 物流 价格 仓储 投入')  # explicit syntax is kept
+    # A question no article answers word for word still finds the closest.
+    result = ix.search("跨境电商的物流价格和火星基地的仓储投入有什么关系？")
+    assert not result.fallback and result.hits[0].id == "apart"
