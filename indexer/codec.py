@@ -39,7 +39,7 @@ from whoosh.writing import PostingPool, SegmentWriter
 BLOCK_LIMIT = 128
 #: Pickled blocks shorter than this are stored uncompressed.
 COMPRESS_MIN_BYTES = 256
-#: Postings per pickled chunk of a spilled run.
+#: Terms (with their postings) per pickled chunk of a spilled run.
 _RUN_CHUNK = 16_384
 #: Bytes buffered before a write to the postings or terms file.
 _FLUSH_BYTES = 1 << 22
