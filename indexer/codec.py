@@ -251,6 +251,37 @@ class TermPool(PostingPool):
         self._fields = {}
 
 
+class _Buffered:
+    """Appends to a file through a buffer, tracking the offset where each
+    write lands (``tell()`` on Whoosh's structfile is a method call per
+    term otherwise)."""
+
+    def __init__(self, dbfile) -> None:
+        self._file = dbfile
+        self._parts: list[bytes] = []
+        self._pending = 0
+        self.pos = dbfile.tell()
+
+    def write(self, *parts: bytes) -> int:
+        """Queue ``parts``; the offset of the first."""
+        start = self.pos
+        size = 0
+        for part in parts:
+            size += len(part)
+        self._parts.extend(parts)
+        self.pos = start + size
+        self._pending += size
+        if self._pending > _FLUSH_BYTES:
+            self.flush()
+        return start
+
+    def flush(self) -> None:
+        if self._parts:
+            self._file.write(b"".join(self._parts))
+            self._parts = []
+            self._pending = 0
+
+
 class _TermTable(filetables.OrderedHashWriter):
     """Whoosh's ordered on-disk hash of terms, keyed by CRC32 and filled in
     bulk from keys that are already sorted."""
@@ -259,30 +290,19 @@ class _TermTable(filetables.OrderedHashWriter):
         filetables.HashWriter.__init__(self, dbfile, hashtype=_CRC_HASH)
         self.index = GrowableArray("I")
         self.lastkey = b""
-        self._parts: list[bytes] = []
-        self._pending = 0
-        self._pos = dbfile.tell()
+        self._out = _Buffered(dbfile)
 
     def add(self, key: bytes, value: bytes) -> None:
-        """Add a key greater than any added before (``add_postings``
-        checks the order of the stream)."""
-        pos = self._pos
+        """Add a key greater than any added before (``add_terms`` checks
+        the order of the stream)."""
+        pos = self._out.write(_KEY_VALUE_LENGTHS.pack(len(key), len(value)), key, value)
         self.index.append(pos)
         h = zlib.crc32(key)
         self.buckets[h & 255].append((h, pos))
-        part = _KEY_VALUE_LENGTHS.pack(len(key), len(value)) + key + value
-        self._parts.append(part)
-        self._pos = pos + len(part)
-        self._pending += len(part)
         self.lastkey = key
-        if self._pending > _FLUSH_BYTES:
-            self.flush()
 
     def flush(self) -> None:
-        if self._parts:
-            self.dbfile.write(b"".join(self._parts))
-            self._parts = []
-            self._pending = 0
+        self._out.flush()
 
     def _write_hashes(self) -> None:
         # Whoosh's layout (256 open-addressing tables, twice as many slots
@@ -386,11 +406,14 @@ class _PostingsOut:
     """The postings file, written in W3's block format through a buffer."""
 
     def __init__(self, postfile, level: int) -> None:
-        self._file = postfile
+        self._out = _Buffered(postfile)
         self._level = level
-        self._parts: list[bytes] = []
-        self._pending = 0
-        self._pos = postfile.tell()
+
+    def _compressed(self, data: bytes) -> tuple[int, bytes]:
+        """(compression level, block bytes): small blocks stay plain."""
+        if self._level and len(data) >= COMPRESS_MIN_BYTES:
+            return self._level, zlib.compress(data, self._level)
+        return 0, data
 
     def term(
         self,
@@ -401,7 +424,6 @@ class _PostingsOut:
         field_lengths: list[int],
     ) -> bytes:
         """Write one term's posting blocks; its terminfo bytes."""
-        start = self._pos
         n = len(ids)
         if n == 1:
             # Most terms: one posting, one small block.
@@ -409,18 +431,14 @@ class _PostingsOut:
             weight = weights[0]
             lengthbyte = _length_byte(field_lengths[docnum])
             data = dumps(((docnum,), None if weight == 1.0 else weight, _mini_values(values, fixedsize)), _PROTOCOL)
-            comp = self._level if len(data) >= COMPRESS_MIN_BYTES else 0
-            if comp:
-                data = zlib.compress(data, comp)
+            comp, data = self._compressed(data)
             maxweight = weight if weight > 0 else 0
             info = dumps((1, docnum, maxweight, comp, lengthbyte, lengthbyte), _PROTOCOL)
             blocklength = len(info) + len(data)
-            self._parts.extend((_MAGIC_AND_LENGTH.pack(WHOOSH3_HEADER_MAGIC, -blocklength), info, data))
-            size = 8 + blocklength
+            parts = [_MAGIC_AND_LENGTH.pack(WHOOSH3_HEADER_MAGIC, -blocklength), info, data]
             terminfo = _TERMINFO.pack(0, weight, 1, lengthbyte, lengthbyte, maxweight, docnum, docnum)
         else:
             parts = [WHOOSH3_HEADER_MAGIC]
-            size = len(WHOOSH3_HEADER_MAGIC)
             total_weight = 0.0
             maxweight_all = 0.0
             minlength_all = None
@@ -436,9 +454,7 @@ class _PostingsOut:
                 data = dumps(
                     (_deltas(bids), _mini_weights(bweights), _mini_values(values[first:last], fixedsize)), _PROTOCOL
                 )
-                comp = self._level if len(data) >= COMPRESS_MIN_BYTES else 0
-                if comp:
-                    data = zlib.compress(data, comp)
+                comp, data = self._compressed(data)
                 info = dumps(
                     (len(bids), bids[-1], maxweight, comp, _length_byte(minlength), _length_byte(maxlength)), _PROTOCOL
                 )
@@ -446,13 +462,11 @@ class _PostingsOut:
                 parts.append(pack_int(-blocklength if last == n else blocklength))
                 parts.append(info)
                 parts.append(data)
-                size += 4 + blocklength
                 total_weight += sum(bweights)
                 maxweight_all = max(maxweight_all, maxweight)
                 if minlength is not None:
                     minlength_all = minlength if minlength_all is None else min(minlength_all, minlength)
                 maxlength_all = max(maxlength_all, maxlength)
-            self._parts.extend(parts)
             terminfo = _TERMINFO.pack(
                 0,
                 total_weight,
@@ -463,17 +477,11 @@ class _PostingsOut:
                 ids[0],
                 ids[-1],
             )
-        self._pos = start + size
-        self._pending += size
-        if self._pending > _FLUSH_BYTES:
-            self.flush()
-        return terminfo + _EXTENT.pack(start, size)
+        start = self._out.write(*parts)
+        return terminfo + _EXTENT.pack(start, self._out.pos - start)
 
     def flush(self) -> None:
-        if self._parts:
-            self._file.write(b"".join(self._parts))
-            self._parts = []
-            self._pending = 0
+        self._out.flush()
 
 
 def _length_byte(length: int | None, _cache: dict = {}) -> int:  # noqa: B006 - a memo

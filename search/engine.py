@@ -219,12 +219,9 @@ class SearchEngine:
             )
         if request.facets:
             kwargs["groupedby"] = facet_types()
-        # A question is ranked by any of its words; keywords must all match
-        # first, and fall back to any word only when nothing has them all.
-        first = compiled.loose if compiled.rank_loose else compiled.strict
-        results = searcher.search(Exhaustive(first), **kwargs)
+        results = searcher.search(Exhaustive(compiled.strict), **kwargs)
         fallback = False
-        if len(results) == 0 and compiled.loose is not None and not compiled.rank_loose:
+        if len(results) == 0 and compiled.loose is not None:
             results = searcher.search(Exhaustive(compiled.loose), **kwargs)
             fallback = len(results) > 0
         ranked = [(results.docnum(i), _relevance(results.score(i))) for i in range(results.scored_length())]

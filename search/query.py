@@ -355,7 +355,8 @@ DEFAULT_WEIGHTS = Weights()
 class CompiledQuery:
     strict: wq.Query
     loose: wq.Query | None
-    #: Rank by ``loose`` straight away: the query reads as a question.
+    #: The query reads as a question: ``strict`` is already the any-word
+    #: query (there is no ``loose`` to fall back to).
     rank_loose: bool
     filter: wq.Query | None
     exclude: wq.Query | None
@@ -372,8 +373,9 @@ def compile_query(
     the strict query has nothing to loosen).
 
     A question (``Weights.question_words`` content words or more, no
-    quotes, fields or OR) gets ``rank_loose``: its loose query has no
-    proximity part and weights the lead as ``question_lead``."""
+    quotes, fields or OR) gets ``rank_loose``: its ``strict`` query is the
+    any-word query, without a proximity part and with the lead weighted
+    ``question_lead``."""
     question = _is_question(parsed, seg, weights)
     if question:
         weights = dataclasses.replace(weights, lead=weights.question_lead)
@@ -409,9 +411,11 @@ def compile_query(
         loose = wq.Or(units_for_loose)
         if optional and not question:
             loose = wq.AndMaybe(loose, wq.Or(optional))
-    return CompiledQuery(
-        strict=strict, loose=loose, rank_loose=question and loose is not None, filter=filter_q, exclude=exclude_q
-    )
+    rank_loose = question and loose is not None
+    if rank_loose:
+        # Nothing to fall back to: the question is ranked by any word at once.
+        strict, loose = loose, None
+    return CompiledQuery(strict=strict, loose=loose, rank_loose=rank_loose, filter=filter_q, exclude=exclude_q)
 
 
 def _is_question(parsed: ParsedQuery, seg: Segmentation | None, weights: Weights) -> bool:
