@@ -324,9 +324,7 @@ def test_small_pages_rank_and_count_every_match(make_index):
     # Whoosh prunes the matcher tree against the lowest score of the page
     # being filled, from bounds some matchers set too low: a page of one
     # result used to lose the later, better matches (and the total).
-    docs = [
-        {"id": f"d{i}", "title": f"跨境电商 物流 第{i}期", "body": "跨境电商物流。" * (i + 1)} for i in range(6)
-    ]
+    docs = [{"id": f"d{i}", "title": f"跨境电商 物流 第{i}期", "body": "跨境电商物流。" * (i + 1)} for i in range(6)]
     ix = make_index(docs)
     full = ix.search("跨境电商 物流", size=10)
     assert full.total == 6
