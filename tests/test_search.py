@@ -343,6 +343,10 @@ def test_questions_rank_by_any_word_keywords_by_all(ix):
     assert not rank_loose("跨境 电商 物流")  # keywords: all words first
     assert rank_loose("为什么跨境电商的物流价格和仓储投入都回落了？")
     assert not rank_loose('"跨境电商" 物流 价格 仓储 投入')  # explicit syntax is kept
+    # Many words that do not ask are a remembered line, not a question.
+    assert not rank_loose("跨境电商物流价格仓储投入回落")
+    assert not rank_loose("风烟接 君行 霰雪飞 万里 关山")
+    assert rank_loose("跨境电商物流价格仓储投入回落吗")
     # A question no article answers word for word still finds the closest.
     result = ix.search("跨境电商的物流价格和火星基地的仓储投入有什么关系？")
     assert not result.fallback and result.hits[0].id == "apart"
