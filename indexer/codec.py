@@ -426,57 +426,55 @@ class _PostingsOut:
         """Write one term's posting blocks; its terminfo bytes."""
         n = len(ids)
         if n == 1:
-            # Most terms: one posting, one small block.
+            # Most terms: one posting, kept in the term's info itself (W3's
+            # "inlined" postings, which every W3 reader reads): no block,
+            # no postings file read when it is matched.
             docnum = ids[0]
             weight = weights[0]
             lengthbyte = _length_byte(field_lengths[docnum])
-            data = dumps(((docnum,), None if weight == 1.0 else weight, _mini_values(values, fixedsize)), _PROTOCOL)
-            comp, data = self._compressed(data)
             maxweight = weight if weight > 0 else 0
-            info = dumps((1, docnum, maxweight, comp, lengthbyte, lengthbyte), _PROTOCOL)
-            blocklength = len(info) + len(data)
-            parts = [_MAGIC_AND_LENGTH.pack(WHOOSH3_HEADER_MAGIC, -blocklength), info, data]
-            terminfo = _TERMINFO.pack(0, weight, 1, lengthbyte, lengthbyte, maxweight, docnum, docnum)
-        else:
-            parts = [WHOOSH3_HEADER_MAGIC]
-            total_weight = 0.0
-            maxweight_all = 0.0
-            minlength_all = None
-            maxlength_all = 0
-            for first in range(0, n, BLOCK_LIMIT):
-                last = min(n, first + BLOCK_LIMIT)
-                bids = ids[first:last]
-                bweights = weights[first:last]
-                maxweight = max(0, max(bweights))
-                blengths = [length for length in (field_lengths[d] for d in bids) if length]
-                minlength = min(blengths) if blengths else None
-                maxlength = max(blengths) if blengths else 0
-                data = dumps(
-                    (_deltas(bids), _mini_weights(bweights), _mini_values(values[first:last], fixedsize)), _PROTOCOL
-                )
-                comp, data = self._compressed(data)
-                info = dumps(
-                    (len(bids), bids[-1], maxweight, comp, _length_byte(minlength), _length_byte(maxlength)), _PROTOCOL
-                )
-                blocklength = len(info) + len(data)
-                parts.append(pack_int(-blocklength if last == n else blocklength))
-                parts.append(info)
-                parts.append(data)
-                total_weight += sum(bweights)
-                maxweight_all = max(maxweight_all, maxweight)
-                if minlength is not None:
-                    minlength_all = minlength if minlength_all is None else min(minlength_all, minlength)
-                maxlength_all = max(maxlength_all, maxlength)
-            terminfo = _TERMINFO.pack(
-                0,
-                total_weight,
-                n,
-                _length_byte(minlength_all),
-                _length_byte(maxlength_all),
-                maxweight_all,
-                ids[0],
-                ids[-1],
+            return _TERMINFO.pack(1, weight, 1, lengthbyte, lengthbyte, maxweight, docnum, docnum) + dumps(
+                ((docnum,), (weight,), (None if fixedsize == 0 else values[0],)), _PROTOCOL
             )
+        parts = [WHOOSH3_HEADER_MAGIC]
+        total_weight = 0.0
+        maxweight_all = 0.0
+        minlength_all = None
+        maxlength_all = 0
+        for first in range(0, n, BLOCK_LIMIT):
+            last = min(n, first + BLOCK_LIMIT)
+            bids = ids[first:last]
+            bweights = weights[first:last]
+            maxweight = max(0, max(bweights))
+            blengths = [length for length in (field_lengths[d] for d in bids) if length]
+            minlength = min(blengths) if blengths else None
+            maxlength = max(blengths) if blengths else 0
+            data = dumps(
+                (_deltas(bids), _mini_weights(bweights), _mini_values(values[first:last], fixedsize)), _PROTOCOL
+            )
+            comp, data = self._compressed(data)
+            info = dumps(
+                (len(bids), bids[-1], maxweight, comp, _length_byte(minlength), _length_byte(maxlength)), _PROTOCOL
+            )
+            blocklength = len(info) + len(data)
+            parts.append(pack_int(-blocklength if last == n else blocklength))
+            parts.append(info)
+            parts.append(data)
+            total_weight += sum(bweights)
+            maxweight_all = max(maxweight_all, maxweight)
+            if minlength is not None:
+                minlength_all = minlength if minlength_all is None else min(minlength_all, minlength)
+            maxlength_all = max(maxlength_all, maxlength)
+        terminfo = _TERMINFO.pack(
+            0,
+            total_weight,
+            n,
+            _length_byte(minlength_all),
+            _length_byte(maxlength_all),
+            maxweight_all,
+            ids[0],
+            ids[-1],
+        )
         start = self._out.write(*parts)
         return terminfo + _EXTENT.pack(start, self._out.pos - start)
 

@@ -9,6 +9,7 @@ own ``<mark>``.
 
 from __future__ import annotations
 
+import functools
 import re
 import unicodedata
 from collections.abc import Sequence
@@ -29,13 +30,25 @@ def normalize_with_map(text: str) -> tuple[str, list[int] | None]:
     if unicodedata.is_normalized("NFKC", text) and len(lowered) == len(text):
         norm, mapping = lowered, None
     else:
-        pieces: list[str] = []
-        mapping = []
-        for i, ch in enumerate(text):
-            n = unicodedata.normalize("NFKC", ch).lower()
-            pieces.append(n)
-            mapping.extend([i] * len(n))
-        norm = "".join(pieces)
+        # Chinese text is rarely NFKC-normal (full-width punctuation), but
+        # its folds are one character for one: fold the distinct characters
+        # and translate, instead of walking the text character by character
+        # (which cost a long poem 8 ms per snippet).
+        table = {}
+        for ch in set(text):
+            folded = _fold(ch)
+            if folded != ch:
+                table[ord(ch)] = folded
+        norm, mapping = text.translate(table).lower(), None
+        if len(norm) != len(text):
+            # Some character became several: map each one back.
+            pieces: list[str] = []
+            mapping = []
+            for i, ch in enumerate(text):
+                n = _fold(ch).lower()
+                pieces.append(n)
+                mapping.extend([i] * len(n))
+            norm = "".join(pieces)
     converted = t2s_converter().convert(norm)
     if len(converted) != len(norm):
         # A phrase rule changed the length: fall back to character by character.
@@ -43,6 +56,11 @@ def normalize_with_map(text: str) -> tuple[str, list[int] | None]:
         if len(converted) != len(norm):
             converted = norm
     return converted, mapping
+
+
+@functools.lru_cache(maxsize=65_536)
+def _fold(ch: str) -> str:
+    return unicodedata.normalize("NFKC", ch)
 
 
 def _same_class(a: str, b: str) -> bool:
