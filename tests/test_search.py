@@ -350,3 +350,41 @@ def test_questions_rank_by_any_word_keywords_by_all(ix):
     # A question no article answers word for word still finds the closest.
     result = ix.search("跨境电商的物流价格和火星基地的仓储投入有什么关系？")
     assert not result.fallback and result.hits[0].id == "apart"
+
+
+def test_dropping_terms_a_segment_lacks_changes_no_score(sample_index, monkeypatch):
+    # Exhaustive builds matchers only for the terms each segment holds;
+    # every document must still match and score as with the full tree.
+    import search.query as sq
+
+    engine = sample_index.engine
+    searcher = engine.searcher()
+    queries = [
+        "跨境电商 物流",
+        "亚马逊 Prime Day",
+        '"跨境电商"',
+        "TikTok Shop 直播 -美国",
+        "物流 OR 仓储 平台",
+        "卖家如何应对亚马逊的新政策？",
+        "跨境电商 火星基地",  # one word in no document: nothing matches all
+    ]
+
+    def ranked(q):
+        compiled = sq.compile_query(sq.parse_query(q), engine.segmentation)
+        results = searcher.search(sq.Exhaustive(compiled.strict), limit=None, optimize=False, mask=compiled.exclude)
+        return {hit.docnum: hit.score for hit in results}
+
+    pruned = {q: ranked(q) for q in queries}
+    dropped = 0
+    for reader in [r for r, _offset in searcher.reader().leaf_readers()]:
+        for q in queries:
+            tree = sq.compile_query(sq.parse_query(q), engine.segmentation).strict
+            dropped += len(list(tree.leaves())) - len(list(sq._present(tree, reader).leaves()))
+    assert dropped > 0
+    monkeypatch.setattr(sq, "_present", lambda q, reader: q)
+    for q in queries:
+        full = ranked(q)
+        assert bool(full) == ("火星基地" not in q), q
+        assert pruned[q].keys() == full.keys(), q
+        for docnum, score in full.items():
+            assert pruned[q][docnum] == pytest.approx(score, rel=1e-9), q
