@@ -40,6 +40,7 @@ from indexer.analysis import (
     query_words,
 )
 from indexer.schema import GRAM_FIELDS
+from search.matching import AnyWord
 
 #: Longest query accepted, in characters.
 MAX_QUERY_CHARS = 1_000
@@ -410,7 +411,7 @@ def compile_query(
         strict = wq.Every()
     loose = None
     if len(units_for_loose) > 1:
-        loose = wq.Or(units_for_loose)
+        loose = AnyWord(units_for_loose)
         if optional and not question:
             loose = wq.AndMaybe(loose, wq.Or(optional))
     rank_loose = question and loose is not None

@@ -388,3 +388,41 @@ def test_dropping_terms_a_segment_lacks_changes_no_score(sample_index, monkeypat
         assert pruned[q].keys() == full.keys(), q
         for docnum, score in full.items():
             assert pruned[q][docnum] == pytest.approx(score, rel=1e-9), q
+
+
+def test_any_word_queries_score_as_whoosh_would(sample_index):
+    # AnyWord scores every match in bulk; the documents and scores must be
+    # those of Whoosh's own union matchers over the same query.
+    from whoosh import query as wq
+
+    import search.query as sq
+    from search.matching import AnyWord
+
+    engine = sample_index.engine
+    searcher = engine.searcher()
+
+    def plain(q):
+        if isinstance(q, AnyWord):
+            return wq.Or([plain(s) for s in q.subqueries], boost=q.boost)
+        if isinstance(q, wq.AndMaybe):
+            return wq.AndMaybe(plain(q.a), plain(q.b))
+        return q
+
+    checked = 0
+    for text in [
+        "跨境电商 物流 火星基地",
+        "亚马逊 Prime Day 火星",
+        "卖家如何应对亚马逊的新政策？",
+        "TikTok 直播 带货 退货",
+    ]:
+        compiled = sq.compile_query(sq.parse_query(text), engine.segmentation)
+        anyword = compiled.strict if compiled.rank_loose else compiled.loose
+        assert anyword is not None and anyword != plain(anyword), text
+        ours = searcher.search(sq.Exhaustive(anyword), limit=None, optimize=False)
+        theirs = searcher.search(sq.Exhaustive(plain(anyword)), limit=None, optimize=False)
+        expected = {hit.docnum: hit.score for hit in theirs}
+        assert len(expected) > 3, text
+        assert {hit.docnum: hit.score for hit in ours} == pytest.approx(expected, rel=1e-9), text
+        assert [hit.docnum for hit in ours][:5] == [hit.docnum for hit in theirs][:5], text
+        checked += 1
+    assert checked == 4
