@@ -30,25 +30,7 @@ def normalize_with_map(text: str) -> tuple[str, list[int] | None]:
     if unicodedata.is_normalized("NFKC", text) and len(lowered) == len(text):
         norm, mapping = lowered, None
     else:
-        # Chinese text is rarely NFKC-normal (full-width punctuation), but
-        # its folds are one character for one: fold the distinct characters
-        # and translate, instead of walking the text character by character
-        # (which cost a long poem 8 ms per snippet).
-        table = {}
-        for ch in set(text):
-            folded = _fold(ch)
-            if folded != ch:
-                table[ord(ch)] = folded
-        norm, mapping = text.translate(table).lower(), None
-        if len(norm) != len(text):
-            # Some character became several: map each one back.
-            pieces: list[str] = []
-            mapping = []
-            for i, ch in enumerate(text):
-                n = _fold(ch).lower()
-                pieces.append(n)
-                mapping.extend([i] * len(n))
-            norm = "".join(pieces)
+        norm, mapping = _fold_text(text)
     converted = t2s_converter().convert(norm)
     if len(converted) != len(norm):
         # A phrase rule changed the length: fall back to character by character.
@@ -56,6 +38,63 @@ def normalize_with_map(text: str) -> tuple[str, list[int] | None]:
         if len(converted) != len(norm):
             converted = norm
     return converted, mapping
+
+
+def _fold_text(text: str) -> tuple[str, list[int] | None]:
+    """NFKC and lowercase, character by character, with the map back.
+
+    Chinese text is rarely NFKC-normal (full-width punctuation, an
+    ellipsis), but only a few distinct characters change: fold those where
+    they occur instead of walking the whole text one character at a time,
+    which cost a long page several milliseconds per snippet.
+    """
+    same_length: dict[str, str] = {}
+    longer: dict[str, str] = {}
+    for ch in set(text):
+        folded = _fold(ch)
+        if folded != ch:
+            (same_length if len(folded) == 1 else longer)[ch] = folded
+    folded_text = _replace_all(text, same_length)
+    mapping: list[int] | None = None
+    if longer:
+        # Positions are unchanged so far; expand the rest, mapping back.
+        pieces: list[str] = []
+        mapping = []
+        pos = 0
+        for m in re.finditer("|".join(map(re.escape, longer)), folded_text):
+            start = m.start()
+            expansion = longer[m.group()]
+            pieces += (folded_text[pos:start], expansion)
+            mapping.extend(range(pos, start))
+            mapping.extend([start] * len(expansion))
+            pos = start + 1
+        pieces.append(folded_text[pos:])
+        mapping.extend(range(pos, len(folded_text)))
+        folded_text = "".join(pieces)
+    norm = folded_text.lower()
+    if len(norm) != len(folded_text):
+        # Lowercasing lengthened a character (rare): walk the text.
+        return _fold_each(text)
+    return norm, mapping
+
+
+def _replace_all(text: str, table: dict[str, str]) -> str:
+    if len(table) <= 16:  # a few scans of the text beat translate()
+        for ch, folded in table.items():
+            text = text.replace(ch, folded)
+        return text
+    return text.translate({ord(ch): folded for ch, folded in table.items()})
+
+
+def _fold_each(text: str) -> tuple[str, list[int]]:
+    """NFKC and lowercase one character at a time, mapping each back."""
+    pieces: list[str] = []
+    mapping: list[int] = []
+    for i, ch in enumerate(text):
+        n = _fold(ch).lower()
+        pieces.append(n)
+        mapping.extend([i] * len(n))
+    return "".join(pieces), mapping
 
 
 @functools.lru_cache(maxsize=65_536)

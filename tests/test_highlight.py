@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from hypothesis import given
+from hypothesis import strategies as st
+
 from search.highlight import find_matches, highlight_all, normalize_with_map, snippet
 
 
@@ -54,3 +57,15 @@ def test_short_text_is_shown_whole_and_unmatched_text_gives_its_lead():
 
 def test_whitespace_runs_collapse_in_snippets():
     assert snippet("第一段。\n\n第二段 提到  电商。", ["电商"]) == "第一段。 第二段 提到 <mark>电商</mark>。"
+
+
+@given(st.text(alphabet="跨境電商ＴｉｋＴｏｋ，。…ﬁ™½İAbcé\u0301 \n", max_size=60))
+def test_folding_the_changed_characters_equals_walking_the_text(text):
+    # The fast fold (only the characters that change) must give the same
+    # text and map back as folding every character on its own.
+    from search.highlight import _fold_each, _fold_text
+
+    norm, mapping = _fold_text(text)
+    walked, walked_map = _fold_each(text)
+    assert norm == walked
+    assert (mapping if mapping is not None else list(range(len(text)))) == walked_map
