@@ -38,6 +38,64 @@ class AnyWord(wq.Or):
         return ListMatcher(ids, [scores[d] for d in ids])
 
 
+class AllWords(wq.And):
+    """An ``And`` (of per-word ``Or`` parts) scored without matcher trees.
+
+    Whoosh intersects binary trees of union matchers, asking every leaf to
+    skip at each step; for a few words that each occur in many documents
+    (the single characters of a verse line) that leapfrogging was most of
+    a query's time. Here the rarest part gives the candidates and their
+    scores in bulk; each further part adds its score for the candidates
+    that remain, reading a short posting list whole and skipping through a
+    long one, and drops the candidates it lacks.
+    """
+
+    #: Read a posting list whole rather than skip through it when it holds
+    #: at most this many postings per remaining candidate.
+    SCAN_RATIO = 4
+
+    def matcher(self, searcher, context=None):
+        reader = searcher.reader()
+        parts = []
+        for sub in _parts(self):
+            leaves = [(leaf, boost, leaf.estimate_size(reader)) for leaf, boost in _leaves(sub, 1.0)]
+            parts.append((sum(size for _leaf, _boost, size in leaves), leaves))
+        parts.sort(key=lambda part: part[0])
+        scores: dict[int, float] | None = None
+        for _size, leaves in parts:
+            found: dict[int, float] = {}
+            if scores is None:
+                for leaf, boost, _n in leaves:
+                    _add_scores(leaf.matcher(searcher, context), boost, searcher, found)
+                scores = found
+            else:
+                candidates = sorted(scores)
+                for leaf, boost, n in leaves:
+                    m = leaf.matcher(searcher, context)
+                    if n <= self.SCAN_RATIO * len(candidates):
+                        _add_scores(m, boost, searcher, found, only=scores)
+                    else:
+                        _probe_scores(m, boost, candidates, found)
+                scores = {docnum: scores[docnum] + s for docnum, s in found.items()}
+            if not scores:
+                return NullMatcher()
+        if not scores:
+            return NullMatcher()
+        ids = sorted(scores)
+        boost = self.boost
+        return ListMatcher(ids, [scores[d] * boost for d in ids] if boost != 1.0 else [scores[d] for d in ids])
+
+
+def _parts(q: wq.And) -> Iterator[wq.Query]:
+    """The parts of nested ``And`` queries (a clause of several words is
+    itself an ``And``)."""
+    for sub in q.subqueries:
+        if isinstance(sub, wq.And) and sub.boost == 1.0:
+            yield from _parts(sub)
+        else:
+            yield sub
+
+
 def _leaves(q: wq.Query, boost: float) -> Iterator[tuple[wq.Query, float]]:
     """The non-Or parts of nested plain ``Or`` queries, each with the boost
     the Ors above it apply."""
@@ -48,7 +106,9 @@ def _leaves(q: wq.Query, boost: float) -> Iterator[tuple[wq.Query, float]]:
         yield q, boost
 
 
-def _add_scores(m, boost: float, searcher, scores: dict[int, float]) -> None:
+def _add_scores(m, boost: float, searcher, scores: dict[int, float], only: dict[int, float] | None = None) -> None:
+    """Add ``m``'s scores (times ``boost``) to ``scores``, for the documents
+    in ``only`` when given."""
     while type(m) is WrappingMatcher:
         boost *= m.boost
         m = m.child
@@ -61,14 +121,31 @@ def _add_scores(m, boost: float, searcher, scores: dict[int, float]) -> None:
         get = scores.get
         for ids, weights in _blocks(m):
             for docnum, tf in zip(ids, weights, strict=True):
+                if only is not None and docnum not in only:
+                    continue
                 # whoosh.scoring.bm25, term for term, so the scores are the same.
                 s = idf * ((tf * (k1 + 1)) / (tf + k1 * ((1 - b) + b * lengths[docnum] / avgfl)))
                 scores[docnum] = get(docnum, 0.0) + s * boost
         return
     while m.is_active():
         docnum = m.id()
-        scores[docnum] = scores.get(docnum, 0.0) + m.score() * boost
+        if only is None or docnum in only:
+            scores[docnum] = scores.get(docnum, 0.0) + m.score() * boost
         m.next()
+
+
+def _probe_scores(m, boost: float, candidates: list[int], scores: dict[int, float]) -> None:
+    """Add ``m``'s scores for the (sorted) candidate documents, skipping to
+    each: cheaper than reading a long posting list for a few candidates."""
+    for docnum in candidates:
+        if not m.is_active():
+            return
+        if m.id() < docnum:
+            m.skip_to(docnum)
+            if not m.is_active():
+                return
+        if m.id() == docnum:
+            scores[docnum] = scores.get(docnum, 0.0) + m.score() * boost
 
 
 def _blocks(m) -> Iterator[tuple]:

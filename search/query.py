@@ -40,7 +40,7 @@ from indexer.analysis import (
     query_words,
 )
 from indexer.schema import GRAM_FIELDS
-from search.matching import AnyWord
+from search.matching import AllWords, AnyWord
 
 #: Longest query accepted, in characters.
 MAX_QUERY_CHARS = 1_000
@@ -404,7 +404,7 @@ def compile_query(
         excluded = [builder.excluded(c) for c in parsed.excluded]
         exclude_q = excluded[0] if len(excluded) == 1 else wq.Or(excluded)
     if required:
-        strict: wq.Query = required[0] if len(required) == 1 else wq.And(required)
+        strict: wq.Query = AllWords(required)
         if optional:
             strict = wq.AndMaybe(strict, wq.Or(optional))
     else:
