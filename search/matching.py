@@ -1,14 +1,16 @@
-"""Scoring an any-word query in bulk.
+"""Scoring any-word and all-words queries in bulk, without matcher trees.
 
-An any-word query (the fallback when no document holds every word, and a
-question's ranking) matches every document holding any of its words, often
-thousands. Whoosh scores them through a binary tree of union matchers: for
-each document it walks the tree to find the next id, asks every active
-leaf for its score, and reads the document's field length once per leaf,
-about 70 µs a document on poetry-20k, which made these queries the slowest
-tenth. ``AnyWord`` computes the same BM25F scores a posting block at a time
-with the field lengths read once per segment, adds them up per document,
-and hands the collector a ready list.
+Whoosh answers an ``Or`` with a binary tree of union matchers and an
+``And`` with intersections of such trees: for each document it walks the
+tree, asks every active leaf to skip or score, and reads the document's
+field length once per leaf. Our queries ask for each word in up to eight
+fields, so an any-word query (the fallback when no document holds every
+word, and a question's ranking) spent about 70 µs on each of its thousands
+of matches, and a verse line of common single characters spent most of its
+time leapfrogging. ``AnyWord`` and ``AllWords`` compute the same BM25F
+scores (``whoosh.scoring.bm25``, term for term) a posting block at a time,
+with each field's lengths read once per segment, and hand the collector a
+ready list of matches.
 """
 
 from __future__ import annotations
@@ -32,10 +34,7 @@ class AnyWord(wq.Or):
         scores: dict[int, float] = {}
         for leaf, boost in _leaves(self, 1.0):
             _add_scores(leaf.matcher(searcher, context), boost, searcher, scores)
-        if not scores:
-            return NullMatcher()
-        ids = sorted(scores)
-        return ListMatcher(ids, [scores[d] for d in ids])
+        return _ranked(scores, 1.0)
 
 
 class AllWords(wq.And):
@@ -78,12 +77,18 @@ class AllWords(wq.And):
                         _probe_scores(m, boost, candidates, found)
                 scores = {docnum: scores[docnum] + s for docnum, s in found.items()}
             if not scores:
-                return NullMatcher()
-        if not scores:
-            return NullMatcher()
-        ids = sorted(scores)
-        boost = self.boost
-        return ListMatcher(ids, [scores[d] * boost for d in ids] if boost != 1.0 else [scores[d] for d in ids])
+                break
+        return _ranked(scores or {}, self.boost)
+
+
+def _ranked(scores: dict[int, float], boost: float):
+    """A matcher over the scored documents, in document order."""
+    if not scores:
+        return NullMatcher()
+    ids = sorted(scores)
+    if boost != 1.0:
+        return ListMatcher(ids, [scores[d] * boost for d in ids])
+    return ListMatcher(ids, [scores[d] for d in ids])
 
 
 def _parts(q: wq.And) -> Iterator[wq.Query]:
