@@ -12,8 +12,10 @@ documents, so that per-term cost is the build.
 to gain from compression are stored plain (each block header records its
 compression, so readers need nothing new), field lengths are read once
 per field, the terms table uses CRC32 (its header records the hash type),
-and output is written in large chunks. Any W3 reader opens the result;
-segments written here are read through ``CachingTermsReader``.
+and output is written in large chunks. A term with a single posting keeps
+it in its term info (W3's inlined postings), with no block at all. Any W3
+reader opens the result; segments written here are read through
+``CachingTermsReader``.
 """
 
 from __future__ import annotations
@@ -46,7 +48,6 @@ _FLUSH_BYTES = 1 << 22
 
 _TERMINFO = W3TermInfo._struct
 _EXTENT = Struct("!qi")  # pack_long(offset) + pack_int(length)
-_MAGIC_AND_LENGTH = Struct("!4si")
 _KEY_VALUE_LENGTHS = Struct("!ii")
 _POINTER = Struct("!Iq")
 _NULL_SLOT = (0, 0)

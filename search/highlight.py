@@ -26,10 +26,8 @@ _SPACE_RE = re.compile(r"\s+")
 def normalize_with_map(text: str) -> tuple[str, list[int] | None]:
     """The normalized text and, for each of its characters, the index of the
     original character it came from (None when they line up one to one)."""
-    lowered = text.lower()
-    if unicodedata.is_normalized("NFKC", text) and len(lowered) == len(text):
-        norm, mapping = lowered, None
-    else:
+    norm, mapping = text.lower(), None
+    if len(norm) != len(text) or not unicodedata.is_normalized("NFKC", text):
         norm, mapping = _fold_text(text)
     converted = t2s_converter().convert(norm)
     if len(converted) != len(norm):

@@ -375,10 +375,9 @@ def compile_query(
     match) and ``loose`` (any group may, for the any-word fallback; None when
     the strict query has nothing to loosen).
 
-    A question (``Weights.question_words`` content words or more, no
-    quotes, fields or OR) gets ``rank_loose``: its ``strict`` query is the
-    any-word query, without a proximity part and with the lead weighted
-    ``question_lead``."""
+    A question (see ``_is_question``) gets ``rank_loose``: its ``strict``
+    query is the any-word query, without a proximity part and with the
+    lead weighted ``question_lead``."""
     question = _is_question(parsed, seg, weights)
     if question:
         weights = dataclasses.replace(weights, lead=weights.question_lead)
