@@ -59,6 +59,9 @@ _CJK_RANGES = "\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\U00020000-\U0003134f"
 # A unit of the gram stream: one CJK character, a Latin letter run, or a
 # number (with an optional decimal part).
 _UNIT_RE = re.compile(f"[{_CJK_RANGES}]|[^\\W\\d_{_CJK_RANGES}]+|\\d+(?:\\.\\d+)?")
+# Runs of units that make grams together: CJK runs, and single Latin or
+# number units.
+_RUN_RE = re.compile(f"[{_CJK_RANGES}]+|[^\\W\\d_{_CJK_RANGES}]+|\\d+(?:\\.\\d+)?")
 # Letter/digit boundaries inside a mixed token such as "iphone15".
 _ALNUM_PART_RE = re.compile(r"[^\W\d_]+|\d+(?:\.\d+)?")
 
@@ -191,6 +194,10 @@ def _segmenter(engine: str, userdict: str | None):
     if engine not in SEGMENTERS:
         raise ValueError(f"unknown segmenter {engine!r} (use {' or '.join(SEGMENTERS)})")
     key = (engine, userdict)
+    seg = _segmenters.get(key)
+    if seg is not None:
+        # Asked for every field value an indexer analyses: no lock once made.
+        return seg
     with _segmenters_lock:
         seg = _segmenters.get(key)
         if seg is None:
@@ -202,8 +209,12 @@ def get_segmenter(seg: Segmentation | None = None):
     return (seg or Segmentation()).segmenter()
 
 
+# A letter, digit or ideograph (``str.isalnum``): ``\w`` without "_".
+_WORD_CHAR_RE = re.compile(r"[^\W_]")
+
+
 def _has_word_char(text: str) -> bool:
-    return any(ch.isalnum() for ch in text)
+    return _WORD_CHAR_RE.search(text) is not None
 
 
 class SpanTokenizer(Tokenizer):
@@ -428,8 +439,23 @@ def grams(text: str) -> list[Gram]:
 
 
 def index_grams(text: str) -> list[str]:
-    """The gram terms of ``text``; a term's position is its index."""
-    return _gram_texts(gram_units(normalize(text)))
+    """The gram terms of ``text``; a term's position is its index.
+
+    The same terms as ``_gram_texts(gram_units(...))``, a run at a time: a
+    CJK run of n characters gives its n-1 bigrams and its last character,
+    any other run itself (the indexer's hot path, Chinese text being
+    mostly CJK runs).
+    """
+    out: list[str] = []
+    extend = out.extend
+    append = out.append
+    for run in _RUN_RE.findall(normalize(text)):
+        if len(run) > 1 and is_cjk(run[0]):
+            extend(map(str.__add__, run, run[1:]))
+            append(run[-1])
+        else:
+            append(run)
+    return out
 
 
 def phrase_grams(text: str) -> list[str]:

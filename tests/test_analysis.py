@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from indexer.analysis import (
     Segmentation,
     gram_analyzer,
     grams,
+    index_grams,
     normalize,
     phrase_grams,
     query_words,
@@ -57,6 +60,13 @@ def test_mixed_letter_digit_tokens_get_their_parts():
 def test_grams_are_bigrams_at_consecutive_unit_positions():
     toks = [(t.text, t.pos) for t in gram_analyzer()("跨境电商TikTok", positions=True)]
     assert toks == [("跨境", 0), ("境电", 1), ("电商", 2), ("商", 3), ("tiktok", 4)]
+
+
+@given(st.text(alphabet="跨境電商𠀀𪚥ＴｉｋTok12３.5，,_-é… \n", max_size=40))
+def test_indexed_grams_are_the_analyzers_grams(text):
+    # The indexer cuts grams a run at a time; the analyzer (queries, and
+    # Whoosh's own writer) a unit at a time.
+    assert index_grams(text) == [g.text for g in grams(text)]
 
 
 def test_grams_do_not_bridge_punctuation_or_spaces():

@@ -116,6 +116,10 @@ def test_fast_writer_writes_the_same_terms_statistics_and_postings(two_indexes):
             assert [a.doc_field_length(n, fieldname) for n in range(a.doc_count())] == [
                 b.doc_field_length(n, fieldname) for n in range(b.doc_count())
             ]
+        # Stored values and columns come out of the same document loop.
+        assert list(a.all_stored_fields()) == list(b.all_stored_fields())
+        for fieldname in ("id", "hash", "sort_date", "facet_tags", "facet_source", "dupsig"):
+            assert list(a.column_reader(fieldname)) == list(b.column_reader(fieldname)), fieldname
 
 
 def test_fast_segments_are_read_through_the_caching_terms_reader(two_indexes):
