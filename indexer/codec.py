@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import heapq
 import itertools
+import operator
 import pickle
 import zlib
 from collections.abc import Iterable, Iterator
@@ -29,11 +30,18 @@ from pickle import dumps
 from struct import Struct
 from typing import Any
 
-from whoosh.codec.whoosh3 import WHOOSH3_HEADER_MAGIC, W3Codec, W3FieldWriter, W3TermInfo, W3TermsReader
+from whoosh.codec.whoosh3 import (
+    LENGTHS_COLUMN,
+    WHOOSH3_HEADER_MAGIC,
+    W3Codec,
+    W3FieldWriter,
+    W3TermInfo,
+    W3TermsReader,
+    _lenfield,
+)
 from whoosh.filedb import filetables
 from whoosh.reading import TermNotFound
 from whoosh.system import pack_int, pack_ushort
-from whoosh.util.numeric import length_to_byte
 from whoosh.util.numlists import GrowableArray
 from whoosh.writing import PostingPool, SegmentWriter
 
@@ -328,19 +336,14 @@ class _Buffered:
     def __init__(self, dbfile) -> None:
         self._file = dbfile
         self._parts: list[bytes] = []
-        self._pending = 0
-        self.pos = dbfile.tell()
+        self.pos = self._flushed = dbfile.tell()
 
-    def write(self, *parts: bytes) -> int:
-        """Queue ``parts``; the offset of the first."""
+    def write(self, data: bytes) -> int:
+        """Queue ``data``; the offset where it lands."""
         start = self.pos
-        size = 0
-        for part in parts:
-            size += len(part)
-        self._parts.extend(parts)
-        self.pos = start + size
-        self._pending += size
-        if self._pending > _FLUSH_BYTES:
+        self._parts.append(data)
+        self.pos = start + len(data)
+        if self.pos - self._flushed > _FLUSH_BYTES:
             self.flush()
         return start
 
@@ -348,7 +351,7 @@ class _Buffered:
         if self._parts:
             self._file.write(b"".join(self._parts))
             self._parts = []
-            self._pending = 0
+            self._flushed = self.pos
 
 
 class _TermTable(filetables.OrderedHashWriter):
@@ -358,14 +361,19 @@ class _TermTable(filetables.OrderedHashWriter):
     def __init__(self, dbfile) -> None:
         filetables.HashWriter.__init__(self, dbfile, hashtype=_CRC_HASH)
         self.index = GrowableArray("I")
+        self._index_append = self.index.array.append
         self.lastkey = b""
         self._out = _Buffered(dbfile)
 
     def add(self, key: bytes, value: bytes) -> None:
         """Add a key greater than any added before (``add_terms`` checks
         the order of the stream)."""
-        pos = self._out.write(_KEY_VALUE_LENGTHS.pack(len(key), len(value)), key, value)
-        self.index.append(pos)
+        pos = self._out.write(_KEY_VALUE_LENGTHS.pack(len(key), len(value)) + key + value)
+        try:
+            self._index_append(pos)
+        except OverflowError:
+            self.index.append(pos)  # widens the array's type
+            self._index_append = self.index.append
         h = zlib.crc32(key)
         self.buckets[h & 255].append((h, pos))
         self.lastkey = key
@@ -431,7 +439,7 @@ class FastFieldWriter(W3FieldWriter):
         tindex = self._tindex
         fieldmap = self._fieldmap
         doccount = lengths.doc_count_all() if lengths else 0
-        field_lengths: list[int] = []
+        field_lengths = b""
         fixedsize: int | None = None
         prefix = b""
         lastfn = None
@@ -442,7 +450,7 @@ class FastFieldWriter(W3FieldWriter):
                     raise ValueError(f"postings out of field order: {lastfn!r} .. {fieldname!r}")
                 prefix = pack_ushort(fieldmap.setdefault(fieldname, len(fieldmap)))
                 fixedsize = schema[fieldname].format.fixed_value_size()
-                field_lengths = _field_lengths(lengths, fieldname, doccount)
+                field_lengths = length_bytes(lengths, fieldname, doccount)
                 lastfn = fieldname
             elif tbytes <= lasttext:
                 raise ValueError(f"postings out of term order in {fieldname!r}")
@@ -464,11 +472,15 @@ def _group_postings(items) -> Iterator[TermPostings]:
         yield fieldname, tbytes, ids, weights, values
 
 
-def _field_lengths(lengths, fieldname: str, doccount: int) -> list[int]:
-    if not lengths:
-        return [0] * doccount
-    dfl = lengths.doc_field_length
-    return [dfl(docnum, fieldname) for docnum in range(doccount)]
+def length_bytes(perdoc, fieldname: str, doccount: int) -> bytes:
+    """Every document's length in ``fieldname`` as Whoosh stores it, one
+    byte a document (0 where it has none), read from the segment's lengths
+    column in one go instead of a lookup per document."""
+    column = perdoc._cached_reader(_lenfield(fieldname), LENGTHS_COLUMN) if perdoc else None
+    if column is None:
+        return bytes(doccount)
+    raw = column._dbfile.get(column._basepos, column._count)
+    return raw + bytes(doccount - len(raw))
 
 
 class _PostingsOut:
@@ -490,9 +502,10 @@ class _PostingsOut:
         weights: list[float],
         values: list[bytes],
         fixedsize: int | None,
-        field_lengths: list[int],
+        field_lengths: bytes,
     ) -> bytes:
-        """Write one term's posting blocks; its terminfo bytes."""
+        """Write one term's posting blocks; its terminfo bytes.
+        ``field_lengths``: the field's length bytes (``length_bytes``)."""
         n = len(ids)
         if n == 1:
             # Most terms: one posting, kept in the term's info itself (W3's
@@ -500,85 +513,109 @@ class _PostingsOut:
             # no postings file read when it is matched.
             docnum = ids[0]
             weight = weights[0]
-            lengthbyte = _length_byte(field_lengths[docnum])
-            maxweight = weight if weight > 0 else 0
-            return _TERMINFO.pack(1, weight, 1, lengthbyte, lengthbyte, maxweight, docnum, docnum) + dumps(
-                ((docnum,), (weight,), (None if fixedsize == 0 else values[0],)), _PROTOCOL
-            )
+            lengthbyte = field_lengths[docnum]
+            return _TERMINFO.pack(
+                1, weight, 1, lengthbyte, lengthbyte, weight if weight > 0 else 0, docnum, docnum
+            ) + _inlined(docnum, weight, None if fixedsize == 0 else values[0])
         parts = [WHOOSH3_HEADER_MAGIC]
         total_weight = 0.0
         maxweight_all = 0.0
-        minlength_all = None
+        minlength_all = 255
         maxlength_all = 0
         for first in range(0, n, BLOCK_LIMIT):
             last = min(n, first + BLOCK_LIMIT)
-            bids = ids[first:last]
-            bweights = weights[first:last]
+            if n <= BLOCK_LIMIT:
+                bids, bweights, bvalues = ids, weights, values
+            else:
+                bids, bweights, bvalues = ids[first:last], weights[first:last], values[first:last]
             maxweight = max(0, max(bweights))
-            blengths = [length for length in (field_lengths[d] for d in bids) if length]
-            minlength = min(blengths) if blengths else None
-            maxlength = max(blengths) if blengths else 0
-            data = dumps(
-                (_deltas(bids), _mini_weights(bweights), _mini_values(values[first:last], fixedsize)), _PROTOCOL
-            )
+            # Length bytes order as the lengths do; 0 is "no length".
+            blengths = bytes(map(field_lengths.__getitem__, bids))
+            maxlength = max(blengths)
+            minlength = min(blengths) or min(blengths.replace(b"\x00", b""), default=0)
+            data = dumps((_deltas(bids), _mini_weights(bweights), _mini_values(bvalues, fixedsize)), _PROTOCOL)
             comp, data = self._compressed(data)
-            info = dumps(
-                (len(bids), bids[-1], maxweight, comp, _length_byte(minlength), _length_byte(maxlength)), _PROTOCOL
-            )
+            info = dumps((len(bids), bids[-1], maxweight, comp, minlength, maxlength), _PROTOCOL)
             blocklength = len(info) + len(data)
             parts.append(pack_int(-blocklength if last == n else blocklength))
             parts.append(info)
             parts.append(data)
             total_weight += sum(bweights)
-            maxweight_all = max(maxweight_all, maxweight)
-            if minlength is not None:
-                minlength_all = minlength if minlength_all is None else min(minlength_all, minlength)
-            maxlength_all = max(maxlength_all, maxlength)
+            if maxweight > maxweight_all:
+                maxweight_all = maxweight
+            if minlength and minlength < minlength_all:
+                minlength_all = minlength
+            if maxlength > maxlength_all:
+                maxlength_all = maxlength
         terminfo = _TERMINFO.pack(
             0,
             total_weight,
             n,
-            _length_byte(minlength_all),
-            _length_byte(maxlength_all),
+            minlength_all if maxlength_all else 0,
+            maxlength_all,
             maxweight_all,
             ids[0],
             ids[-1],
         )
-        start = self._out.write(*parts)
+        start = self._out.write(b"".join(parts))
         return terminfo + _EXTENT.pack(start, self._out.pos - start)
 
     def flush(self) -> None:
         self._out.flush()
 
 
-def _length_byte(length: int | None, _cache: dict = {}) -> int:  # noqa: B006 - a memo
-    """``length_to_byte``, memoized: field lengths repeat a great deal."""
-    try:
-        return _cache[length]
-    except KeyError:
-        _cache[length] = byte = length_to_byte(length)
-        return byte
+_PICKLE_INT = Struct("<i")
+_PICKLE_FLOAT = Struct(">d")
+
+
+def _inlined(docnum: int, weight: float, value: bytes | None) -> bytes:
+    """``pickle.dumps(((docnum,), (weight,), (value,)))``, spelled out.
+
+    Written for most terms of a build, where setting up a pickler cost more
+    than the pickle; weights and values repeat (1.0, a frequency of 1, one
+    position), so their opcodes are remembered. ``pickle.loads`` reads it
+    as the same tuple (protocol 3: BININT, BINFLOAT, SHORT_BINBYTES).
+    """
+    if not 0 <= docnum < 1 << 31:
+        return dumps(((docnum,), (weight,), (value,)), _PROTOCOL)
+    weight_part = _WEIGHT_OPS.get(weight)
+    if weight_part is None:
+        weight_part = b"\x85G" + _PICKLE_FLOAT.pack(weight) + b"\x85"
+        if len(_WEIGHT_OPS) < _MEMO_LIMIT:
+            _WEIGHT_OPS[weight] = weight_part
+    value_part = _VALUE_OPS.get(value)
+    if value_part is None:
+        if value is None:
+            value_part = b"N"
+        elif len(value) < 256:
+            value_part = b"C" + bytes((len(value),)) + value
+        else:
+            value_part = b"B" + _PICKLE_INT.pack(len(value)) + value
+        value_part += b"\x85\x87."
+        if len(_VALUE_OPS) < _MEMO_LIMIT:
+            _VALUE_OPS[value] = value_part
+    return b"\x80\x03J" + _PICKLE_INT.pack(docnum) + weight_part + value_part
+
+
+_MEMO_LIMIT = 65_536
+_WEIGHT_OPS: dict[float, bytes] = {}
+_VALUE_OPS: dict[bytes | None, bytes] = {}
 
 
 def _deltas(ids: list[int]) -> tuple[int, ...]:
-    base = 0
-    out = []
-    for docnum in ids:
-        out.append(docnum - base)
-        base = docnum
-    return tuple(out)
+    return (ids[0], *map(operator.sub, ids[1:], ids))
 
 
 def _mini_weights(weights: list[float]) -> Any:
     first = weights[0]
-    if all(w == first for w in weights):
+    if weights.count(first) == len(weights):
         return None if first == 1.0 else first
     return tuple(weights)
 
 
 def _mini_values(values: list[bytes], fixedsize: int | None) -> Any:
     if fixedsize is None or fixedsize < 0:
-        return tuple(v for v in values if v)
+        return tuple(filter(None, values))
     if fixedsize == 0:
         return None
     return b"".join(values)

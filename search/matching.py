@@ -18,10 +18,12 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from whoosh import query as wq
-from whoosh.codec.whoosh3 import LENGTHS_COLUMN, W3LeafMatcher, _lenfield
+from whoosh.codec.whoosh3 import W3LeafMatcher
 from whoosh.matching import ListMatcher, NullMatcher, WrappingMatcher
 from whoosh.scoring import BM25FScorer
 from whoosh.util.numeric import byte_to_length
+
+from indexer.codec import length_bytes
 
 #: ``byte_to_length`` for every byte value (field lengths are stored as one).
 _LENGTHS = [byte_to_length(b) for b in range(256)]
@@ -179,14 +181,6 @@ def _field_lengths(searcher, fieldname: str) -> list[int] | None:
     cache = reader.__dict__.setdefault("_zhsearch_lengths", {})
     lengths = cache.get(fieldname)
     if lengths is None:
-        count = reader.doc_count_all()
-        column = reader._perdoc._cached_reader(_lenfield(fieldname), LENGTHS_COLUMN)
-        if column is None:
-            lengths = [0] * count
-        else:
-            # One byte per document: read them all at once.
-            raw = column._dbfile.get(column._basepos, column._count)
-            lengths = [_LENGTHS[b] for b in raw]
-            lengths.extend([0] * (count - len(lengths)))
+        lengths = [_LENGTHS[b] for b in length_bytes(reader._perdoc, fieldname, reader.doc_count_all())]
         cache[fieldname] = lengths
     return lengths
