@@ -123,6 +123,10 @@ class JiebaSegmenter:
     def is_word(self, word: str) -> bool:
         return bool(self._tk.FREQ.get(word))
 
+    def words(self, text: str) -> list[str]:
+        """The tokens of ``text`` that hold a letter, digit or ideograph."""
+        return [w for w in self._tk.cut(text, HMM=True) if _has_word_char(w)]
+
 
 class RJiebaSegmenter:
     """jieba-rs (rjieba): the same dictionary and algorithm, about 4 times
@@ -151,12 +155,26 @@ class RJiebaSegmenter:
     def is_word(self, word: str) -> bool:
         return self._jieba.has_word(word)
 
+    def words(self, text: str) -> list[str]:
+        """The tokens of ``text`` that hold a letter, digit or ideograph.
+
+        Text that is all Chinese jieba reads as such, punctuation and space
+        (most Chinese text) needs no token checked: its words are exactly
+        the tokens that start with an ideograph.
+        """
+        if _JIEBA_HAN_TEXT_RE.fullmatch(text):
+            return [w for w in self._jieba.cut(text, True) if "\u4e00" <= w[0] <= "\u9fd5"]
+        return [w for w, _s, _e in self.tokenize(text) if _has_word_char(w)]
+
 
 # Tokens jieba would give as they are: Chinese it reads as such, or Latin
 # letters and digits (with a decimal part or a percent sign).
 _JIEBA_PLAIN_RE = re.compile(r"[\u4e00-\u9fd5]+|[a-zA-Z0-9]+|[0-9]+(?:\.[0-9]+)?%?|\s+|.")
 # How jieba cuts anything else: Chinese runs, Latin/digit runs, one by one.
 _JIEBA_SPLIT_RE = re.compile(r"[\u4e00-\u9fd5]+|[a-zA-Z0-9]+(?:\.[0-9]+)?%?|\s+|.")
+# Text of ideographs jieba reads as Chinese and characters that are not
+# letters, digits or "_" (punctuation, space, symbols).
+_JIEBA_HAN_TEXT_RE = re.compile(r"(?:[\u4e00-\u9fd5]|[^\w])*")
 SEGMENTERS = {"jieba": JiebaSegmenter, "rjieba": RJiebaSegmenter}
 
 
@@ -361,12 +379,12 @@ def index_words(text: str, seg: Segmentation | None = None) -> list[str]:
     segmenter = get_segmenter(seg)
     out: list[str] = []
     append = out.append
-    for word, _start, _end in segmenter.tokenize(normalize(text)):
-        if not _has_word_char(word):
-            continue
+    extend = out.extend
+    for word in segmenter.words(normalize(text)):
         append(word)
-        if len(word) > 1:
-            out.extend(subwords(word, segmenter))
+        # Two letters or two ideographs have no parts (see ``subwords``).
+        if len(word) > 2 or (len(word) == 2 and not word.isalpha()):
+            extend(subwords(word, segmenter))
     return out
 
 
@@ -388,7 +406,7 @@ def segmentation_of_analyzer(analyzer) -> Segmentation | None:
 
 def query_words(text: str, seg: Segmentation | None = None) -> list[str]:
     """A query's words: normalized, accurate-mode, no sub-words, no punctuation."""
-    return [w for w, _s, _e in get_segmenter(seg).tokenize(normalize(text)) if _has_word_char(w)]
+    return get_segmenter(seg).words(normalize(text))
 
 
 # --------------------------------------------------------------------------

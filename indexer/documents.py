@@ -167,8 +167,25 @@ class Article:
         return _dump_schema.dump(asdict(self))
 
     def content_hash(self) -> str:
-        """A digest of every field, so an unchanged record can be skipped."""
-        blob = json.dumps(self.to_record(), ensure_ascii=False, sort_keys=True)
+        """A digest of every field, so an unchanged record can be skipped.
+
+        The digest of ``to_record()``'s JSON, with the record built
+        directly: the schema's dump (and the copy ``asdict`` makes first)
+        of every record was a tenth of the indexing process's work. A test
+        holds the two to the same digest.
+        """
+        published = self.published
+        record = {
+            "id": self.id,
+            "url": self.url,
+            "title": self.title,
+            "body": self.body,
+            "tags": list(self.tags or []),
+            "published": published if published is None or isinstance(published, str) else published.isoformat(),
+            "source": self.source,
+            "author": self.author,
+        }
+        blob = json.dumps(record, ensure_ascii=False, sort_keys=True)
         return hashlib.sha1(blob.encode("utf-8")).hexdigest()
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import itertools
 import json
 
-from indexer.analysis import Segmentation, word_analyzer
+from indexer.analysis import Segmentation, normalize, word_analyzer
 
 from conftest import SAMPLE, shared_corpus
 
@@ -57,3 +57,19 @@ def test_identical_terms_on_real_chinese_text():
                 examples.append(para[:40])
     assert total > 10_000
     assert differ / total <= 0.0002, (differ, total, examples[:5])
+
+
+def test_words_are_the_tokens_with_a_word_character():
+    # ``words`` skips checking tokens of all-Chinese text; it must give
+    # what filtering every token gives, on either kind of text.
+    records = [json.loads(line) for line in SAMPLE.read_text(encoding="utf-8").splitlines()]
+    with open(shared_corpus("poetry-20k.jsonl"), encoding="utf-8") as fh:
+        records += [json.loads(line) for line in itertools.islice(fh, 500)]
+    texts = [normalize(p) for p in _paragraphs(records)]
+    texts += ["床前明月光，疑是地上霜。", "鵁䴔䴖飞过", "下划线_连接", "……——《》", "Wi-Fi热点", "🚀火箭发射"]
+    assert sum(1 for t in texts if t.isascii()) < len(texts) // 2
+    for engine in ("jieba", "rjieba"):
+        seg = Segmentation(engine=engine).segmenter()
+        for text in texts:
+            expected = [w for w, _s, _e in seg.tokenize(text) if any(ch.isalnum() for ch in w)]
+            assert seg.words(text) == expected, (engine, text)
