@@ -19,7 +19,8 @@ from typing import Any
 
 from whoosh import query as wq
 from whoosh import sorting
-from whoosh.searching import Searcher
+from whoosh.collectors import FilterCollector
+from whoosh.searching import Results, Searcher
 from whoosh.util.times import long_to_datetime
 
 from indexer.analysis import get_segmenter, normalize_keyword, segmentation_of
@@ -28,6 +29,7 @@ from indexer.store import IndexMissing, IndexStore
 from indexer.writer import stored_to_record
 from search.facets import facet_counts, facet_types
 from search.highlight import highlight_all, snippet
+from search.matching import TopScores
 from search.query import DEFAULT_WEIGHTS, Exhaustive, QueryError, Weights, compile_query, parse_query
 from search.spelling import Speller
 from search.synonyms import Synonyms
@@ -219,10 +221,10 @@ class SearchEngine:
             )
         if request.facets:
             kwargs["groupedby"] = facet_types()
-        results = searcher.search(Exhaustive(compiled.strict), **kwargs)
+        results = _run(searcher, Exhaustive(compiled.strict), kwargs)
         fallback = False
         if len(results) == 0 and compiled.loose is not None:
-            results = searcher.search(Exhaustive(compiled.loose), **kwargs)
+            results = _run(searcher, Exhaustive(compiled.loose), kwargs)
             fallback = len(results) > 0
         ranked = [(results.docnum(i), _relevance(results.score(i))) for i in range(results.scored_length())]
         if rescore:
@@ -330,6 +332,19 @@ def _relevance(key: Any) -> float | None:
     if isinstance(key, tuple):
         key = -key[-1] if key and isinstance(key[-1], int | float) else None
     return key
+
+
+def _run(searcher: Searcher, q: wq.Query, kwargs: dict[str, Any]) -> Results:
+    """``searcher.search(q, **kwargs)``; a ranking by score alone goes to
+    ``TopScores``, which takes bulk-scored matches in one step."""
+    limit = kwargs["limit"]
+    if kwargs.get("sortedby") or kwargs.get("groupedby") or limit >= searcher.doc_count():
+        return searcher.search(q, **kwargs)
+    collector = TopScores(limit, usequality=False)
+    if kwargs.get("filter") or kwargs.get("mask"):
+        collector = FilterCollector(collector, kwargs.get("filter"), kwargs.get("mask"))
+    searcher.search_with_collector(q, collector)
+    return collector.results()
 
 
 def _check_paging(page: int, size: int, max_size: int) -> None:

@@ -48,7 +48,7 @@ def _fold_text(text: str) -> tuple[str, list[int] | None]:
     """
     same_length: dict[str, str] = {}
     longer: dict[str, str] = {}
-    for ch in set(text):
+    for ch in set(_MAYBE_FOLDED_RE.findall(text)):
         folded = _fold(ch)
         if folded != ch:
             (same_length if len(folded) == 1 else longer)[ch] = folded
@@ -74,6 +74,12 @@ def _fold_text(text: str) -> tuple[str, list[int] | None]:
         # Lowercasing lengthened a character (rare): walk the text.
         return _fold_each(text)
     return norm, mapping
+
+
+#: Characters NFKC may change: all but ASCII and the CJK ideographs of the
+#: main blocks, which it never changes. (A set of every character of a long
+#: page cost more than folding it.)
+_MAYBE_FOLDED_RE = re.compile(r"[^\x00-\x7f\u3400-\u4dbf\u4e00-\u9fff]")
 
 
 def _replace_all(text: str, table: dict[str, str]) -> str:

@@ -15,10 +15,13 @@ ready list of matches.
 
 from __future__ import annotations
 
+import heapq
+import itertools
 from collections.abc import Iterator
 
 from whoosh import query as wq
 from whoosh.codec.whoosh3 import W3LeafMatcher
+from whoosh.collectors import TopCollector
 from whoosh.matching import ListMatcher, NullMatcher, WrappingMatcher
 from whoosh.scoring import BM25FScorer
 from whoosh.util.numeric import byte_to_length
@@ -83,14 +86,90 @@ class AllWords(wq.And):
         return _ranked(scores or {}, self.boost)
 
 
+class Scored(ListMatcher):
+    """Documents with their final scores, in document order: what the bulk
+    scorers give, and what ``TopScores`` takes in one step."""
+
+    def remaining(self) -> tuple[list[int], list[float]]:
+        return self._ids[self._i :], self._weights[self._i :]
+
+
 def _ranked(scores: dict[int, float], boost: float):
     """A matcher over the scored documents, in document order."""
     if not scores:
         return NullMatcher()
     ids = sorted(scores)
     if boost != 1.0:
-        return ListMatcher(ids, [scores[d] * boost for d in ids])
-    return ListMatcher(ids, [scores[d] for d in ids])
+        return Scored(ids, [scores[d] * boost for d in ids])
+    return Scored(ids, [scores[d] for d in ids])
+
+
+def with_bonus(a: Scored, b) -> Scored:
+    """``a``'s documents, each with ``b``'s score added where ``b`` matches
+    it too: Whoosh's ``AndMaybeMatcher``, summed up front."""
+    ids, scores = a.remaining()
+    scores = list(scores)
+    for i, docnum in enumerate(ids):
+        if not b.is_active():
+            break
+        if b.id() < docnum:
+            b.skip_to(docnum)
+            if not b.is_active():
+                break
+        if b.id() == docnum:
+            scores[i] = scores[i] + b.score()
+    return Scored(ids, scores)
+
+
+def _scored(m) -> tuple[list[int], list[float]] | None:
+    """The remaining documents and scores of a ``Scored`` matcher, seen
+    through the wrappers that only scale scores; None for anything else."""
+    boost = 1.0
+    while type(m) in _SCALING_WRAPPERS:
+        boost *= m.boost
+        m = m.child
+    if not isinstance(m, Scored):
+        return None
+    ids, scores = m.remaining()
+    return ids, scores if boost == 1.0 else [s * boost for s in scores]
+
+
+class Unpruned(WrappingMatcher):
+    """A matcher the collector may not replace with a pruned one (see
+    ``search.query.Exhaustive``)."""
+
+    def _replacement(self, newchild):
+        return self.__class__(newchild)
+
+    def replace(self, minquality=0):
+        return self
+
+
+#: Wrappers that pass their child's matches on, scores scaled by ``boost``.
+_SCALING_WRAPPERS = (WrappingMatcher, Unpruned)
+
+
+class TopScores(TopCollector):
+    """Whoosh's ``TopCollector``, taking a segment's matches in one step
+    when they come scored already (``Scored``): stepping the collector
+    through the thousands of matches of an any-word query cost more than
+    scoring them. The same top documents, ties going to the lower number.
+    """
+
+    def collect_matches(self) -> None:
+        found = _scored(self.matcher) if self.final_fn is None else None
+        if found is None:
+            super().collect_matches()
+            return
+        ids, scores = found
+        offset = self.offset
+        self.total += len(ids)
+        candidates = zip(scores, [-(offset + docnum) for docnum in ids], strict=True)
+        best = heapq.nlargest(self.limit, itertools.chain(self.items, candidates))
+        best.reverse()  # ascending: a heap, as TopCollector keeps it
+        self.items = best
+        if len(best) >= self.limit:
+            self.minscore = best[0][0]
 
 
 def _parts(q: wq.And) -> Iterator[wq.Query]:

@@ -40,7 +40,7 @@ from indexer.analysis import (
     query_words,
 )
 from indexer.schema import GRAM_FIELDS
-from search.matching import AllWords, AnyWord
+from search.matching import AllWords, AnyWord, Scored, Unpruned, with_bonus
 
 #: Longest query accepted, in characters.
 MAX_QUERY_CHARS = 1_000
@@ -405,14 +405,14 @@ def compile_query(
     if required:
         strict: wq.Query = AllWords(required)
         if optional:
-            strict = wq.AndMaybe(strict, wq.Or(optional))
+            strict = WithBonus(strict, wq.Or(optional))
     else:
         strict = wq.Every()
     loose = None
     if len(units_for_loose) > 1:
         loose = AnyWord(units_for_loose)
         if optional and not question:
-            loose = wq.AndMaybe(loose, wq.Or(optional))
+            loose = WithBonus(loose, wq.Or(optional))
     rank_loose = question and loose is not None
     if rank_loose:
         # Nothing to fall back to: the question is ranked by any word at once.
@@ -485,6 +485,25 @@ class Boosted(wq.WrappingQuery):
         return m if self.boost == 1.0 else WrappingMatcher(m, boost=self.boost)
 
 
+class WithBonus(wq.AndMaybe):
+    """``a``'s matches, with ``b``'s score added where ``b`` matches too.
+
+    ``b`` (the proximity spans and phrases, optional words) asks for many
+    terms in the gram fields, and building its matchers was half of a
+    typical query. In a segment where ``a`` matches nothing they would
+    score nothing, so they are not built there.
+    """
+
+    def matcher(self, searcher, context=None):
+        a = self.a.matcher(searcher, context)
+        if not a.is_active():
+            return a
+        b = self.b.matcher(searcher, context)
+        if isinstance(a, Scored):
+            return with_bonus(a, b)
+        return self.matcherclass(a, b)
+
+
 class Exhaustive(wq.WrappingQuery):
     """Scores every document its child matches.
 
@@ -506,7 +525,7 @@ class Exhaustive(wq.WrappingQuery):
         child = _present(self.child, searcher.reader())
         if child is wq.NullQuery:
             return wq.NullQuery.matcher(searcher, context)
-        return _Unpruned(child.matcher(searcher, context))
+        return Unpruned(child.matcher(searcher, context))
 
 
 def _present(q: wq.Query, reader) -> wq.Query:
@@ -552,14 +571,6 @@ def _present(q: wq.Query, reader) -> wq.Query:
         child = _present(q.child, reader)
         return wq.NullQuery if child is wq.NullQuery else q._rewrap(child)
     return q
-
-
-class _Unpruned(WrappingMatcher):
-    def _replacement(self, newchild):
-        return self.__class__(newchild)
-
-    def replace(self, minquality=0):
-        return self
 
 
 def _units(q: wq.Query) -> list[wq.Query]:

@@ -473,3 +473,36 @@ def test_all_words_skips_through_long_posting_lists(make_index):
         compiled = sq.compile_query(sq.parse_query(text), ix.engine.segmentation)
         expected = _same_scores(searcher, compiled.strict, _whoosh_query(compiled.strict), text)
         assert len(expected) == count, text
+
+
+def test_top_scores_keeps_what_whoosh_keeps(make_index):
+    # TopScores takes bulk-scored matches in one step; the top documents,
+    # their order (ties to the lower document number), the scores and the
+    # total must be those of Whoosh's TopCollector, across segments.
+    import search.engine as se
+    import search.query as sq
+    from search.matching import Scored
+
+    docs = [
+        {"id": f"a{i}", "title": f"跨境物流 第{i % 7}期", "body": f"物流{'仓储' * (i % 4)}与跨境"} for i in range(60)
+    ]
+    ix = make_index(docs)
+    ix.add([{"id": f"b{i}", "title": f"跨境物流 第{i % 7}期", "body": f"物流{'仓储' * (i % 5)}"} for i in range(40)])
+    ix.add([{"id": "c0", "title": "海外仓", "body": "海外仓 备货"}])
+    searcher = ix.engine.searcher()
+    assert len(searcher.reader().leaf_readers()) >= 2
+    seen_scored = False
+    for text in ["跨境 物流 仓储", "仓储 海外仓", "物流", "跨境物流 火星"]:
+        compiled = sq.compile_query(sq.parse_query(text), ix.engine.segmentation)
+        for query in (compiled.strict, compiled.loose):
+            if query is None:
+                continue
+            q = sq.Exhaustive(query)
+            for sub, _offset in searcher.leaf_searchers():
+                seen_scored = seen_scored or isinstance(q.matcher(sub).child, Scored)
+            for limit in (1, 3, 10, 25):
+                ours = se._run(searcher, q, {"limit": limit, "filter": None, "mask": None, "optimize": False})
+                theirs = searcher.search(q, limit=limit, optimize=False)
+                assert [(h.docnum, h.score) for h in ours] == [(h.docnum, h.score) for h in theirs], (text, limit)
+                assert len(ours) == len(theirs), (text, limit)
+    assert seen_scored
