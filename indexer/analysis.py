@@ -81,16 +81,41 @@ def t2s_converter():
     return opencc.OpenCC("t2s")
 
 
-@functools.lru_cache(maxsize=64)
 def normalize(text: str) -> str:
     """Fold width, case and script so equal words compare equal.
 
-    Cached because the indexer runs several analyzers (words and grams, for
-    title and body) over the same field value.
+    Remembered for the last few texts, because the indexer runs several
+    analyzers (words and grams, for title and body) over the same field
+    value; see also ``remember_normalized``.
     """
-    if not unicodedata.is_normalized("NFKC", text):
-        text = unicodedata.normalize("NFKC", text)
-    return t2s_converter().convert(text.lower())
+    try:
+        return _normalized[text]
+    except KeyError:
+        pass
+    folded = text
+    if not unicodedata.is_normalized("NFKC", folded):
+        folded = unicodedata.normalize("NFKC", folded)
+    folded = t2s_converter().convert(folded.lower())
+    remember_normalized(text, folded)
+    return folded
+
+
+def remember_normalized(text: str, folded: str) -> None:
+    """Let ``normalize(text)`` answer ``folded`` (which it must be) for a
+    while: a process that got a text's normal form from another (an
+    indexing worker, from the process that read the record) need not fold
+    it again."""
+    try:
+        if len(_normalized) >= _NORMALIZED_KEPT:
+            del _normalized[next(iter(_normalized))]
+    except (KeyError, RuntimeError, StopIteration):
+        pass  # another thread changed the memo meanwhile; it stays about as small
+    _normalized[text] = folded
+
+
+#: Texts ``normalize`` remembers (oldest forgotten first).
+_NORMALIZED_KEPT = 64
+_normalized: dict[str, str] = {}
 
 
 def normalize_keyword(value: str) -> str:

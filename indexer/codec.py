@@ -45,6 +45,8 @@ from whoosh.system import pack_int, pack_ushort
 from whoosh.util.numlists import GrowableArray
 from whoosh.writing import PostingPool, SegmentWriter
 
+from indexer.analysis import remember_normalized
+
 #: Postings per block, as Whoosh's default.
 BLOCK_LIMIT = 128
 #: Pickled blocks shorter than this are stored uncompressed.
@@ -151,6 +153,8 @@ class FastSegmentWriter(SegmentWriter):
         if not self._grouped:
             super().add_document(**fields)
             return
+        for text, folded in fields.get("_normalized", ()):
+            remember_normalized(text, folded)
         self._check_state()
         perdocwriter = self.perdocwriter
         schema = self.schema

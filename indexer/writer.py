@@ -23,7 +23,7 @@ from whoosh.index import Index
 from whoosh.util.times import datetime_to_long
 from whoosh.writing import SegmentWriter
 
-from indexer.analysis import normalize_keyword
+from indexer.analysis import normalize, normalize_keyword
 from indexer.codec import FastCodec, FastSegmentWriter
 from indexer.config import Settings
 from indexer.dedupe import DuplicateFinder, Signature, signature
@@ -120,6 +120,10 @@ def document_fields(article: Article, content_hash: str, sig: Signature | None =
         "hash": content_hash.encode("ascii"),
         "facet_source": article.source.encode("utf-8") if article.source else None,
         "dupsig": sig.to_bytes() if sig is not None else None,
+        # Not a field: the normal forms this process made of the title and
+        # body (for the duplicate signature), so an indexing worker need
+        # not make them again (see FastSegmentWriter.add_document).
+        "_normalized": [(text, normalize(text)) for text in (title, body) if text],
     }
     if article.tags:
         fields["tags"] = "\n".join(article.tags)

@@ -95,3 +95,17 @@ def test_user_dictionary_keeps_domain_words_whole(tmp_path, engine):
     seg = Segmentation(userdict=str(userdict), engine=engine)
     assert word in index_tokens(f"我们使用{word}选品", seg)
     assert word in query_words(f"{word}选品", seg)
+
+
+def test_normalize_answers_remembered_forms_and_stays_small():
+    import indexer.analysis as analysis
+
+    text = "亞馬遜賣家（Ｐｒｉｍｅ Ｄａｙ）"
+    assert normalize(text) == "亚马逊卖家(prime day)"
+    # An indexing worker is handed the form the reading process made.
+    analysis.remember_normalized("甲乙", "handed over")
+    assert normalize("甲乙") == "handed over"
+    for i in range(500):
+        normalize(f"第{i}篇")
+    assert len(analysis._normalized) <= analysis._NORMALIZED_KEPT
+    assert normalize("甲乙") == "甲乙"  # long forgotten: folded again
