@@ -177,6 +177,9 @@ def open_writer(ix: Index, settings: Settings, fresh: bool = False) -> SegmentWr
     populated index use one process, since replacing documents needs the
     whole index in view."""
     if fresh and settings.index_procs > 1:
+        # Load the dictionary once, before the workers are forked, rather
+        # than once in each of them.
+        settings.segmentation.segmenter()
         return ParallelWriter(
             ix,
             procs=settings.index_procs,
