@@ -253,12 +253,14 @@ class TermPool(PostingPool):
         length = 0
         count = 0
         for tbytes, freq, weight, value in postings:
+            if boost != 1.0:
+                weight *= boost
             entry = terms.get(tbytes)
             if entry is None:
-                terms[tbytes] = ([docnum], [weight * boost], [value])
+                terms[tbytes] = ([docnum], [weight], [value])
             else:
                 entry[0].append(docnum)
-                entry[1].append(weight * boost)
+                entry[1].append(weight)
                 entry[2].append(value)
             length += freq
             count += 1

@@ -41,7 +41,11 @@ class WordField(TEXT):
             return
         boost = self.format.field_boost
         for word, freq in Counter(index_words(value, segmentation_of_analyzer(self.analyzer))).items():
-            yield word.encode("utf-8"), freq, freq * boost, pack_uint(freq)
+            if freq < len(_FREQ_VALUES) and boost == 1.0:
+                # Shared objects: a build pools millions of these.
+                yield word.encode("utf-8"), freq, _FREQ_WEIGHTS[freq], _FREQ_VALUES[freq]
+            else:
+                yield word.encode("utf-8"), freq, freq * boost, pack_uint(freq)
 
 
 class GramField(TEXT):
@@ -61,12 +65,17 @@ class GramField(TEXT):
                 yield gram.encode("utf-8"), 1, boost, _ONE_POSITION[poslist[0]]
                 continue
             deltas = [poslist[0]] + [b - a for a, b in zip(poslist, poslist[1:], strict=False)]
-            yield gram.encode("utf-8"), len(poslist), len(poslist) * boost, pack_uint(len(deltas)) + dumps(deltas, 2)
+            freq = len(poslist)
+            weight = _FREQ_WEIGHTS[freq] if freq < len(_FREQ_WEIGHTS) and boost == 1.0 else freq * boost
+            yield gram.encode("utf-8"), freq, weight, pack_uint(len(deltas)) + dumps(deltas, 2)
 
 
 #: ``Positions.encode([p])`` for the positions most grams have: most occur
 #: once in a document.
 _ONE_POSITION = [pack_uint(1) + dumps([p], 2) for p in range(8192)]
+#: ``Frequency`` weights and values of the frequencies most words have.
+_FREQ_WEIGHTS = [float(f) for f in range(256)]
+_FREQ_VALUES = [pack_uint(f) for f in range(256)]
 
 
 #: Positional gram fields, paired with the word field they shadow.
