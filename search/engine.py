@@ -29,7 +29,7 @@ from indexer.store import IndexMissing, IndexStore
 from indexer.writer import stored_to_record
 from search.facets import facet_counts, facet_types
 from search.highlight import highlight_all, snippet
-from search.matching import TopScores
+from search.matching import TopScores, field_lengths
 from search.query import DEFAULT_WEIGHTS, Exhaustive, QueryError, Weights, compile_query, parse_query
 from search.spelling import Speller
 from search.synonyms import Synonyms
@@ -152,14 +152,21 @@ class SearchEngine:
             return self._searcher
 
     def warm_up(self) -> None:
-        """Load the segmenter, open the index and build the did-you-mean
-        table now, so the first requests do not pay for them."""
+        """Load the segmenter, open the index, build the did-you-mean table
+        and read the field lengths now, so the first requests do not pay
+        for them."""
         get_segmenter(self.segmentation)
         try:
             searcher = self.searcher()
         except IndexMissing:
             return
         self._speller.prepare(searcher.reader(), self._version or "")
+        # The bulk scorers read each segment's field lengths once; read them
+        # now rather than in the first queries.
+        scored = [name for name, field in searcher.schema.items() if field.scorable]
+        for sub, _offset in searcher.leaf_searchers():
+            for name in scored:
+                field_lengths(sub, name)
 
     def close(self) -> None:
         with self._lock:

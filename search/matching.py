@@ -201,7 +201,7 @@ def _add_scores(m, boost: float, searcher, scores: dict[int, float], only: dict[
     scorer = getattr(m, "scorer", None) if isinstance(m, W3LeafMatcher) else getattr(m, "_scorer", None)
     lengths = None
     if type(scorer) is BM25FScorer and isinstance(m, W3LeafMatcher | ListMatcher) and m.is_active() and m.term():
-        lengths = _field_lengths(searcher, m.term()[0])
+        lengths = field_lengths(searcher, m.term()[0])
     if lengths is not None:
         idf, avgfl, b, k1 = scorer.idf, scorer.avgfl, scorer.B, scorer.K1
         get = scores.get
@@ -250,7 +250,7 @@ def _blocks(m) -> Iterator[tuple]:
         m._next_block()
 
 
-def _field_lengths(searcher, fieldname: str) -> list[int] | None:
+def field_lengths(searcher, fieldname: str) -> list[int] | None:
     """Every document's length in ``fieldname`` in this segment (0 where
     it has none), decoded once per segment reader; None when the searcher
     is not over a single segment."""
