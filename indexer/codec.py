@@ -149,7 +149,9 @@ class FastSegmentWriter(SegmentWriter):
         """``SegmentWriter.add_document`` (the same postings, lengths, stored
         values and columns), filing each field's postings into the pool in
         one call: a method call and a tuple per posting were a tenth of a
-        build. Schemas with spelling or vector fields take Whoosh's path."""
+        build. The normal forms ``document_fields`` hands over are
+        remembered first. Schemas with spelling or vector fields take
+        Whoosh's path."""
         if not self._grouped:
             super().add_document(**fields)
             return
@@ -231,17 +233,7 @@ class TermPool(PostingPool):
     def add(self, item) -> None:
         """One posting (Whoosh's path: merging another segment in)."""
         fieldname, tbytes, docnum, weight, value = item
-        terms = self._fields.get(fieldname)
-        if terms is None:
-            terms = self._fields[fieldname] = {}
-        entry = terms.get(tbytes)
-        if entry is None:
-            terms[tbytes] = ([docnum], [weight], [value])
-        else:
-            entry[0].append(docnum)
-            entry[1].append(weight)
-            entry[2].append(value)
-        self._count += 1
+        self.add_field(fieldname, docnum, ((tbytes, 0, weight, value),), 1.0)
         self.spill_if_full()
 
     def add_field(self, fieldname: str, docnum: int, postings: Iterable[tuple], boost: float) -> int:
