@@ -83,6 +83,10 @@ def get(url: str, timeout: float = 30) -> tuple[int, bytes]:
         return err.code, err.read()
 
 
+#: Batches indexed (besides the rebuild) whatever ``--seconds`` says.
+MIN_BATCHES = 2
+
+
 def run(clients: int, seconds: float, workers: int, docs: int, batch: int, work: Path) -> dict:
     rng = random.Random(7)
     random.seed(7)
@@ -155,7 +159,9 @@ def _soak(base, server, clients, workers, seconds, work, env, rng, crawl, stable
     rebuild_seconds = None
     next_id = len(crawl) + len(deleted)
     end = started + seconds
-    while time.monotonic() < end:
+    # At least two batches and the rebuild, however slow the machine: a
+    # short soak on a busy one ran out of time after one batch.
+    while time.monotonic() < end or batches < MIN_BATCHES or rebuild_seconds is None:
         live_mutable = [d for d in mutable if d in crawl]
         updates = rng.sample(live_mutable, min(batch, len(live_mutable)))
         removals = rng.sample(

@@ -17,7 +17,7 @@ def _soak_module():
 
 def test_short_soak_serves_through_reindexing_and_loses_nothing():
     figures = _soak_module().main(["--clients", "6", "--seconds", "8", "--docs", "300", "--batch", "20", "--json"])
-    assert figures["requests"] > 100
-    assert figures["batches"] >= 2 and figures["rebuild_seconds"] is not None
+    assert figures["requests"] > 100, figures
+    assert figures["batches"] >= 2 and figures["rebuild_seconds"] is not None, figures
     assert figures["errors"] == 0, figures["first_errors"]
-    assert (figures["lost"], figures["stale"], figures["not_deleted"]) == (0, 0, 0)
+    assert (figures["lost"], figures["stale"], figures["not_deleted"]) == (0, 0, 0), figures
