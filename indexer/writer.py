@@ -120,9 +120,9 @@ def document_fields(article: Article, content_hash: str, sig: Signature | None =
         "hash": content_hash.encode("ascii"),
         "facet_source": article.source.encode("utf-8") if article.source else None,
         "dupsig": sig.to_bytes() if sig is not None else None,
-        # Not a field: the normal forms this process made of the title and
-        # body (for the duplicate signature), so an indexing worker need
-        # not make them again (see FastSegmentWriter.add_document).
+        # Not a field: the normal forms of the title and body (the
+        # duplicate signature has mostly made them already), so an indexing
+        # worker need not make them again (see FastSegmentWriter.add_document).
         "_normalized": [(text, normalize(text)) for text in (title, body) if text],
     }
     if article.tags:

@@ -109,15 +109,8 @@ def with_bonus(a: Scored, b) -> Scored:
     it too: Whoosh's ``AndMaybeMatcher``, summed up front."""
     ids, scores = a.remaining()
     scores = list(scores)
-    for i, docnum in enumerate(ids):
-        if not b.is_active():
-            break
-        if b.id() < docnum:
-            b.skip_to(docnum)
-            if not b.is_active():
-                break
-        if b.id() == docnum:
-            scores[i] = scores[i] + b.score()
+    for i, score in _probe(b, ids):
+        scores[i] = scores[i] + score
     return Scored(ids, scores)
 
 
@@ -223,7 +216,15 @@ def _add_scores(m, boost: float, searcher, scores: dict[int, float], only: dict[
 def _probe_scores(m, boost: float, candidates: list[int], scores: dict[int, float]) -> None:
     """Add ``m``'s scores for the (sorted) candidate documents, skipping to
     each: cheaper than reading a long posting list for a few candidates."""
-    for docnum in candidates:
+    for i, score in _probe(m, candidates):
+        docnum = candidates[i]
+        scores[docnum] = scores.get(docnum, 0.0) + score * boost
+
+
+def _probe(m, candidates: list[int]) -> Iterator[tuple[int, float]]:
+    """(index, score) of each of the (sorted) candidate documents that
+    ``m`` matches, skipping ``m`` to each in turn."""
+    for i, docnum in enumerate(candidates):
         if not m.is_active():
             return
         if m.id() < docnum:
@@ -231,7 +232,7 @@ def _probe_scores(m, boost: float, candidates: list[int], scores: dict[int, floa
             if not m.is_active():
                 return
         if m.id() == docnum:
-            scores[docnum] = scores.get(docnum, 0.0) + m.score() * boost
+            yield i, m.score()
 
 
 def _blocks(m) -> Iterator[tuple]:
