@@ -117,10 +117,7 @@ def with_bonus(a: Scored, b) -> Scored:
 def _scored(m) -> tuple[list[int], list[float]] | None:
     """The remaining documents and scores of a ``Scored`` matcher, seen
     through the wrappers that only scale scores; None for anything else."""
-    boost = 1.0
-    while type(m) in _SCALING_WRAPPERS:
-        boost *= m.boost
-        m = m.child
+    m, boost = _unwrapped(m, 1.0)
     if not isinstance(m, Scored):
         return None
     ids, scores = m.remaining()
@@ -140,6 +137,14 @@ class Unpruned(WrappingMatcher):
 
 #: Wrappers that pass their child's matches on, scores scaled by ``boost``.
 _SCALING_WRAPPERS = (WrappingMatcher, Unpruned)
+
+
+def _unwrapped(m, boost: float):
+    """The matcher inside scaling wrappers, and ``boost`` times their boosts."""
+    while type(m) in _SCALING_WRAPPERS:
+        boost *= m.boost
+        m = m.child
+    return m, boost
 
 
 class TopScores(TopCollector):
@@ -188,9 +193,7 @@ def _leaves(q: wq.Query, boost: float) -> Iterator[tuple[wq.Query, float]]:
 def _add_scores(m, boost: float, searcher, scores: dict[int, float], only: dict[int, float] | None = None) -> None:
     """Add ``m``'s scores (times ``boost``) to ``scores``, for the documents
     in ``only`` when given."""
-    while type(m) is WrappingMatcher:
-        boost *= m.boost
-        m = m.child
+    m, boost = _unwrapped(m, boost)
     scorer = getattr(m, "scorer", None) if isinstance(m, W3LeafMatcher) else getattr(m, "_scorer", None)
     lengths = None
     if type(scorer) is BM25FScorer and isinstance(m, W3LeafMatcher | ListMatcher) and m.is_active() and m.term():
