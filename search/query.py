@@ -470,6 +470,19 @@ class CappedPrefix(wq.Prefix):
         return itertools.islice(super()._btexts(ixreader), MAX_EXPANSION)
 
 
+class Near(SpanNear2):
+    """Whoosh's ordered span query, with a size estimate that works.
+
+    ``SpanNear2._and_query`` names a module it never imports, so estimating
+    its size raised NameError. Whoosh estimates sizes to balance a union of
+    three or more parts on a large segment, so a query with the proximity
+    bonus in every searchable field failed there.
+    """
+
+    def _and_query(self) -> wq.And:
+        return wq.And(self.qs)
+
+
 class Boosted(wq.WrappingQuery):
     """Applies a boost to a query that ignores its own (span queries)."""
 
@@ -652,7 +665,7 @@ class _Builder:
                 elif len(grams) > 1:
                     spans.append(wq.Phrase(fieldname, grams))
             if len(spans) >= 2:
-                near = SpanNear2(spans, slop=self.w.near_slop, ordered=True, mindist=1)
+                near = Near(spans, slop=self.w.near_slop, ordered=True, mindist=1)
                 parts.append(Boosted(near, self.w.near * weight))
         if not parts:
             return None

@@ -506,3 +506,17 @@ def test_top_scores_keeps_what_whoosh_keeps(make_index):
                 assert [(h.docnum, h.score) for h in ours] == [(h.docnum, h.score) for h in theirs], (text, limit)
                 assert len(ours) == len(theirs), (text, limit)
     assert seen_scored
+
+
+def test_proximity_bonus_works_on_large_segments(ix, monkeypatch):
+    # On a segment of more than 5,000 documents Whoosh joins a union of
+    # three or more parts as a tree balanced on each part's size estimate;
+    # the ordered-span query of the proximity bonus used to raise NameError
+    # there. Force that tree on this small index.
+    from whoosh import query as wq
+
+    monkeypatch.setattr(wq.Or, "matcher_type", wq.Or.DEFAULT_MATCHER)
+    result = ix.search("跨境电商 卖家 合规")
+    assert [h.id for h in result.hits] == ["contiguous"]
+    result = ix.search("跨境电商 卖家 火星")
+    assert result.fallback and "contiguous" in [h.id for h in result.hits]
