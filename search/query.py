@@ -33,6 +33,7 @@ from whoosh.query.spans import SpanNear2
 from indexer.analysis import (
     Segmentation,
     gram_units,
+    index_grams,
     is_cjk,
     normalize,
     normalize_keyword,
@@ -312,12 +313,15 @@ class Weights:
     a proximity bonus. Values chosen by benchmarks/tune.py on the dev splits
     of knownitem_html and knownitem_poetry (MRR@10 0.910 and 0.978).
 
-    Questions (``question_words``, ``question_lead``) were set on InsuranceQA
-    dev questions outside the 1000 drawn with seed 0, then checked on those:
-    on 300 tuning questions nDCG@10 went from 0.178 (all words first, with
-    proximity) to 0.205; any-word ranking kept the proximity bonus at
-    0.176, dropping it gave 0.192, and a lead weight of 0.5 (instead of 1.5)
-    the rest. The known-item sets have no query this long and are unchanged.
+    Questions (``question_*``) were set on InsuranceQA dev questions outside
+    the 1000 that ``search eval --sample 1000 --seed 0`` draws (as
+    benchmarks/tune.py leaves them out), then checked on those. On 300
+    tuning questions nDCG@10 went from 0.2238 to 0.2310 with the gram bag,
+    0.2435 ranking every question by any word (not only those of four words
+    or more), 0.2504 without the per-word phrase grams the bag repeats; on
+    1000, from 0.2451 there to 0.2533 with ``question_k1`` 0.5 and 0.2554
+    with the question idf. The known-item sets have no question and are
+    unchanged.
     """
 
     title: float = 2.0
@@ -338,16 +342,29 @@ class Weights:
     lead_b: float = 0.3
     #: A plain query that asks (a question mark, 吗, 如何, 什么 …) with at
     #: least this many content words reads as a question, not as keywords:
-    #: it is ranked by BM25 over any of its words (no all-words-first, no
-    #: proximity bonus), and the lead counts ``question_lead`` instead of
-    #: ``lead``. Keyword queries, however long (a remembered verse line),
-    #: keep all-words-first.
-    question_words: int = 4
+    #: it is ranked by BM25 over any of its words and grams (no
+    #: all-words-first, no proximity bonus), and the lead counts
+    #: ``question_lead`` instead of ``lead``. Keyword queries, however long
+    #: (a remembered verse line), keep all-words-first.
+    question_words: int = 1
     question_lead: float = 0.5
+    #: A question also asks for each of its grams (every pair of adjacent
+    #: characters, across word boundaries too) in the title and body, as
+    #: independent terms at this share of the field's weight.
+    question_grams: float = 0.5
+    #: BM25 saturation for questions: an answer that holds more of the
+    #: question's words should beat one that repeats a few of them.
+    question_k1: float = 0.5
 
-    def weighting(self):
+    def weighting(self, question: bool = False):
+        """BM25F with these parameters; with ``question``, a question's own
+        saturation (``question_k1``) and idf (see ``ProbabilisticBM25F``)."""
         from whoosh import scoring
 
+        from search.scoring import ProbabilisticBM25F
+
+        if question:
+            return ProbabilisticBM25F(B=self.b, K1=self.question_k1, title_B=self.title_b, lead_B=self.lead_b)
         return scoring.BM25F(B=self.b, K1=self.k1, title_B=self.title_b, lead_B=self.lead_b)
 
 
@@ -380,7 +397,8 @@ def compile_query(
     lead weighted ``question_lead``."""
     question = _is_question(parsed, seg, weights)
     if question:
-        weights = dataclasses.replace(weights, lead=weights.question_lead)
+        # The gram bag (``_Builder.gram_bag``) holds every gram of each word.
+        weights = dataclasses.replace(weights, lead=weights.question_lead, gram=0.0)
     builder = _Builder(seg, weights, synonyms)
     required: list[wq.Query] = []
     optional: list[wq.Query] = []
@@ -409,6 +427,8 @@ def compile_query(
     else:
         strict = wq.Every()
     loose = None
+    if question:
+        units_for_loose.extend(builder.gram_bag(parsed))
     if len(units_for_loose) > 1:
         loose = AnyWord(units_for_loose)
         if optional and not question:
@@ -416,7 +436,7 @@ def compile_query(
     rank_loose = question and loose is not None
     if rank_loose:
         # Nothing to fall back to: the question is ranked by any word at once.
-        strict, loose = loose, None
+        strict, loose = Weighted(loose, weights.weighting(question=True)), None
     return CompiledQuery(strict=strict, loose=loose, rank_loose=rank_loose, filter=filter_q, exclude=exclude_q)
 
 
@@ -481,6 +501,23 @@ class Near(SpanNear2):
 
     def _and_query(self) -> wq.And:
         return wq.And(self.qs)
+
+
+class Weighted(wq.WrappingQuery):
+    """Scores its child with its own weighting model instead of the
+    searcher's (a question's BM25 parameters)."""
+
+    def __init__(self, child: wq.Query, weighting) -> None:
+        super().__init__(child)
+        self.weighting = weighting
+
+    def _rewrap(self, child: wq.Query) -> Weighted:
+        return self.__class__(child, self.weighting)
+
+    def matcher(self, searcher, context=None):
+        if context is None:
+            context = searcher.context()
+        return self.child.matcher(searcher, context.set(weighting=self.weighting))
 
 
 class Boosted(wq.WrappingQuery):
@@ -580,7 +617,7 @@ def _present(q: wq.Query, reader) -> wq.Query:
         out = copy.copy(q)
         out.a, out.b = a, b
         return out
-    if isinstance(q, Boosted | Exhaustive):
+    if isinstance(q, Boosted | Exhaustive | Weighted):
         child = _present(q.child, reader)
         return wq.NullQuery if child is wq.NullQuery else q._rewrap(child)
     return q
@@ -671,6 +708,30 @@ class _Builder:
             return None
         return parts[0] if len(parts) == 1 else wq.Or(parts)
 
+    def gram_bag(self, parsed: ParsedQuery) -> list[wq.Query]:
+        """Each gram of a question's words, on its own, in the title and
+        body gram fields.
+
+        A question shares few whole words with its answers, and jieba cuts
+        the two differently ("新车手" is 新 + 车手 in a question, 新车 in an
+        answer). Scoring every bigram, those across the query's word
+        boundaries included, finds the overlap the word fields miss: on
+        InsuranceQA tuning questions it was the larger part of the gain over
+        words and per-word phrases alone. Lone characters are left out:
+        the gram fields hold one only where a run of text ends.
+        """
+        grams: dict[str, None] = {}
+        for group in parsed.groups:
+            for clause in group:
+                if clause.kind == "words":
+                    grams.update((g, None) for g in index_grams(clause.value) if not (len(g) == 1 and is_cjk(g)))
+        fields = [(GRAM_FIELDS["title"], self.w.title), (GRAM_FIELDS["body"], self.w.body)]
+        return [
+            wq.Term(fieldname, gram, boost=weight * self.w.question_grams)
+            for gram in grams
+            for fieldname, weight in fields
+        ]
+
     def word(self, word: str, context: Sequence[str], index: int, restrict: str | None) -> wq.Query:
         """One query word: a whole-word match in any word field, or the same
         characters contiguous in a gram field (where jieba cut the document
@@ -685,7 +746,9 @@ class _Builder:
                 gram_text = word + context[index + 1][0]
             elif index > 0 and is_cjk(context[index - 1][-1:]):
                 gram_text = context[index - 1][-1] + word
-        if len(gram_units(normalize(gram_text))) > 1:
+        if not self.w.gram:
+            pass
+        elif len(gram_units(normalize(gram_text))) > 1:
             # Several units (CJK characters, or letters and digits as in
             # "iphone15"): the same units contiguous in a gram field.
             gq = self.phrase(gram_text, restrict, boost=self.w.gram)

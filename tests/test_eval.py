@@ -80,3 +80,30 @@ def test_relevance_gate(tmp_path, qset, corpus_name, others):
     }
     assert figures["queries"] == 90
     assert figures["mrr@10"] >= FLOORS[qset], figures
+
+
+def test_question_relevance_gate(tmp_path):
+    """The gate for questions: 200 InsuranceQA dev questions over their
+    judged answers and 2,000 other answers must keep nDCG@10 above the
+    recorded floor. Ranking questions by their words alone, without the
+    gram bag, the question idf and saturation, fails it."""
+    from search.evaluate import load_queries, sample_queries
+
+    queries_path = shared_corpus("queries/insuranceqa.queries.jsonl")
+    qrels_path = shared_corpus("queries/insuranceqa.qrels")
+    picked = sample_queries(load_queries(queries_path), 200, seed=0)
+    qrels = load_qrels(qrels_path)
+    judged = {d for q in picked for d in qrels.get(q.qid, {})}
+    write_jsonl(tmp_path / "q.jsonl", [{"qid": q.qid, "query": q.query} for q in picked])
+    lines = []
+    with open(shared_corpus("insuranceqa-answers.jsonl"), encoding="utf-8") as fh:
+        for i, line in enumerate(fh):
+            if i < 2000 or json.loads(line)["id"] in judged:
+                lines.append(line.rstrip("\n"))
+    subset = write_jsonl(tmp_path / "answers.jsonl", lines)
+    args = ["eval", "--corpus", str(subset), "--queries", str(tmp_path / "q.jsonl"), "--qrels", str(qrels_path)]
+    result = CliRunner().invoke(cli, [*args, "--json"])
+    assert result.exit_code == 0, result.output
+    figures = json.loads(result.output)
+    assert figures["queries"] == 200 and figures["failed_queries"] == 0
+    assert figures["ndcg@10"] >= FLOORS["insuranceqa"], figures

@@ -8,6 +8,7 @@ import time
 
 import pytest
 
+from search.engine import SearchRequest
 from search.query import QueryError
 
 ARTICLES = [
@@ -419,10 +420,11 @@ def test_bulk_scored_queries_score_as_whoosh_would(sample_index):
         for query in (compiled.strict, compiled.loose):
             if query is None:
                 continue
-            assert query != plain(query), text
+            inner = query.child if isinstance(query, sq.Weighted) else query
+            assert inner != _whoosh_query(inner), text
             expected = _same_scores(searcher, query, plain(query), text)
             if expected:
-                kinds.add(type(query.a if isinstance(query, wq.AndMaybe) else query).__name__)
+                kinds.add(type(inner.a if isinstance(inner, wq.AndMaybe) else inner).__name__)
     assert kinds == {"AnyWord", "AllWords"}
 
 
@@ -431,7 +433,10 @@ def _whoosh_query(q):
     from whoosh import query as wq
 
     from search.matching import AllWords, AnyWord
+    from search.query import Weighted
 
+    if isinstance(q, Weighted):
+        return Weighted(_whoosh_query(q.child), q.weighting)
     if isinstance(q, AnyWord):
         return wq.Or([_whoosh_query(s) for s in q.subqueries], boost=q.boost)
     if isinstance(q, AllWords):
@@ -520,3 +525,39 @@ def test_proximity_bonus_works_on_large_segments(ix, monkeypatch):
     assert [h.id for h in result.hits] == ["contiguous"]
     result = ix.search("跨境电商 卖家 火星")
     assert result.fallback and "contiguous" in [h.id for h in result.hits]
+
+
+def test_questions_score_every_gram_with_their_own_bm25(make_index):
+    # jieba cuts the question's 新车手 as 新 + 车手; the answer says 新车.
+    # The gram bag finds that bigram across the question's word boundary,
+    # which lifts the answer above a shorter one with the same words.
+    import dataclasses
+
+    from whoosh.scoring import BM25F
+
+    from search.engine import SearchEngine
+    from search.query import Weighted, Weights, compile_query, parse_query
+    from search.scoring import ProbabilisticBM25F
+
+    harness = make_index(
+        [
+            {"id": "new-car", "title": None, "body": "新车上路第一年，保险很贵。"},
+            {"id": "new-year", "title": None, "body": "新的一年，保险很贵。"},
+        ]
+    )
+    question = "新车手的保险为什么这么贵？"
+    assert harness.ids(question) == ["new-car", "new-year"]
+    no_bag = SearchEngine(harness.settings, weights=dataclasses.replace(Weights(), question_grams=0.0))
+    assert [h.id for h in no_bag.search(SearchRequest(q=question)).hits] == ["new-year", "new-car"]
+
+    compiled = compile_query(parse_query(question), harness.engine.segmentation)
+    assert compiled.rank_loose and isinstance(compiled.strict, Weighted)
+    weighting = compiled.strict.weighting
+    assert isinstance(weighting, ProbabilisticBM25F)
+    assert weighting.K1 == 0.5 == Weights().question_k1
+    leaves = {(leaf.fieldname, leaf.text) for leaf in compiled.strict.leaves()}
+    assert ("body_g", "新车") in leaves and ("body", "车手") in leaves
+    # Keywords keep the searcher's BM25F, and all words first.
+    keywords = compile_query(parse_query("新车 保险"), harness.engine.segmentation)
+    assert not keywords.rank_loose and not isinstance(keywords.strict, Weighted)
+    assert type(harness.engine.weights.weighting()) is BM25F
