@@ -489,10 +489,20 @@ def index_grams(text: str) -> list[str]:
     any other run itself (the indexer's hot path, Chinese text being
     mostly CJK runs).
     """
+    return _normalized_grams(normalize(text))
+
+
+def index_gram_lines(text: str) -> list[list[str]]:
+    """``index_grams`` of each line of ``text``, normalized once as a whole
+    (normalization leaves line breaks where they are)."""
+    return [_normalized_grams(line) for line in normalize(text).split("\n")]
+
+
+def _normalized_grams(text: str) -> list[str]:
     out: list[str] = []
     extend = out.extend
     append = out.append
-    for run in _RUN_RE.findall(normalize(text)):
+    for run in _RUN_RE.findall(text):
         if len(run) > 1 and is_cjk(run[0]):
             extend(map(str.__add__, run, run[1:]))
             append(run[-1])

@@ -189,7 +189,9 @@ class Article:
         return hashlib.sha1(blob.encode("utf-8")).hexdigest()
 
 
-_SENTENCE_END_RE = re.compile(r"[。！？!?；;]|\.(?:\s|$)")
+#: A sentence end; a full stop ends a sentence only when it is not part of
+#: an ellipsis ("另请参阅..." is a heading, not the first sentence).
+_SENTENCE_END_RE = re.compile(r"[。！？!?；;]|(?<!\.)\.(?:\s|$)")
 
 
 def lead_text(body: str | None, limit: int = LEAD_CHARS) -> str:

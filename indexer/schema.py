@@ -20,7 +20,7 @@ from whoosh.system import pack_uint
 from indexer.analysis import (
     Segmentation,
     gram_analyzer,
-    index_grams,
+    index_gram_lines,
     index_words,
     keyword_analyzer,
     segmentation_of_analyzer,
@@ -58,8 +58,14 @@ class GramField(TEXT):
             return
         boost = self.format.field_boost
         positions: defaultdict[str, list[int]] = defaultdict(list)
-        for pos, gram in enumerate(index_grams(value)):
-            positions[gram].append(pos)
+        base = 0
+        for grams in index_gram_lines(value):
+            # Each line starts LINE_GAP positions after the last one ended,
+            # so phrases and the proximity bonus stay within a line (a
+            # heading and the sentence under it are not one passage).
+            for pos, gram in enumerate(grams, base):
+                positions[gram].append(pos)
+            base += len(grams) + LINE_GAP
         for gram, poslist in positions.items():
             if len(poslist) == 1 and poslist[0] < len(_ONE_POSITION):
                 yield gram.encode("utf-8"), 1, boost, _ONE_POSITION[poslist[0]]
@@ -69,6 +75,12 @@ class GramField(TEXT):
             weight = _FREQ_WEIGHTS[freq] if freq < len(_FREQ_WEIGHTS) and boost == 1.0 else freq * boost
             yield gram.encode("utf-8"), freq, weight, pack_uint(len(deltas)) + dumps(deltas, 2)
 
+
+#: Positions left empty between two lines of a gram field: more than the
+#: proximity window (``search.query.Weights.near_slop``), as Lucene's
+#: position_increment_gap keeps phrases from spanning two values. Small,
+#: so that most positions stay in ``_ONE_POSITION``.
+LINE_GAP = 16
 
 #: ``Positions.encode([p])`` for the positions most grams have: most occur
 #: once in a document.

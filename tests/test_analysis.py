@@ -109,3 +109,36 @@ def test_normalize_answers_remembered_forms_and_stays_small():
         normalize(f"第{i}篇")
     assert len(analysis._normalized) <= analysis._NORMALIZED_KEPT
     assert normalize("甲乙") == "甲乙"  # long forgotten: folded again
+
+
+def test_lead_is_the_headings_and_first_sentence():
+    from indexer.documents import lead_text
+
+    assert lead_text("物流新规\n\n今年卖家需要关注新的要求。平台将更新政策。") == "物流新规\n今年卖家需要关注新的要求。"
+    assert lead_text("Hello, world.\nNext one.") == "Hello, world."
+    # An ellipsis ends a heading ("see also..."), not the first sentence.
+    body = "另请参阅...\n工具菜单 - 方案\n在帮助页面上可以找到所有模块的说明。\n其他"
+    assert lead_text(body) == "另请参阅...\n工具菜单 - 方案\n在帮助页面上可以找到所有模块的说明。"
+
+
+def test_gram_positions_leave_a_gap_between_lines(make_index):
+    # Like Lucene's position_increment_gap: the proximity bonus stays within
+    # a line, so a heading and the line under it are not one passage.
+    from whoosh import query as wq
+
+    from indexer.analysis import index_gram_lines
+    from indexer.schema import LINE_GAP
+    from search.query import Near, Weights
+
+    assert index_gram_lines("跨境电商\n物流") == [index_grams("跨境电商"), index_grams("物流")]
+    harness = make_index(
+        [
+            {"id": "joined", "title": "t", "body": "跨境电商，物流价格回落。"},
+            {"id": "split", "title": "t", "body": "跨境电商\n物流价格回落。"},
+        ]
+    )
+    near = Near([wq.Term("body_g", "电商"), wq.Term("body_g", "物流")], slop=12, ordered=True, mindist=1)
+    searcher = harness.engine.searcher()
+    found = [searcher.stored_fields(hit.docnum)["id"] for hit in searcher.search(near)]
+    assert found == ["joined"]
+    assert Weights().near_slop < LINE_GAP
