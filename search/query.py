@@ -741,6 +741,11 @@ class _Builder:
         parts: list[wq.Query] = [
             wq.Term(fieldname, word, boost=weight) for fieldname, weight in self._word_fields(restrict)
         ]
+        if self.w.gram:  # zero for questions: their gram bag holds these grams
+            parts.extend(self._gram_parts(word, context, index, restrict))
+        return wq.Or(parts)
+
+    def _gram_parts(self, word: str, context: Sequence[str], index: int, restrict: str | None) -> list[wq.Query]:
         gram_text = word
         if len(word) == 1 and is_cjk(word):
             # A lone character: ask for it with a neighbour from the query.
@@ -748,19 +753,18 @@ class _Builder:
                 gram_text = word + context[index + 1][0]
             elif index > 0 and is_cjk(context[index - 1][-1:]):
                 gram_text = context[index - 1][-1] + word
-        if not self.w.gram:
-            pass
-        elif len(gram_units(normalize(gram_text))) > 1:
+        if len(gram_units(normalize(gram_text))) > 1:
             # Several units (CJK characters, or letters and digits as in
             # "iphone15"): the same units contiguous in a gram field.
             gq = self.phrase(gram_text, restrict, boost=self.w.gram)
-            if gq is not None:
-                parts.append(gq)
-        elif len(word) == 1 and is_cjk(word):
+            return [] if gq is None else [gq]
+        if len(word) == 1 and is_cjk(word):
             # A character typed alone: wherever it stands, inside any word.
-            for fieldname, weight in self._gram_fields(restrict):
-                parts.append(CappedPrefix(fieldname, word, boost=weight * self.w.gram, constantscore=True))
-        return wq.Or(parts)
+            return [
+                CappedPrefix(fieldname, word, boost=weight * self.w.gram, constantscore=True)
+                for fieldname, weight in self._gram_fields(restrict)
+            ]
+        return []
 
     def clause(self, clause: Clause) -> tuple[wq.Query, list[wq.Query]]:
         """(required part, optional boosts) of a positive clause."""

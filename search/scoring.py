@@ -12,8 +12,8 @@ class ProbabilisticBM25F(BM25F):
     (n + 0.5))``, the one Lucene and Elasticsearch use, instead of Whoosh's
     ``log(N / (n + 1)) + 1``.
 
-    Whoosh's added 1 keeps a word found in half the documents worth a fifth
-    of a rare one; here it is worth a tenth. A question is mostly such
+    In 27,000 documents, Whoosh's added 1 keeps a word found in half of them
+    worth a fifth of one found in ten; here it is worth a tenth. A question is mostly such
     common words (保险, 公司, 支付) around one or two that say what it is
     about, and ranking InsuranceQA tuning questions with this idf raised
     nDCG@10 from 0.2533 to 0.2554.
