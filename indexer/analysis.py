@@ -35,6 +35,7 @@ from whoosh.analysis import Filter, Token, Tokenizer
 
 __all__ = [
     "GramTokenizer",
+    "LINE_GAP",
     "Segmentation",
     "KeywordTokenizer",
     "PunctuationFilter",
@@ -42,6 +43,7 @@ __all__ = [
     "ZhTokenizer",
     "gram_analyzer",
     "gram_units",
+    "index_gram_lines",
     "index_grams",
     "index_words",
     "is_cjk",
@@ -528,15 +530,30 @@ def phrase_grams(text: str) -> list[str]:
     return [g.text for g in toks]
 
 
+#: Positions left empty between two lines in the gram fields: more than the
+#: proximity window (``search.query.Weights.near_slop``), as Lucene's
+#: position_increment_gap keeps phrases from spanning two values, so a
+#: heading and the line under it are not one passage. Small, so that most
+#: positions stay in ``indexer.schema``'s table of encoded single positions.
+LINE_GAP = 16
+
+
 class GramTokenizer(SpanTokenizer):
-    """Normalizes a text and yields its gram tokens at unit positions."""
+    """Normalizes a text and yields its gram tokens at unit positions, each
+    line ``LINE_GAP`` positions after the last (as ``GramField`` indexes
+    them)."""
 
     def __eq__(self, other):
         return isinstance(other, GramTokenizer)
 
     def spans(self, value: str) -> Iterator[tuple[str, int, int, int]]:
-        for g in _grams(gram_units(normalize(value))):
-            yield g.text, g.pos, g.start, g.end
+        pos = start = 0
+        for line in normalize(value).split("\n"):
+            units = gram_units(line)
+            for g in _grams(units):
+                yield g.text, pos + g.pos, start + g.start, start + g.end
+            pos += len(units) + LINE_GAP
+            start += len(line) + 1
 
 
 def gram_analyzer():

@@ -18,6 +18,7 @@ from whoosh.fields import COLUMN, DATETIME, ID, STORED, TEXT, Schema
 from whoosh.system import pack_uint
 
 from indexer.analysis import (
+    LINE_GAP,
     Segmentation,
     gram_analyzer,
     index_gram_lines,
@@ -49,7 +50,8 @@ class WordField(TEXT):
 
 
 class GramField(TEXT):
-    """A positional gram field indexed straight from ``index_grams``; the
+    """A positional gram field indexed straight from ``index_gram_lines``
+    (the same terms and positions as its analyzer, ``GramTokenizer``); the
     values are Whoosh's ``Positions`` encoding."""
 
     def index(self, value, **kwargs) -> Iterator[Posting]:
@@ -60,9 +62,6 @@ class GramField(TEXT):
         positions: defaultdict[str, list[int]] = defaultdict(list)
         base = 0
         for grams in index_gram_lines(value):
-            # Each line starts LINE_GAP positions after the last one ended,
-            # so phrases and the proximity bonus stay within a line (a
-            # heading and the sentence under it are not one passage).
             for pos, gram in enumerate(grams, base):
                 positions[gram].append(pos)
             base += len(grams) + LINE_GAP
@@ -75,12 +74,6 @@ class GramField(TEXT):
             weight = _FREQ_WEIGHTS[freq] if freq < len(_FREQ_WEIGHTS) and boost == 1.0 else freq * boost
             yield gram.encode("utf-8"), freq, weight, pack_uint(len(deltas)) + dumps(deltas, 2)
 
-
-#: Positions left empty between two lines of a gram field: more than the
-#: proximity window (``search.query.Weights.near_slop``), as Lucene's
-#: position_increment_gap keeps phrases from spanning two values. Small,
-#: so that most positions stay in ``_ONE_POSITION``.
-LINE_GAP = 16
 
 #: ``Positions.encode([p])`` for the positions most grams have: most occur
 #: once in a document.
