@@ -49,6 +49,8 @@ SPACE: dict[str, list] = {
     "question_lead": [0.25, 0.5, 0.75, 1.0],
     "question_grams": [0.0, 0.35, 0.5, 0.75],
     "question_k1": [0.4, 0.5, 0.8, 1.2],
+    "question_chars": [0.0, 0.35, 0.5, 0.7],
+    "question_chars_b": [0.6, 0.75, 0.9],
 }
 
 

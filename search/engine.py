@@ -30,7 +30,8 @@ from indexer.writer import stored_to_record
 from search.facets import facet_counts, facet_types
 from search.highlight import highlight_all, snippet
 from search.matching import TopScores, field_lengths
-from search.query import DEFAULT_WEIGHTS, Exhaustive, QueryError, Weights, compile_query, parse_query
+from search.query import DEFAULT_WEIGHTS, STOPWORDS, Exhaustive, QueryError, Weights, compile_query, parse_query
+from search.rescore import question_units, rescore_by_units
 from search.spelling import Speller
 from search.synonyms import Synonyms
 
@@ -216,8 +217,14 @@ class SearchEngine:
         filter_q = _and(compiled.filter, _request_filter(request))
         limit = request.page * size
         rescore = request.recent and request.sort == "relevance"
+        by_units = compiled.rank_loose and request.sort == "relevance" and self.weights.question_chars > 0
+        window = limit
+        if rescore:
+            window = max(window, RESCORE_WINDOW)
+        if by_units:
+            window = max(window, self.weights.question_window)
         kwargs: dict[str, Any] = {
-            "limit": max(limit, RESCORE_WINDOW) if rescore else limit,
+            "limit": window,
             "filter": filter_q,
             "mask": compiled.exclude,
             "optimize": False,
@@ -234,6 +241,14 @@ class SearchEngine:
             results = _run(searcher, Exhaustive(compiled.loose), kwargs)
             fallback = len(results) > 0
         ranked = [(results.docnum(i), _relevance(results.score(i))) for i in range(results.scored_length())]
+        if by_units:
+            w = self.weights
+            texts = [c.value for group in parsed.groups for c in group if c.kind == "words"]
+            units = question_units(texts, STOPWORDS, self.segmentation)
+            head = rescore_by_units(
+                searcher, ranked[: w.question_window], units, w.question_chars, w.question_k1, w.question_chars_b
+            )
+            ranked = head + ranked[w.question_window :]
         if rescore:
             ranked = _by_recency(searcher, ranked)
         terms = parsed.highlight_terms(self.segmentation, synonyms)

@@ -322,7 +322,10 @@ class Weights:
     0.2435 ranking every question by any word (not only those of four words
     or more), 0.2504 without the per-word phrase grams the bag repeats; on
     1000, from 0.2451 there to 0.2533 with ``question_k1`` 0.5 and 0.2554
-    with the question idf. The known-item sets have no question and are
+    with the question idf, 0.2652 with the second look by characters
+    (``question_chars`` 0.35, 0.5, 0.7: 0.2638, 0.2652, 0.2629;
+    ``question_chars_b`` 0.6 and 0.9: 0.2649; a window of 50 or 200:
+    0.2653 and 0.2652). The known-item sets have no question and are
     unchanged.
     """
 
@@ -357,6 +360,13 @@ class Weights:
     #: BM25 saturation for questions: an answer that holds more of the
     #: question's words should beat one that repeats a few of them.
     question_k1: float = 0.5
+    #: A question's first ``question_window`` results are re-ranked with
+    #: a BM25 score over the characters of its content words (see
+    #: search/rescore.py), blended in at this weight relative to the first
+    #: score, and with this length normalization.
+    question_chars: float = 0.5
+    question_chars_b: float = 0.75
+    question_window: int = 100
 
     def weighting(self, question: bool = False):
         """BM25F with these parameters; with ``question``, a question's own

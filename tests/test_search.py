@@ -547,7 +547,9 @@ def test_questions_score_every_gram_with_their_own_bm25(make_index):
     )
     question = "新车手的保险为什么这么贵？"
     assert harness.ids(question) == ["new-car", "new-year"]
-    no_bag = SearchEngine(harness.settings, weights=dataclasses.replace(Weights(), question_grams=0.0))
+    no_bag = SearchEngine(
+        harness.settings, weights=dataclasses.replace(Weights(), question_grams=0.0, question_chars=0.0)
+    )
     assert [h.id for h in no_bag.search(SearchRequest(q=question)).hits] == ["new-year", "new-car"]
 
     compiled = compile_query(parse_query(question), harness.engine.segmentation)
@@ -561,3 +563,56 @@ def test_questions_score_every_gram_with_their_own_bm25(make_index):
     keywords = compile_query(parse_query("新车 保险"), harness.engine.segmentation)
     assert not keywords.rank_loose and not isinstance(keywords.strict, Weighted)
     assert type(harness.engine.weights.weighting()) is BM25F
+
+
+def test_questions_rerank_their_first_results_by_characters(make_index):
+    # 房主 (the question) and 房东 (an answer) share a character, not a
+    # word or a bigram: the word and gram matching rank the shorter answer
+    # first, the characters of the question's content words lift the other.
+    import dataclasses
+
+    from search.engine import SearchEngine
+    from search.query import Weights
+
+    harness = make_index(
+        [
+            {"id": "landlord", "title": None, "body": "保险不赔白蚁，要由房东负责。"},
+            {"id": "estate", "title": None, "body": "保险不赔白蚁，物业负责。"},
+        ]
+    )
+    question = "房主保险是否覆盖白蚁？"
+    assert harness.ids(question) == ["landlord", "estate"]
+    words_only = SearchEngine(harness.settings, weights=dataclasses.replace(Weights(), question_chars=0.0))
+    first = words_only.search(SearchRequest(q=question)).hits
+    assert [h.id for h in first] == ["estate", "landlord"]
+    # The blend stays on the scale of the first score.
+    top = harness.search(question).hits[0]
+    assert first[0].score < top.score <= first[0].score * (1 + Weights().question_chars) + 1e-6
+    # Keywords are not questions: no second look, the same order as before.
+    assert harness.ids("保险 白蚁") == [h.id for h in words_only.search(SearchRequest(q="保险 白蚁")).hits]
+
+
+def test_character_document_frequencies_from_the_gram_lexicon(make_index):
+    from search.query import STOPWORDS
+    from search.rescore import question_units, unit_document_frequency
+
+    harness = make_index(
+        [
+            {"id": "a", "title": "保险公司", "body": "TikTok Shop 的保险。"},
+            {"id": "b", "title": None, "body": "保单和保险"},
+            {"id": "c", "title": None, "body": "白蚁不在保单上。tiktok"},
+            {"id": "d", "title": None, "body": "房东负责"},
+        ]
+    )
+    searcher = harness.engine.searcher()
+    # A character found in one place of each document that has it: exact.
+    assert unit_document_frequency(searcher, "蚁") == 1
+    assert unit_document_frequency(searcher, "房") == 1
+    # One found in several places of a document is counted once per gram
+    # it starts there (险: a's title and body, and b), but never past the
+    # documents there are; a Latin word is looked up whole.
+    assert unit_document_frequency(searcher, "险") == 3
+    assert 3 <= unit_document_frequency(searcher, "保") <= 4
+    assert unit_document_frequency(searcher, "tiktok") == 2
+    assert unit_document_frequency(searcher, "火") == 0
+    assert question_units(["TikTok的保险是否覆盖白蚁？"], STOPWORDS) == ["tiktok", "保", "险", "覆", "盖", "白", "蚁"]

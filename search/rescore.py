@@ -1,0 +1,120 @@
+"""A second look at a question's best results, character by character.
+
+A question and its answers often name one thing with different words:
+房主保险, 房屋保险 and 家庭保险 for home insurance, 人寿保险 and 寿险 for life
+insurance, 残疾 and 伤残. Whole words and bigrams miss what such pairs
+share; their characters do not. Scoring every document by its characters
+would need a posting per character and document, a large part again of
+the index; a question's first results are few, so their characters are
+counted from their stored text instead, and the top ``question_window``
+are re-ranked by a blend of both scores, as Elasticsearch's rescore
+re-ranks a window of top hits.
+
+Character document frequencies come from the gram lexicon: each character
+of a CJK run starts exactly one gram (a bigram, or itself at the end of
+the run), so the documents holding a character are at most the sum of the
+document frequencies of the grams it starts. For the characters that
+matter (the rarer ones) the sum is close; common ones saturate at the
+document count either way.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from collections.abc import Sequence
+
+from whoosh.searching import Searcher
+
+from indexer.analysis import is_cjk, normalize, query_words, text_units
+from indexer.schema import GRAM_FIELDS
+
+#: The gram fields whose lexicon gives character statistics, and whose
+#: text (title and body) a candidate is scored on.
+_STAT_FIELDS = (GRAM_FIELDS["title"], GRAM_FIELDS["body"])
+
+
+def question_units(texts: Sequence[str], stopwords: frozenset[str], seg=None) -> list[str]:
+    """The distinct characters (and Latin or number units) of the content
+    words of ``texts``: question words and particles (什么, 吗) say nothing
+    about what is asked."""
+    units: dict[str, None] = {}
+    for text in texts:
+        for word in query_words(text, seg):
+            if word not in stopwords:
+                units.update((u, None) for u in text_units(word))
+    return list(units)
+
+
+def unit_document_frequency(searcher: Searcher, unit: str) -> int:
+    """How many documents hold ``unit`` in their title or body (an upper
+    bound for a CJK character; see the module), remembered per reader."""
+    reader = searcher.reader()
+    cache = reader.__dict__.setdefault("_zhsearch_unit_df", {})
+    df = cache.get(unit)
+    if df is None:
+        df = 0
+        for sub, _offset in searcher.leaf_searchers():
+            leaf = sub.reader()
+            for fieldname in _STAT_FIELDS:
+                if is_cjk(unit):
+                    # The grams the character starts: with the next one,
+                    # or alone where its run ends.
+                    df += sum(info.doc_frequency() for _term, info in leaf.iter_prefix(fieldname, unit))
+                elif (fieldname, unit) in leaf:
+                    df += leaf.doc_frequency(fieldname, unit)
+        df = min(df, searcher.doc_count_all())
+        cache[unit] = df
+    return df
+
+
+def rescore_by_units(
+    searcher: Searcher,
+    ranked: Sequence[tuple[int, float | None]],
+    units: Sequence[str],
+    weight: float,
+    k1: float,
+    b: float,
+) -> list[tuple[int, float | None]]:
+    """``ranked`` re-ordered by score + ``weight`` × the top score × the
+    character score (BM25 over ``units``, in the candidate's title and
+    body) relative to the best of the window.
+
+    Both scores are taken relative to their best in the window, so the
+    blend does not depend on how large either happens to be for this
+    question; the result stays on the scale of the first score.
+    """
+    if not ranked or not units or weight <= 0:
+        return list(ranked)
+    total = searcher.doc_count_all()
+    idf = {}
+    for unit in units:
+        n = unit_document_frequency(searcher, unit)
+        if n:
+            idf[unit] = math.log(1 + (total - n + 0.5) / (n + 0.5))
+    if not idf:
+        return list(ranked)
+    avg = sum(searcher.avg_field_length(f) for f in _STAT_FIELDS) or 1.0
+    chars = [u for u in idf if is_cjk(u)]
+    others = [u for u in idf if not is_cjk(u)]
+    unit_scores = []
+    for docnum, _score in ranked:
+        stored = searcher.stored_fields(docnum)
+        text = normalize("\n".join(x for x in (stored.get("title"), stored.get("body")) if x))
+        # A character is counted where it stands; a Latin or number unit
+        # only as a whole unit ("shop" is not in "shopping").
+        counts = {u: text.count(u) for u in chars}
+        if others:
+            found = Counter(text_units(text, normalized=True))
+            counts.update((u, found[u]) for u in others)
+        length = sum(searcher.doc_field_length(docnum, f, 0) for f in _STAT_FIELDS)
+        norm = k1 * (1 - b + b * length / avg)
+        unit_scores.append(sum(idf[u] * tf * (k1 + 1) / (tf + norm) for u, tf in counts.items() if tf))
+    top = max((s or 0.0) for _d, s in ranked) or 1.0
+    best = max(unit_scores) or 1.0
+    blended = [
+        (docnum, (score or 0.0) + weight * top * unit_score / best)
+        for (docnum, score), unit_score in zip(ranked, unit_scores, strict=True)
+    ]
+    blended.sort(key=lambda item: -item[1])
+    return blended
