@@ -456,12 +456,6 @@ def gram_units(text: str) -> list[tuple[str, int, int]]:
     return [(m.group(), m.start(), m.end()) for m in _UNIT_RE.finditer(text)]
 
 
-def text_units(text: str, normalized: bool = False) -> list[str]:
-    """The units of ``text`` (CJK characters, Latin and number runs), in
-    order: what a gram field counts as one position."""
-    return _UNIT_RE.findall(text if normalized else normalize(text))
-
-
 def _gram_texts(units: Sequence[tuple[str, int, int]]) -> list[str]:
     """One gram per unit, at the unit's position: a CJK character directly
     followed by another gives their bigram, anything else gives itself."""

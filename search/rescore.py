@@ -20,14 +20,14 @@ document count either way.
 
 from __future__ import annotations
 
-import math
 from collections import Counter
 from collections.abc import Sequence
 
 from whoosh.searching import Searcher
 
-from indexer.analysis import is_cjk, normalize, query_words, text_units
+from indexer.analysis import gram_units, is_cjk, normalize, query_words
 from indexer.schema import GRAM_FIELDS
+from search.scoring import rsj_idf
 
 #: The gram fields whose lexicon gives character statistics, and whose
 #: text (title and body) a candidate is scored on.
@@ -42,7 +42,7 @@ def question_units(texts: Sequence[str], stopwords: frozenset[str], seg=None) ->
     for text in texts:
         for word in query_words(text, seg):
             if word not in stopwords:
-                units.update((u, None) for u in text_units(word))
+                units.update((u, None) for u, _start, _end in gram_units(word))
     return list(units)
 
 
@@ -91,7 +91,7 @@ def rescore_by_units(
     for unit in units:
         n = unit_document_frequency(searcher, unit)
         if n:
-            idf[unit] = math.log(1 + (total - n + 0.5) / (n + 0.5))
+            idf[unit] = rsj_idf(n, total)
     if not idf:
         return list(ranked)
     avg = sum(searcher.avg_field_length(f) for f in _STAT_FIELDS) or 1.0
@@ -105,7 +105,7 @@ def rescore_by_units(
         # only as a whole unit ("shop" is not in "shopping").
         counts = {u: text.count(u) for u in chars}
         if others:
-            found = Counter(text_units(text, normalized=True))
+            found = Counter(u for u, _start, _end in gram_units(text))
             counts.update((u, found[u]) for u in others)
         length = sum(searcher.doc_field_length(docnum, f, 0) for f in _STAT_FIELDS)
         norm = k1 * (1 - b + b * length / avg)

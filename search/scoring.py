@@ -7,6 +7,11 @@ from math import log
 from whoosh.scoring import BM25F
 
 
+def rsj_idf(doc_frequency: int, doc_count: int) -> float:
+    """The Robertson-Spärck Jones idf (see ``ProbabilisticBM25F``)."""
+    return log(1 + (doc_count - doc_frequency + 0.5) / (doc_frequency + 0.5))
+
+
 class ProbabilisticBM25F(BM25F):
     """BM25F with the Robertson-Spärck Jones idf, ``log(1 + (N - n + 0.5) /
     (n + 0.5))``, the one Lucene and Elasticsearch use, instead of Whoosh's
@@ -22,7 +27,5 @@ class ProbabilisticBM25F(BM25F):
     def scorer(self, searcher, fieldname, text, qf=1):
         scorer = super().scorer(searcher, fieldname, text, qf)
         parent = searcher.get_parent()
-        n = parent.doc_frequency(fieldname, text)
-        total = parent.doc_count_all()
-        scorer.idf = log(1 + (total - n + 0.5) / (n + 0.5))
+        scorer.idf = rsj_idf(parent.doc_frequency(fieldname, text), parent.doc_count_all())
         return scorer
