@@ -12,7 +12,6 @@ its own.
 from __future__ import annotations
 
 import json
-import math
 import multiprocessing
 import os
 import resource
@@ -28,22 +27,15 @@ from indexer.config import Settings
 from indexer.store import IndexStore
 from indexer.writer import index_paths
 from search.engine import SearchEngine, SearchRequest
-from search.evaluate import load_queries
+from search.evaluate import load_queries, percentile
 from search.query import QueryError
-
-
-def _percentile(values: list[float], pct: float) -> float:
-    ordered = sorted(values)
-    if not ordered:
-        return 0.0
-    return ordered[max(0, min(len(ordered) - 1, math.ceil(pct / 100 * len(ordered)) - 1))]
 
 
 def _latency(values: list[float]) -> dict[str, float]:
     return {
         "p50": round(statistics.median(values), 3) if values else 0.0,
-        "p95": round(_percentile(values, 95), 3),
-        "p99": round(_percentile(values, 99), 3),
+        "p95": round(percentile(values, 95), 3),
+        "p99": round(percentile(values, 99), 3),
     }
 
 

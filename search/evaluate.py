@@ -97,7 +97,9 @@ def score_ranking(ranked: Sequence[str], relevant: dict[str, int]) -> dict[str, 
     return {"mrr@10": mrr, "recall@10": recall10, "recall@100": recall100, "ndcg@10": dcg / idcg}
 
 
-def _percentile(values: Sequence[float], pct: float) -> float:
+def percentile(values: Sequence[float], pct: float) -> float:
+    """Nearest-rank, so a reported p95 is a latency that was measured; the
+    evaluation and the benchmark quote the same one."""
     if not values:
         return 0.0
     ordered = sorted(values)
@@ -131,6 +133,6 @@ def evaluate(
     out: dict[str, Any] = {"queries": len(queries)}
     out.update({k: round(v / n, 4) for k, v in totals.items()})
     out["query_ms_p50"] = round(statistics.median(latencies), 2) if latencies else 0.0
-    out["query_ms_p95"] = round(_percentile(latencies, 95), 2)
+    out["query_ms_p95"] = round(percentile(latencies, 95), 2)
     out["failed_queries"] = failed
     return out
