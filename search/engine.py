@@ -30,7 +30,15 @@ from indexer.writer import stored_to_record
 from search.facets import facet_counts, facet_types
 from search.highlight import highlight_all, snippet
 from search.matching import TopScores, field_lengths
-from search.query import DEFAULT_WEIGHTS, STOPWORDS, Exhaustive, QueryError, Weights, compile_query, parse_query
+from search.query import (
+    DEFAULT_WEIGHTS,
+    Exhaustive,
+    QueryError,
+    Weights,
+    compile_query,
+    content_words,
+    parse_query,
+)
 from search.rescore import question_units, rescore_by_units
 from search.spelling import Speller
 from search.synonyms import Synonyms
@@ -243,8 +251,7 @@ class SearchEngine:
         ranked = [(results.docnum(i), _relevance(results.score(i))) for i in range(results.scored_length())]
         if by_units:
             w = self.weights
-            texts = [c.value for group in parsed.groups for c in group if c.kind == "words"]
-            units = question_units(texts, STOPWORDS, self.segmentation)
+            units = question_units(content_words(parsed, self.segmentation))
             head = rescore_by_units(
                 searcher, ranked[: w.question_window], units, w.question_chars, w.question_k1, w.question_chars_b
             )

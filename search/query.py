@@ -424,7 +424,7 @@ def compile_query(
         req_q = alternatives[0] if len(alternatives) == 1 else wq.Or(alternatives)
         required.append(req_q)
         units_for_loose.extend(_units(req_q))
-    near = builder.near(_chain(parsed, seg))
+    near = builder.near(content_words(parsed, seg))
     if near is not None:
         optional.append(near)
     filter_q = _filters(parsed.filters)
@@ -479,9 +479,11 @@ _ASKING_RE = re.compile(
 )
 
 
-def _chain(parsed: ParsedQuery, seg: Segmentation | None) -> list[str]:
-    """The query's words in order, for the proximity bonus (only groups
-    without alternatives: an OR has no single order)."""
+def content_words(parsed: ParsedQuery, seg: Segmentation | None = None) -> list[str]:
+    """The query's content words (and phrases) in order, without stopwords:
+    the chain of the proximity bonus, and what a question's second look
+    (search/rescore.py) reads its characters from. Only groups without
+    alternatives: an OR has no single order."""
     texts: list[str] = []
     for group in parsed.groups:
         if len(group) != 1 or group[0].field is not None:

@@ -25,7 +25,7 @@ from collections.abc import Sequence
 
 from whoosh.searching import Searcher
 
-from indexer.analysis import gram_units, is_cjk, normalize, query_words
+from indexer.analysis import gram_units, is_cjk, normalize
 from indexer.schema import GRAM_FIELDS
 from search.scoring import rsj_idf
 
@@ -34,16 +34,11 @@ from search.scoring import rsj_idf
 _STAT_FIELDS = (GRAM_FIELDS["title"], GRAM_FIELDS["body"])
 
 
-def question_units(texts: Sequence[str], stopwords: frozenset[str], seg=None) -> list[str]:
-    """The distinct characters (and Latin or number units) of the content
-    words of ``texts``: question words and particles (什么, 吗) say nothing
-    about what is asked."""
-    units: dict[str, None] = {}
-    for text in texts:
-        for word in query_words(text, seg):
-            if word not in stopwords:
-                units.update((u, None) for u, _start, _end in gram_units(word))
-    return list(units)
+def question_units(words: Sequence[str]) -> list[str]:
+    """The distinct characters (and Latin or number units) of a question's
+    content words (``search.query.content_words``): question words and
+    particles (什么, 吗) say nothing about what is asked."""
+    return list(dict.fromkeys(u for word in words for u, _start, _end in gram_units(word)))
 
 
 def unit_document_frequency(searcher: Searcher, unit: str) -> int:

@@ -593,7 +593,7 @@ def test_questions_rerank_their_first_results_by_characters(make_index):
 
 
 def test_character_document_frequencies_from_the_gram_lexicon(make_index):
-    from search.query import STOPWORDS
+    from search.query import content_words, parse_query
     from search.rescore import question_units, unit_document_frequency
 
     harness = make_index(
@@ -615,4 +615,5 @@ def test_character_document_frequencies_from_the_gram_lexicon(make_index):
     assert 3 <= unit_document_frequency(searcher, "保") <= 4
     assert unit_document_frequency(searcher, "tiktok") == 2
     assert unit_document_frequency(searcher, "火") == 0
-    assert question_units(["TikTok的保险是否覆盖白蚁？"], STOPWORDS) == ["tiktok", "保", "险", "覆", "盖", "白", "蚁"]
+    words = content_words(parse_query("TikTok的保险是否覆盖白蚁？"))
+    assert question_units(words) == ["tiktok", "保", "险", "覆", "盖", "白", "蚁"]
