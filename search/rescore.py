@@ -23,6 +23,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Sequence
 
+from whoosh.scoring import bm25
 from whoosh.searching import Searcher
 
 from indexer.analysis import gram_units, is_cjk, normalize
@@ -103,8 +104,7 @@ def rescore_by_units(
             found = Counter(u for u, _start, _end in gram_units(text))
             counts.update((u, found[u]) for u in others)
         length = sum(searcher.doc_field_length(docnum, f, 0) for f in _STAT_FIELDS)
-        norm = k1 * (1 - b + b * length / avg)
-        unit_scores.append(sum(idf[u] * tf * (k1 + 1) / (tf + norm) for u, tf in counts.items() if tf))
+        unit_scores.append(sum(bm25(idf[u], tf, length, avg, b, k1) for u, tf in counts.items() if tf))
     top = max((s or 0.0) for _d, s in ranked) or 1.0
     best = max(unit_scores) or 1.0
     blended = [

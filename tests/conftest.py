@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import socket
@@ -14,6 +15,7 @@ import pytest
 from indexer.config import Settings
 from indexer.writer import IndexSummary, index_paths
 from search.engine import SearchEngine, SearchRequest, SearchResult
+from search.query import Weights
 
 ROOT = Path(__file__).resolve().parent.parent
 SHARED_CORPORA = Path(os.environ.get("ZHSEARCH_SHARED_CORPORA", ROOT.parent / "shared" / "corpora"))
@@ -69,6 +71,11 @@ class IndexHarness:
 
     def ids(self, q: str, **kwargs) -> list[str]:
         return [h.id for h in self.search(q, **kwargs).hits]
+
+    def weighted(self, **changes) -> SearchEngine:
+        """An engine over the same index with some ranking weights changed,
+        to show what a part of the ranking does by switching it off."""
+        return SearchEngine(self.settings, weights=dataclasses.replace(Weights(), **changes))
 
 
 @pytest.fixture

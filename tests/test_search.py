@@ -531,11 +531,8 @@ def test_questions_score_every_gram_with_their_own_bm25(make_index):
     # jieba cuts the question's 新车手 as 新 + 车手; the answer says 新车.
     # The gram bag finds that bigram across the question's word boundary,
     # which lifts the answer above a shorter one with the same words.
-    import dataclasses
-
     from whoosh.scoring import BM25F
 
-    from search.engine import SearchEngine
     from search.query import Weighted, Weights, compile_query, parse_query
     from search.scoring import ProbabilisticBM25F
 
@@ -547,9 +544,7 @@ def test_questions_score_every_gram_with_their_own_bm25(make_index):
     )
     question = "新车手的保险为什么这么贵？"
     assert harness.ids(question) == ["new-car", "new-year"]
-    no_bag = SearchEngine(
-        harness.settings, weights=dataclasses.replace(Weights(), question_grams=0.0, question_chars=0.0)
-    )
+    no_bag = harness.weighted(question_grams=0.0, question_chars=0.0)
     assert [h.id for h in no_bag.search(SearchRequest(q=question)).hits] == ["new-year", "new-car"]
 
     compiled = compile_query(parse_query(question), harness.engine.segmentation)
@@ -569,9 +564,6 @@ def test_questions_rerank_their_first_results_by_characters(make_index):
     # 房主 (the question) and 房东 (an answer) share a character, not a
     # word or a bigram: the word and gram matching rank the shorter answer
     # first, the characters of the question's content words lift the other.
-    import dataclasses
-
-    from search.engine import SearchEngine
     from search.query import Weights
 
     harness = make_index(
@@ -582,7 +574,7 @@ def test_questions_rerank_their_first_results_by_characters(make_index):
     )
     question = "房主保险是否覆盖白蚁？"
     assert harness.ids(question) == ["landlord", "estate"]
-    words_only = SearchEngine(harness.settings, weights=dataclasses.replace(Weights(), question_chars=0.0))
+    words_only = harness.weighted(question_chars=0.0)
     first = words_only.search(SearchRequest(q=question)).hits
     assert [h.id for h in first] == ["estate", "landlord"]
     # The blend stays on the scale of the first score.
