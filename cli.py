@@ -25,13 +25,22 @@ import click
 from indexer.config import Settings
 from indexer.sources import SourceError
 from indexer.store import IndexBusy, IndexMissing, IndexStore
-from indexer.writer import delete_ids, existing_hashes, export_documents, index_paths
+from indexer.writer import RunRefused, delete_ids, existing_hashes, export_documents, index_paths
 from search.engine import SORTS, SearchEngine, SearchRequest
 from search.evaluate import EvalInputError, evaluate, load_qrels, load_queries, sample_queries
 from search.query import QueryError
 
 _MARK_RE = re.compile(r"<mark>(.*?)</mark>", re.S)
-_EXPECTED_ERRORS = (QueryError, IndexMissing, SourceError, IndexBusy, EvalInputError, ValueError, OSError)
+_EXPECTED_ERRORS = (
+    QueryError,
+    IndexMissing,
+    SourceError,
+    IndexBusy,
+    RunRefused,
+    EvalInputError,
+    ValueError,
+    OSError,
+)
 
 
 def sample_data_path() -> Path:
@@ -117,6 +126,21 @@ def main() -> None:
 @click.option("--sample", is_flag=True, help="Index the sample articles shipped with zhsearch.")
 @click.option("--rebuild", is_flag=True, help="Build a new generation from PATHS only and switch to it when complete.")
 @click.option("--prune", is_flag=True, help="PATHS are a complete crawl: delete documents not in it.")
+@click.option("--force", is_flag=True, help="Let --prune or --rebuild delete more than half of the live documents.")
+@click.option(
+    "--field",
+    "field_pairs",
+    multiple=True,
+    metavar="DEST=SOURCE",
+    help="Read our field DEST from the crawler's field SOURCE (repeatable), e.g. body=news_content.",
+)
+@click.option(
+    "--config",
+    "config_file",
+    type=click.Path(dir_okay=False, exists=True),
+    default=None,
+    help='TOML file with a [fields] table (DEST = "SOURCE"); --field wins over it.',
+)
 @click.option(
     "--site-rules", type=click.Path(dir_okay=False, exists=True), default=None, help="HTML site rules (TOML)."
 )
@@ -131,20 +155,30 @@ def index_cmd(
     sample: bool,
     rebuild: bool,
     prune: bool,
+    force: bool,
+    field_pairs: tuple[str, ...],
+    config_file: str | None,
     site_rules: str | None,
     report: Path | None,
     as_json: bool,
     strict: bool,
 ) -> None:
-    """Add, update and delete articles from JSON Lines files, HTML pages or
-    folders of them.
+    """Add, update and delete articles from crawl output: JSON Lines (.jsonl
+    .jl .ndjson, also .gz .bz2 .xz; - for standard input), JSON arrays
+    (.json), CSV/TSV, Excel (.xlsx), web archives (.warc .warc.gz .arc.gz),
+    HTML pages, or folders of them.
 
     Records are upserted by id; unchanged ones are skipped; a record
-    {"id": ..., "deleted": true} deletes. HTML pages (and JSON Lines records
-    with an "html" field) go through main-content extraction; the same
-    article under two URLs is indexed once. Bad records are reported with
-    file:line and skipped.
+    {"id": ..., "deleted": true} deletes. Crawlers' field names (content,
+    pub_time, 正文, 发布时间, link …) are understood; --field maps others.
+    HTML pages go through main-content extraction; the same article under
+    two URLs is indexed once. Bad records are reported with their location
+    and skipped. --prune and --rebuild refuse when some input could not be
+    read, or when they would delete more than half of the index (--force).
     """
+    from indexer.mapping import load_field_config, parse_field_options
+    from indexer.sources import find_files, total_bytes
+
     targets = [str(p) for p in paths]
     if sample:
         targets.append(str(sample_data_path()))
@@ -152,11 +186,14 @@ def index_cmd(
         raise click.UsageError("give at least one PATH (or --sample)")
     if site_rules:
         settings = settings.replace(site_rules=site_rules)
-    options = {"rebuild": rebuild, "prune": prune}
+    if config_file or field_pairs:
+        field_map = load_field_config(config_file) if config_file else {}
+        field_map.update(parse_field_options(field_pairs))
+        settings = settings.replace(field_map=field_map)
+    found = find_files(targets)
+    options = {"rebuild": rebuild, "prune": prune, "force": force, "discovery": found}
     if sys.stderr.isatty() and not as_json:
-        from indexer.sources import find_files, total_bytes
-
-        length = total_bytes(find_files(targets))
+        length = total_bytes(found.files)
         with click.progressbar(length=length, label="indexing", file=sys.stderr, show_eta=True) as bar:
             summary = index_paths(settings, targets, on_bytes=bar.update, **options)
     else:
@@ -188,12 +225,28 @@ def _print_summary(settings: Settings, summary) -> None:
             f"pages: {summary.pages} read ({encodings or 'given as text'}), {summary.extracted} extracted, "
             f"{len(summary.skipped)} skipped, {len(summary.duplicates)} duplicates merged"
         )
+    if summary.records_skipped or summary.revisits:
+        skipped = ", ".join(f"{n} {why}" for why, n in summary.records_skipped.most_common())
+        click.echo(f"archive records: {summary.revisits} revisits (kept as seen); skipped: {skipped or 'none'}")
+    if summary.unknown_formats:
+        unknown = ", ".join(f"{n} {ext}" for ext, n in summary.unknown_formats.most_common())
+        click.echo(f"files of unknown formats, not read: {unknown}", err=True)
+    for name, location in summary.unmapped_fields.items():
+        click.echo(
+            f"field {name!r} holds long text that no field takes (first at {location}); "
+            f"to index it, add --field body={name}",
+            err=True,
+        )
     for skipped in summary.skipped:
         click.echo(f"skipped {skipped}", err=True)
     for dup in summary.duplicates:
         click.echo(f"duplicate {dup.location}: {dup.id} is {dup.duplicate_of}", err=True)
     for rejection in summary.rejected:
         click.echo(f"rejected {rejection}", err=True)
+    rejected = {r.location for r in summary.rejected}
+    for unreadable in summary.unreadable:
+        if unreadable.location not in rejected:
+            click.echo(f"unreadable {unreadable}", err=True)
 
 
 @command(cli, "delete")

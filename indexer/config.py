@@ -48,6 +48,10 @@ class Settings:
     lock_timeout: int = 60
     #: Processes that build a new index (or generation) in parallel.
     index_procs: int = field(default_factory=lambda: max(1, os.cpu_count() or 1))
+    #: Our field name -> the crawler's, for records whose names no built-in
+    #: alias knows (``--field body=news_content``, or a ``[fields]`` table
+    #: in the TOML file ``--config`` names).
+    field_map: Mapping[str, str] = field(default_factory=dict)
     #: Extra, free-form options (kept so unknown ZHSEARCH_* values are visible).
     extra: Mapping[str, str] = field(default_factory=dict)
 
@@ -60,7 +64,7 @@ class Settings:
         environ = os.environ if environ is None else environ
         values: dict[str, Any] = {}
         for f in dataclasses.fields(cls):
-            if f.name == "extra":
+            if f.name in ("extra", "field_map"):
                 continue
             env_value = environ.get(ENV_PREFIX + f.name.upper())
             if env_value not in (None, ""):

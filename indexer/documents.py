@@ -16,9 +16,25 @@ from typing import Any
 
 from marshmallow import EXCLUDE, Schema, ValidationError, fields, pre_load, validates_schema
 
-_TAG_SPLIT_RE = re.compile(r"[,，;；]")
-_DATE_FORMATS = ("%Y-%m-%d %H:%M:%S", "%Y-%m-%d %H:%M", "%Y/%m/%d %H:%M", "%Y/%m/%d")
-_CN_DATE_RE = re.compile(r"^\s*(\d{4})\s*年\s*(\d{1,2})\s*月\s*(\d{1,2})\s*日\s*$")
+_TAG_SPLIT_RE = re.compile(r"[,，;；、]")
+_DATE_FORMATS = (
+    "%Y-%m-%d %H:%M:%S",
+    "%Y-%m-%d %H:%M",
+    "%Y/%m/%d %H:%M:%S",
+    "%Y/%m/%d %H:%M",
+    "%Y/%m/%d",
+    "%Y.%m.%d %H:%M",
+    "%Y.%m.%d",
+    "%Y%m%d",
+)
+_CN_DATE_RE = re.compile(
+    r"^\s*(\d{4})\s*年\s*(\d{1,2})\s*月\s*(\d{1,2})\s*[日号]"
+    r"(?:\s*(\d{1,2})\s*[:：时時]\s*(\d{1,2})(?:\s*[:：分]\s*(\d{1,2})\s*秒?)?)?\s*$"
+)
+_EPOCH_RE = re.compile(r"^\d{10}(?:\d{3})?(?:\.\d+)?$")
+#: Epoch times are read as the wall-clock time of the sites we crawl
+#: (China Standard Time), the date their pages print.
+CRAWL_ZONE = dt.timezone(dt.timedelta(hours=8))
 
 #: Longest title and body accepted; a longer value is a crawler fault.
 MAX_TITLE_CHARS = 1_000
@@ -29,7 +45,9 @@ LEAD_CHARS = 160
 
 class PublishedField(fields.Field):
     """A date or a datetime, given as ISO text (``2020-06-01``,
-    ``2020-06-01T13:58:00+08:00``, ``2020-06-01 13:58``) or ``2020年6月1日``."""
+    ``2020-06-01T13:58:00+08:00``, ``2020-06-01 13:58``), in the forms
+    crawlers write (``2020/06/01``, ``2020年6月1日 13:58``) or as epoch
+    seconds or milliseconds."""
 
     default_error_messages = {"invalid": "Not a date or datetime: {value!r}."}
 
@@ -38,6 +56,11 @@ class PublishedField(fields.Field):
             return None
         if isinstance(value, dt.datetime | dt.date):
             return value
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            parsed = from_epoch(value)
+            if parsed is None:
+                raise self.make_error("invalid", value=value)
+            return parsed
         if not isinstance(value, str):
             raise self.make_error("invalid", value=value)
         text = value.strip()
@@ -52,14 +75,38 @@ class PublishedField(fields.Field):
         return value.isoformat()
 
 
+class CrawledField(PublishedField):
+    """When the crawler fetched the page (``WARC-Date``). Crawl metadata,
+    never a reason to lose an article: a value that is no date is dropped."""
+
+    def _deserialize(self, value: Any, attr, data, **kwargs) -> dt.date | dt.datetime | None:
+        try:
+            return super()._deserialize(value, attr, data, **kwargs)
+        except ValidationError:
+            return None
+
+
+def from_epoch(value: float) -> dt.datetime | None:
+    """Epoch seconds, or milliseconds (13 digits), as a datetime in the
+    sites' zone; None for values outside 1970-2100."""
+    seconds = value / 1000 if value >= 1e11 else value
+    if not 0 <= seconds < 4_102_444_800:
+        return None
+    return dt.datetime.fromtimestamp(seconds, CRAWL_ZONE)
+
+
 def parse_published(text: str) -> dt.date | dt.datetime | None:
     """Parse the date forms crawlers produce; None when it is none of them."""
     m = _CN_DATE_RE.match(text)
     if m:
         try:
-            return dt.date(int(m[1]), int(m[2]), int(m[3]))
+            if m[4] is None:
+                return dt.date(int(m[1]), int(m[2]), int(m[3]))
+            return dt.datetime(int(m[1]), int(m[2]), int(m[3]), int(m[4]), int(m[5]), int(m[6] or 0))
         except ValueError:
             return None
+    if _EPOCH_RE.match(text):
+        return from_epoch(float(text))
     if len(text) == 10:
         try:
             return dt.date.fromisoformat(text)
@@ -74,6 +121,8 @@ def parse_published(text: str) -> dt.date | dt.datetime | None:
             value = dt.datetime.strptime(text, fmt)
         except ValueError:
             continue
+        if not 1900 <= value.year <= 2100:
+            return None
         return value.date() if "%H" not in fmt else value
     return None
 
@@ -123,6 +172,10 @@ class ArticleSchema(Schema):
     published = PublishedField(load_default=None, allow_none=True)
     source = _text()
     author = _text()
+    #: Crawl metadata, not content: where and when the crawler fetched the
+    #: page (its canonical URL may differ), for --prune and the record.
+    crawled = CrawledField(load_default=None, allow_none=True)
+    crawl_url = _text()
     deleted = fields.Boolean(load_default=False, load_only=True)
 
     @pre_load
@@ -161,18 +214,22 @@ class Article:
     published: dt.date | dt.datetime | None = None
     source: str | None = None
     author: str | None = None
+    crawled: dt.date | dt.datetime | None = None
+    crawl_url: str | None = None
 
     def to_record(self) -> dict[str, Any]:
         """The JSON form, as ``search export`` writes it."""
         return _dump_schema.dump(asdict(self))
 
     def content_hash(self) -> str:
-        """A digest of every field, so an unchanged record can be skipped.
+        """A digest of every content field, so an unchanged record can be
+        skipped. The crawl metadata (``crawled``, ``crawl_url``) is left out:
+        a page fetched again unchanged is unchanged.
 
         The digest of ``to_record()``'s JSON, with the record built
         directly: the schema's dump (and the copy ``asdict`` makes first)
         of every record was a tenth of the indexing process's work. A test
-        holds the two to the same digest.
+        holds the two to the same digest (without the crawl metadata).
         """
         published = self.published
         record = {

@@ -86,7 +86,9 @@ _FREQ_VALUES = [pack_uint(f) for f in range(256)]
 #: Positional gram fields, paired with the word field they shadow.
 GRAM_FIELDS = {"title": "title_g", "lead": "lead_g", "body": "body_g"}
 #: What a stored document carries (the input fields).
-STORED_FIELDS = ("id", "url", "title", "body", "tags", "published", "source", "author")
+STORED_FIELDS = ("id", "url", "title", "body", "tags", "published", "source", "author", "crawled", "crawl_url")
+#: Of those, the crawl metadata: not content (left out of the content hash).
+CRAWL_FIELDS = ("crawled", "crawl_url")
 
 
 def build_schema(seg: Segmentation | None = None) -> Schema:
@@ -109,6 +111,11 @@ def build_schema(seg: Segmentation | None = None) -> Schema:
         # Stored as given (date or datetime text); indexed as a datetime.
         published=STORED(),
         date=DATETIME(sortable=True),
+        # Crawl metadata: when the page was fetched (WARC-Date), and from
+        # where when that is not its canonical url (so --prune can match a
+        # web archive's revisit record to it).
+        crawled=STORED(),
+        crawl_url=STORED(),
         hash=COLUMN(columns.VarBytesColumn()),
         # Per-document values for sorting and facet counts, read by docnum
         # without decoding stored fields. Missing dates are 0 so they sort

@@ -114,6 +114,12 @@ class IndexStore:
         os.replace(tmp, self.root / CURRENT)
         _fsync_dir(self.root)
 
+    def remove_generation(self, name: str) -> None:
+        """Delete a generation that never went live (a refused or failed
+        rebuild); never the live one."""
+        if _GEN_RE.match(name) and name != self.current_name():
+            shutil.rmtree(self.root / name, ignore_errors=True)
+
     def remove_stale_generations(self, keep: str | None = None) -> list[str]:
         """Delete every generation but the live one (and ``keep``: the one
         just replaced, so searchers that still have it open can finish);

@@ -29,11 +29,31 @@ from indexer.config import Settings
 from indexer.dedupe import DuplicateFinder, Signature, signature
 from indexer.documents import Article, Tombstone, describe_error, lead_text, load_record
 from indexer.html import HtmlError, extract
+from indexer.mapping import FieldMapper
 from indexer.parallel import ParallelWriter
-from indexer.schema import STORED_FIELDS, VALUE_SEPARATOR, build_schema
+from indexer.schema import CRAWL_FIELDS, STORED_FIELDS, VALUE_SEPARATOR, build_schema
 from indexer.siterules import SiteRule, load_rules
-from indexer.sources import BadRecord, CrawlFile, find_files, read_file, total_bytes
+from indexer.sources import (
+    BadRecord,
+    Discovery,
+    SeenRecord,
+    SkippedRecord,
+    SourceError,
+    find_files,
+    read_file,
+    total_bytes,
+)
 from indexer.store import IndexStore
+
+#: --prune and --rebuild refuse to take away more than this share of the
+#: live documents unless forced: a crawl that lost most of a site is more
+#: often a broken crawl than a site that deleted most of its articles.
+MAX_DELETED_SHARE = 0.5
+
+
+class RunRefused(Exception):
+    """A --prune or --rebuild that would delete what it could not see, or
+    too much; nothing was changed."""
 
 
 @dataclass(frozen=True)
@@ -75,6 +95,17 @@ class IndexSummary:
     extracted: int = 0
     skipped: list[Rejection] = field(default_factory=list)
     duplicates: list[Duplicate] = field(default_factory=list)
+    #: Input that could not be read (whole files, folders, lines, array
+    #: items): what --prune and --rebuild refuse to go on without.
+    unreadable: list[Rejection] = field(default_factory=list)
+    #: Files inside the named folders of no format we read, by extension.
+    unknown_formats: Counter = field(default_factory=Counter)
+    #: Web archive records that hold no article, by reason.
+    records_skipped: Counter = field(default_factory=Counter)
+    #: Pages a web archive saw again unchanged (revisit records).
+    revisits: int = 0
+    #: Long text fields no mapping took: name -> where first seen.
+    unmapped_fields: dict[str, str] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -93,6 +124,11 @@ class IndexSummary:
             "duplicates": [
                 {"location": d.location, "id": d.id, "duplicate_of": d.duplicate_of} for d in self.duplicates
             ],
+            "unreadable": [{"location": r.location, "reason": r.reason} for r in self.unreadable],
+            "unknown_formats": dict(self.unknown_formats),
+            "records_skipped": dict(self.records_skipped),
+            "revisits": self.revisits,
+            "unmapped_fields": dict(self.unmapped_fields),
             "documents": self.documents,
             "rebuilt": self.rebuilt,
             "seconds": round(self.seconds, 3),
@@ -117,6 +153,8 @@ def document_fields(article: Article, content_hash: str, sig: Signature | None =
         "lead_g": lead,
         "author": article.author or None,
         "source": article.source or None,
+        "crawled": article.crawled.isoformat() if article.crawled is not None else None,
+        "crawl_url": article.crawl_url or None,
         "hash": content_hash.encode("ascii"),
         "facet_source": article.source.encode("utf-8") if article.source else None,
         "dupsig": sig.to_bytes() if sig is not None else None,
@@ -196,23 +234,38 @@ def index_paths(
     on_bytes: Callable[[int], None] | None = None,
     rebuild: bool = False,
     prune: bool = False,
+    force: bool = False,
+    discovery: Discovery | None = None,
 ) -> IndexSummary:
     """Upsert every record found under ``paths`` into the configured index.
 
     ``rebuild``: write a new generation holding exactly these records and
     make it live only once it is complete (the live one serves meanwhile).
     ``prune``: the paths are a complete crawl; delete documents not in it.
+    Both refuse (``RunRefused``, nothing changed) when some input could not
+    be read, and, unless ``force``, when they would delete more than half
+    of the live documents. A named path of an unknown format, or from which
+    no record was read, is a ``SourceError``, also with nothing changed.
     """
     started = time.perf_counter()
-    files = find_files(paths)
-    summary = IndexSummary(files=len(files), input_bytes=total_bytes(files))
+    found = discovery if discovery is not None else find_files(paths)
+    summary = IndexSummary(files=len(found.files), input_bytes=total_bytes(found.files))
+    summary.unknown_formats.update(found.unknown)
+    summary.unreadable.extend(Rejection(b.location, b.reason) for b in found.unreadable)
+    guard = _Guard(rebuild or prune, force, found.named)
+    guard.check_readable(summary)
     store = IndexStore(settings.index)
     with store.write_lock(settings.lock_timeout), _no_cycle_collection():
         if rebuild:
-            store.remove_stale_generations()
             previous = store.current_name()
+            live = _live_ids(store)
             name, ix = store.create_generation(build_schema(settings.segmentation))
-            _write(settings, ix, files, summary, on_bytes, prune=False, known={}, finder=DuplicateFinder())
+            try:
+                _write(settings, ix, found, summary, on_bytes, guard, known={}, finder=DuplicateFinder(), live=live)
+            except BaseException:
+                ix.close()
+                store.remove_generation(name)
+                raise
             store.switch_to(name)
             store.remove_stale_generations(keep=previous)
             summary.rebuilt = name
@@ -223,9 +276,57 @@ def index_paths(
             for doc_id, digest, sig in _live_columns(ix):
                 known[doc_id] = digest
                 finder.add(doc_id, sig)
-            _write(settings, ix, files, summary, on_bytes, prune=prune, known=known, finder=finder)
+            _write(settings, ix, found, summary, on_bytes, guard, known=known, finder=finder, prune=prune)
     summary.seconds = time.perf_counter() - started
     return summary
+
+
+@dataclass
+class _Guard:
+    """What a run must have seen before it may commit: a record from every
+    named path, and, for a run that deletes what it did not see (--prune,
+    --rebuild), every input read completely and not too much going."""
+
+    complete: bool
+    force: bool
+    named: list[str]
+    records_by_path: Counter = field(default_factory=Counter)
+
+    def check_readable(self, summary: IndexSummary) -> None:
+        if self.complete and summary.unreadable:
+            shown = "\n".join(f"  {r}" for r in summary.unreadable[:20])
+            more = f"\n  … and {len(summary.unreadable) - 20} more" if len(summary.unreadable) > 20 else ""
+            raise RunRefused(
+                f"refusing to delete documents: {len(summary.unreadable)} input(s) could not be read completely, "
+                f"and the documents in them are not gone (--force does not change this); "
+                f"the index is unchanged:\n{shown}{more}"
+            )
+
+    def check_seen(self) -> None:
+        empty = [name for name in self.named if not self.records_by_path[name]]
+        if empty:
+            raise SourceError(
+                f"{', '.join(empty)}: no record could be read; nothing was indexed (see the rejections above)"
+            )
+
+    def check_deletions(self, going: int, live: int, why: str) -> None:
+        if self.force or not live or going <= live * MAX_DELETED_SHARE:
+            return
+        raise RunRefused(
+            f"refusing to delete {going} of the {live} live documents ({why}); "
+            f"a crawl that lost more than half of a site is more often a broken crawl. "
+            f"Check the input, or run again with --force; the index is unchanged"
+        )
+
+
+def _live_ids(store: IndexStore) -> set[str]:
+    if not store.exists():
+        return set()
+    ix = store.open()
+    try:
+        return {doc_id for doc_id, _digest, _sig in _live_columns(ix)}
+    finally:
+        ix.close()
 
 
 @contextlib.contextmanager
@@ -251,19 +352,25 @@ def _no_cycle_collection() -> Iterator[None]:
 def _write(
     settings: Settings,
     ix: Index,
-    files: list[CrawlFile],
+    found: Discovery,
     summary: IndexSummary,
     on_bytes: Callable[[int], None] | None,
-    prune: bool,
+    guard: _Guard,
     known: dict[str, str],
     finder: DuplicateFinder,
+    prune: bool = False,
+    live: set[str] | None = None,
 ) -> None:
     rules = load_rules(settings.site_rules)
+    mapper = FieldMapper(settings.field_map)
+    live_before = len(known)
     writer = open_writer(ix, settings, fresh=not known and ix.doc_count_all() == 0)
+    schema_fields = set(ix.schema.names())
     written_this_run: set[str] = set()
     seen: set[str] = set()
+    seen_urls: set[str] = set()
     try:
-        for item in _records(files, rules, summary, on_bytes):
+        for item in _records(found, rules, mapper, summary, on_bytes, guard, seen_urls):
             if isinstance(item, Rejection):
                 summary.rejected.append(item)
                 continue
@@ -296,6 +403,9 @@ def _write(
                 summary.duplicates.append(Duplicate(location, record.id, original))
                 continue
             fields = document_fields(record, digest, sig)
+            if not schema_fields.issuperset(f for f in fields if not f.startswith("_")):
+                # An index written before a stored field existed keeps its schema.
+                fields = {k: v for k, v in fields.items() if k.startswith("_") or k in schema_fields}
             if previous is None:
                 writer.add_document(**fields)
                 summary.added += 1
@@ -306,11 +416,21 @@ def _write(
             finder.add(record.id, sig)
             known[record.id] = digest
             written_this_run.add(record.id)
+        summary.unmapped_fields.update(mapper.unmapped)
+        guard.check_seen()
+        guard.check_readable(summary)
         if prune:
-            for doc_id in sorted(set(known) - seen - _protected(summary)):
+            going = sorted(set(known) - seen - _protected(summary))
+            if seen_urls and going:
+                going = _not_revisited(ix, going, seen_urls)
+            guard.check_deletions(len(going), live_before, "not in this crawl")
+            for doc_id in going:
                 writer.delete_by_term("id", doc_id)
                 del known[doc_id]
                 summary.pruned += 1
+        if live is not None:
+            gone = live - set(known)
+            guard.check_deletions(len(gone), len(live), "not in the crawl the new generation is built from")
         if summary.added or summary.updated or summary.deleted or summary.pruned or not ix.doc_count_all():
             writer.commit()
         else:
@@ -319,6 +439,21 @@ def _write(
         writer.cancel()
         raise
     summary.documents = len(known)
+
+
+def _not_revisited(ix: Index, ids: list[str], seen_urls: set[str]) -> list[str]:
+    """The ids whose page no revisit record names (by the URL it was
+    fetched from, or its own)."""
+    keep: set[str] = set()
+    with ix.searcher() as searcher:
+        for doc_id in ids:
+            if doc_id in seen_urls:
+                keep.add(doc_id)
+                continue
+            stored = searcher.document(id=doc_id) or {}
+            if stored.get("url") in seen_urls or stored.get("crawl_url") in seen_urls:
+                keep.add(doc_id)
+    return [doc_id for doc_id in ids if doc_id not in keep]
 
 
 def _protected(summary: IndexSummary) -> set[str]:
@@ -335,14 +470,31 @@ def _claimed_id(data: Any) -> str | None:
 
 
 def _records(
-    files: list[CrawlFile], rules: list[SiteRule], summary: IndexSummary, on_bytes
+    found: Discovery,
+    rules: list[SiteRule],
+    mapper: FieldMapper,
+    summary: IndexSummary,
+    on_bytes,
+    guard: _Guard,
+    seen_urls: set[str],
 ) -> Iterator[tuple[str, Article | Tombstone] | Rejection]:
-    for crawl_file in files:
+    for crawl_file in found.files:
         for raw in read_file(crawl_file, on_bytes):
-            if isinstance(raw, BadRecord):
-                yield Rejection(raw.location, raw.reason)
+            if isinstance(raw, SkippedRecord):
+                summary.records_skipped[raw.reason] += 1
                 continue
-            data = raw.data
+            guard.records_by_path[crawl_file.named] += not isinstance(raw, BadRecord)
+            if isinstance(raw, BadRecord):
+                rejection = Rejection(raw.location, raw.reason, raw.id)
+                if raw.id is None:
+                    summary.unreadable.append(rejection)
+                yield rejection
+                continue
+            if isinstance(raw, SeenRecord):
+                summary.revisits += 1
+                seen_urls.add(raw.url)
+                continue
+            data = mapper.map(raw.data, raw.location)
             if isinstance(data, dict) and isinstance(data.get("html"), str) and not data.get("deleted"):
                 summary.pages += 1
                 if raw.encoding:
@@ -350,7 +502,7 @@ def _records(
                 try:
                     data = page_record(data, rules)
                 except HtmlError as err:
-                    summary.skipped.append(Rejection(raw.location, str(err)))
+                    summary.skipped.append(Rejection(raw.location, str(err), data.get("url")))
                     continue
                 summary.extracted += 1
             try:
@@ -365,11 +517,13 @@ def page_record(data: dict[str, Any], rules: list[SiteRule]) -> dict[str, Any]:
     given id, else the page's canonical URL, else its URL, else its path."""
     page = extract(data["html"], url=data.get("url"), rules=rules, location=data.get("path") or data.get("url"))
     record = page.record()
-    for key in ("title", "body", "tags", "published", "source", "author"):
+    for key in ("title", "body", "tags", "published", "source", "author", "crawled"):
         if data.get(key):
             record[key] = data[key]
     record["url"] = page.url or data.get("url")
     record["id"] = data.get("id") or page.url or data.get("url") or data.get("path")
+    if data.get("url") and data["url"] != record["url"]:
+        record["crawl_url"] = data["url"]
     return record
 
 
@@ -406,4 +560,7 @@ def stored_to_record(fields: dict[str, Any]) -> dict[str, Any]:
     """Stored fields back into the input record shape."""
     record = {name: fields.get(name) for name in STORED_FIELDS}
     record["tags"] = list(record.get("tags") or [])
+    for name in CRAWL_FIELDS:
+        if record[name] is None:
+            del record[name]  # most articles come from no crawler that says
     return record

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 from cli import cli
 from indexer.html import HtmlError, decode, extract
-from indexer.sources import read_records
+from indexer.sources import CrawlFile, file_format, read_file
 from search.query import MAX_QUERY_CHARS, QueryError, compile_query, parse_query
 from web import create_app
 
@@ -149,7 +149,7 @@ def test_single_character_expansion_is_capped(sample_index):
 
 
 def _read_all(path):
-    return list(read_records(path))
+    return list(read_file(CrawlFile(path, path.parent, file_format(path, named=True))))
 
 
 @settings(max_examples=300, deadline=None)

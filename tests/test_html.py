@@ -9,10 +9,12 @@ import subprocess
 import time
 from pathlib import Path
 
+import pytest
+
 from indexer.html import decode, extract
 from indexer.siterules import load_rules
 from indexer.store import IndexStore
-from indexer.writer import index_paths
+from indexer.writer import RunRefused, index_paths
 
 from conftest import IndexHarness, search_command, write_jsonl
 
@@ -144,18 +146,13 @@ def test_jsonl_records_with_html_and_duplicates_merged(make_index):
 
 def test_prune_removes_what_a_complete_crawl_no_longer_has(make_index):
     ix = make_index([{"id": f"d{i}", "title": f"文章{i} 物流"} for i in range(4)])
-    summary = index_paths(
-        ix.settings,
-        [
-            str(
-                write_jsonl(
-                    ix.root / "full.jsonl",
-                    [{"id": "d0", "title": "文章0 物流"}, {"id": "d2", "title": "文章2 物流"}, '{"id": "d3", "bad'],
-                )
-            )
-        ],
-        prune=True,
-    )
+    crawl = [{"id": "d0", "title": "文章0 物流"}, {"id": "d2", "title": "文章2 物流"}]
+    # A line that cannot be read may hold any id: nothing is pruned.
+    broken = write_jsonl(ix.root / "broken.jsonl", [*crawl, '{"id": "d3", "bad'])
+    with pytest.raises(RunRefused, match=r"(?s)could not be read completely.*broken.jsonl:3"):
+        index_paths(ix.settings, [str(broken)], prune=True)
+    assert sorted(ix.ids("物流")) == ["d0", "d1", "d2", "d3"]
+    summary = index_paths(ix.settings, [str(write_jsonl(ix.root / "full.jsonl", crawl))], prune=True)
     assert summary.pruned == 2 and summary.documents == 2
     assert sorted(ix.ids("物流")) == ["d0", "d2"]
 
@@ -165,7 +162,8 @@ def test_rebuild_switches_generations_and_cleans_up(make_index):
     store = IndexStore(ix.settings.index)
     first = store.current_name()
     crawl = write_jsonl(ix.root / "crawl.jsonl", [{"id": "new", "title": "新文章 物流"}])
-    summary = index_paths(ix.settings, [str(crawl)], rebuild=True)
+    # The new crawl has none of the live documents: that takes --force.
+    summary = index_paths(ix.settings, [str(crawl)], rebuild=True, force=True)
     assert summary.rebuilt and summary.rebuilt != first
     # The replaced generation stays for searchers that have it open, until
     # the next rebuild.
@@ -196,7 +194,7 @@ def test_rebuild_killed_halfway_leaves_the_live_index_serving(make_index, tmp_pa
     assert ix.ids("物流") == ["live"]
     # The next rebuild cleans up what the killed one left.
     small = write_jsonl(tmp_path / "small.jsonl", [{"id": "n", "title": "重建后 物流"}])
-    summary = index_paths(ix.settings, [str(small)], rebuild=True)
+    summary = index_paths(ix.settings, [str(small)], rebuild=True, force=True)
     assert store.generations() == [live, summary.rebuilt]
     assert ix.ids("物流") == ["n"]
 
