@@ -145,6 +145,18 @@ class FastSegmentWriter(SegmentWriter):
         if self._grouped:
             self.pool = TermPool(self._tempstorage, self.newsegment, limitmb=limitmb)
 
+    def cancel(self) -> None:
+        """Whoosh's cancel, and the files of the segment it had begun: a
+        run that stops before its commit leaves the index folder as it was."""
+        super().cancel()
+        prefix = self.newsegment.segment_id() + "."
+        for name in list(self.storage.list()):
+            if name.startswith(prefix) or name.startswith(self.newsegment.segment_id() + "_"):
+                try:
+                    self.storage.delete_file(name)
+                except OSError:
+                    pass
+
     def add_document(self, **fields) -> None:
         """``SegmentWriter.add_document`` (the same postings, lengths, stored
         values and columns), filing each field's postings into the pool in

@@ -247,8 +247,10 @@ def _walk(folder: Path, named: str, found: Discovery) -> None:
         for filename in sorted(filenames):
             path = Path(dirpath, filename)
             if not path.is_file():
-                if not os.path.exists(path):
-                    found.unreadable.append(BadRecord(str(path), "cannot read: a link to nothing"))
+                # A link to nothing, a socket, a pipe: what was meant to be
+                # here cannot be read.
+                reason = "a link to nothing" if not os.path.exists(path) else "not a regular file"
+                found.unreadable.append(BadRecord(str(path), f"cannot read: {reason}"))
                 continue
             fmt = file_format(path)
             if fmt is None:

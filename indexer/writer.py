@@ -302,12 +302,12 @@ class _Guard:
                 f"the index is unchanged:\n{shown}{more}"
             )
 
-    def check_seen(self) -> None:
+    def check_seen(self, summary: IndexSummary) -> None:
         empty = [name for name in self.named if not self.records_by_path[name]]
         if empty:
-            raise SourceError(
-                f"{', '.join(empty)}: no record could be read; nothing was indexed (see the rejections above)"
-            )
+            reasons = [str(r) for r in summary.rejected if any(r.location.startswith(name) for name in empty)]
+            why = "".join(f"\n  {reason}" for reason in reasons[:5])
+            raise SourceError(f"{', '.join(empty)}: no record could be read; nothing was indexed{why}")
 
     def check_deletions(self, going: int, live: int, why: str) -> None:
         if self.force or not live or going <= live * MAX_DELETED_SHARE:
@@ -417,7 +417,7 @@ def _write(
             known[record.id] = digest
             written_this_run.add(record.id)
         summary.unmapped_fields.update(mapper.unmapped)
-        guard.check_seen()
+        guard.check_seen(summary)
         guard.check_readable(summary)
         if prune:
             going = sorted(set(known) - seen - _protected(summary))
