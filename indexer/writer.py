@@ -365,7 +365,8 @@ def _write(
     mapper = FieldMapper(settings.field_map)
     live_before = len(known)
     writer = open_writer(ix, settings, fresh=not known and ix.doc_count_all() == 0)
-    schema_fields = set(ix.schema.names())
+    # An index written before the crawl fields existed keeps its schema.
+    unknown_fields = set(CRAWL_FIELDS) - set(ix.schema.names())
     written_this_run: set[str] = set()
     seen: set[str] = set()
     seen_urls: set[str] = set()
@@ -403,9 +404,8 @@ def _write(
                 summary.duplicates.append(Duplicate(location, record.id, original))
                 continue
             fields = document_fields(record, digest, sig)
-            if not schema_fields.issuperset(f for f in fields if not f.startswith("_")):
-                # An index written before a stored field existed keeps its schema.
-                fields = {k: v for k, v in fields.items() if k.startswith("_") or k in schema_fields}
+            for name in unknown_fields:
+                fields.pop(name, None)
             if previous is None:
                 writer.add_document(**fields)
                 summary.added += 1

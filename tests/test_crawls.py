@@ -415,6 +415,33 @@ def test_an_excel_workbook(tmp_path):
     assert docs["101"]["url"] == "https://x.example/101" and docs["102"]["title"] == "直播电商观察"
 
 
+def test_mongoexport_extended_json(tmp_path):
+    lines = [
+        {
+            "_id": {"$oid": "66838a0f2f1b2c3d4e5f6a7b"},
+            "url": "https://m.example/1",
+            "title": "拼多多 Temu 欧洲站",
+            "content": "Temu 在欧洲市场加速扩张。",
+            "publish_time": {"$date": "2024-07-02T02:30:00Z"},
+            "tags": ["Temu", "欧洲"],
+        },
+        {
+            "_id": {"$oid": "66838a0f2f1b2c3d4e5f6a7c"},
+            "url": "https://m.example/2",
+            "title": "SHEIN 上市进展",
+            "content": "SHEIN 的上市计划再次引发关注。",
+            "publish_time": {"$date": {"$numberLong": "1720000000000"}},
+        },
+    ]
+    ix = IndexHarness(tmp_path / "ix")
+    summary = index_paths(ix.settings, [str(write_jsonl(tmp_path / "articles.json", lines))])
+    assert (summary.added, summary.rejected) == (2, [])
+    docs = _urls(ix.settings)
+    assert docs["https://m.example/1"]["published"] == "2024-07-02T02:30:00+00:00"
+    assert docs["https://m.example/2"]["published"] == "2024-07-03T17:46:40+08:00"
+    assert ix.ids("欧洲", since=dt.date(2024, 7, 2)) == ["https://m.example/1"]
+
+
 def test_field_option_and_the_hint_for_an_unmapped_long_field(tmp_path):
     runner = CliRunner()
     index = tmp_path / "ix"
@@ -477,10 +504,13 @@ def _refusals(tmp_path: Path) -> dict[str, tuple[list[str], str]]:
     write_jsonl(links / "part-1.jsonl", [{"id": "d9", "title": "文章9 物流"}])
     (links / "part-2.jsonl").symlink_to(crawl / "moved-away.jsonl")
     few = write_jsonl(crawl / "few.jsonl", [{"id": "d0", "title": "文章0 物流"}])
+    bad_byte = crawl / "bad-byte.jsonl"
+    bad_byte.write_bytes(some.read_bytes() + b'{"id": "d9", "title": "\xff"}\n')
     return {
         "unknown format": ([str(some), str(crawl / "unknown.foo")], "unknown format"),
         "empty folder": ([str(some), str(crawl / "empty")], "no crawl file"),
         "truncated gzip": ([str(cut)], "Compressed file ended"),
+        "invalid UTF-8 line": ([str(bad_byte)], "bad-byte.jsonl:9: not valid UTF-8"),
         "unreadable file": ([str(some), str(links)], "could not be read completely"),
         "more than half deleted": ([str(few)], "refusing to delete 9 of the 10"),
     }
@@ -559,3 +589,20 @@ def test_sockets_and_dangling_links_in_a_folder_are_not_ignored(tmp_path):
         found = find_files([str(crawl)])
     assert [Path(f.path).name for f in found.files] == ["a.jsonl"]
     assert sorted(Path(b.location).name for b in found.unreadable) == ["b.jsonl", "c.jsonl"]
+
+
+def test_an_index_from_before_the_crawl_fields_takes_crawled_pages(tmp_path):
+    from indexer.schema import build_schema
+    from indexer.store import IndexStore
+
+    schema = build_schema()
+    schema.remove("crawled")
+    schema.remove("crawl_url")
+    store = IndexStore(tmp_path / "ix")
+    name, _ix = store.create_generation(schema)
+    store.switch_to(name)
+    ix = IndexHarness(tmp_path, index=tmp_path / "ix")
+    record = {"url": "https://o.example/1", "title": "旧索引", "body": "跨境物流", "crawled": "2024-07-02T00:00:00Z"}
+    summary = ix.add([record])
+    assert summary.added == 1
+    assert _urls(ix.settings)["https://o.example/1"]["title"] == "旧索引"
