@@ -31,6 +31,9 @@ _CN_DATE_RE = re.compile(
     r"^\s*(\d{4})\s*年\s*(\d{1,2})\s*月\s*(\d{1,2})\s*[日号]"
     r"(?:\s*(\d{1,2})\s*[:：时時]\s*(\d{1,2})(?:\s*[:：分]\s*(\d{1,2})\s*秒?)?)?\s*$"
 )
+#: Half of a UTF-16 surrogate pair on its own (JSON's "\ud83d"): no character,
+#: and nothing UTF-8 can write.
+_LONE_SURROGATE_RE = re.compile("[\ud800-\udfff]")
 _EPOCH_RE = re.compile(r"^\d{10}(?:\d{3})?(?:\.\d+)?$")
 #: Epoch times are read as the wall-clock time of the sites we crawl
 #: (China Standard Time), the date their pages print.
@@ -192,6 +195,11 @@ class ArticleSchema(Schema):
     def _check(self, data: dict[str, Any], **kwargs) -> None:
         if not data.get("id", "").strip():
             raise ValidationError("The id (or url) must not be empty.", "id")
+        for name in ("id", "url", "title", "body", "source", "author", "crawl_url", "tags"):
+            value = data.get(name)
+            values = value if isinstance(value, list) else [value]
+            if any(isinstance(v, str) and _LONE_SURROGATE_RE.search(v) for v in values):
+                raise ValidationError("Holds half of a surrogate pair (a broken \\u escape), not text.", name)
         if data.get("deleted"):
             return
         title = (data.get("title") or "").strip()

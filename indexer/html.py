@@ -134,13 +134,17 @@ def decode(raw: bytes, declared: str | None = None) -> tuple[str, str]:
         candidates.append(declared)
     m = _META_CHARSET_RE.search(raw[:8192])
     if m:
-        candidates.append(m.group(1).decode("ascii", "ignore"))
+        meta = m.group(1).decode("ascii", "ignore")
+        # A page that can carry an ASCII <meta> is not in UTF-16 (without a
+        # byte-order mark); browsers read such a declaration as UTF-8.
+        candidates.append("utf-8" if meta.lower().replace("_", "-").startswith(("utf-16", "utf-32")) else meta)
     for name in candidates:
         name = _ALIASES.get(name.lower(), name.lower())
         try:
-            codecs.lookup(name)
+            if not _web_encoding(name):
+                continue
             return raw.decode(name), name
-        except (LookupError, UnicodeDecodeError):
+        except (LookupError, UnicodeError):
             continue
     try:
         return raw.decode("utf-8"), "utf-8"
@@ -151,6 +155,17 @@ def decode(raw: bytes, declared: str | None = None) -> tuple[str, str]:
     best = from_bytes(raw[:200_000]).best()
     name = _ALIASES.get((best.encoding if best else "gb18030").lower(), best.encoding if best else "gb18030")
     return raw.decode(name, errors="replace"), name
+
+
+#: Codecs Python has that no web page is in: a page declaring one of them
+#: (``charset=undefined``, ``punycode``) is decoded as if it declared none.
+#: UTF-7 is refused as browsers refuse it (it hides markup).
+_NOT_PAGE_ENCODINGS = frozenset({"undefined", "punycode", "idna", "unicode_escape", "raw_unicode_escape", "utf_7"})
+
+
+def _web_encoding(name: str) -> bool:
+    info = codecs.lookup(name)
+    return info._is_text_encoding and info.name.replace("-", "_") not in _NOT_PAGE_ENCODINGS
 
 
 # --------------------------------------------------------------------------

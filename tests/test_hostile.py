@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 from cli import cli
 from indexer.html import HtmlError, decode, extract
 from indexer.sources import CrawlFile, file_format, read_file
+from indexer.writer import index_paths
 from search.query import MAX_QUERY_CHARS, QueryError, compile_query, parse_query
 from web import create_app
 
@@ -244,3 +245,29 @@ def test_deeply_nested_markup_is_rejected_quickly():
     with pytest.raises(HtmlError, match="nested"):
         extract("<div>" * 200_000 + "正文" + "</div>" * 200_000)
     assert time.monotonic() - started < BOUND
+
+
+def test_one_bad_record_or_page_never_sinks_the_run(make_index, tmp_path):
+    """A lone surrogate escape, and pages declaring charsets no page is in
+    (undefined, punycode) or cannot be in (UTF-16 in an ASCII <meta>), are
+    one rejection each or read as UTF-8; everything else is indexed."""
+    crawl = tmp_path / "crawl"
+    crawl.mkdir()
+    (crawl / "items.jsonl").write_text(
+        '{"id": "bad", "title": "x \\ud83d"}\n{"id": "tags", "title": "y", "tags": ["\\udc00"]}\n'
+        '{"id": "good", "title": "完好的记录"}\n',
+        encoding="utf-8",
+    )
+    for charset in ("undefined", "punycode", "utf-16"):
+        page = (
+            f'<html><head><meta charset="{charset}"><title>声明{charset}的页面</title></head><body><article>'
+            "<p>这是一段足够长的中文正文，用来检查编码声明的处理。跨境电商卖家关注物流。</p></article></body></html>"
+        )
+        (crawl / f"{charset}.html").write_bytes(page.encode("utf-8"))
+    ix = make_index()
+    summary = index_paths(ix.settings, [str(crawl)])
+    assert summary.added == 4, summary.to_dict()
+    assert sorted(r.location.rsplit(":", 1)[1] for r in summary.rejected) == ["1", "2"]
+    assert all("surrogate" in r.reason for r in summary.rejected)
+    titles = sorted(h.title for h in ix.search("跨境电商 物流").hits)
+    assert titles == ["声明punycode的页面", "声明undefined的页面", "声明utf-16的页面"]
