@@ -9,6 +9,7 @@ rebuilding the index.
 
 from __future__ import annotations
 
+from bisect import bisect_right
 from collections import Counter, defaultdict
 from collections.abc import Iterator
 from pickle import dumps
@@ -131,3 +132,28 @@ def build_schema(seg: Segmentation | None = None) -> Schema:
 
 #: Separates the values of a multi-valued column (tags).
 VALUE_SEPARATOR = "\x1f"
+
+
+class SegmentColumn:
+    """One column of a whole index, read segment by segment.
+
+    Whoosh's ``MultiReader.column_reader`` leaves out the segments that
+    have no file for the column (none of their documents had a value, or
+    they were written before the field existed) and then numbers the
+    documents after them wrongly: an undated first segment made every date
+    lookup of a recency ranking read past the end. Here a segment without
+    the column gives ``None`` for its documents.
+    """
+
+    def __init__(self, reader, name: str) -> None:
+        self._offsets: list[int] = []
+        self._columns: list = []
+        for leaf, offset in reader.leaf_readers():
+            self._offsets.append(offset)
+            present = name in leaf.schema and leaf.has_column(name)
+            self._columns.append(leaf.column_reader(name) if present else None)
+
+    def __getitem__(self, docnum: int):
+        i = bisect_right(self._offsets, docnum) - 1
+        column = self._columns[i]
+        return None if column is None else column[docnum - self._offsets[i]]

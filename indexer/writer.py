@@ -31,7 +31,7 @@ from indexer.documents import Article, Tombstone, describe_error, lead_text, loa
 from indexer.html import HtmlError, extract
 from indexer.mapping import FieldMapper
 from indexer.parallel import ParallelWriter
-from indexer.schema import CRAWL_FIELDS, STORED_FIELDS, VALUE_SEPARATOR, build_schema
+from indexer.schema import CRAWL_FIELDS, STORED_FIELDS, VALUE_SEPARATOR, SegmentColumn, build_schema
 from indexer.siterules import SiteRule, load_rules
 from indexer.sources import (
     BadRecord,
@@ -193,10 +193,10 @@ def _live_columns(ix: Index) -> Iterator[tuple[str, str, Signature | None]]:
     with ix.reader() as reader:
         if reader.doc_count_all() == 0:
             return
-        ids = reader.column_reader("id")
-        hashes = reader.column_reader("hash")
-        # Indexes written before signatures were kept have no such field.
-        sigs = reader.column_reader("dupsig") if "dupsig" in reader.schema and reader.has_column("dupsig") else None
+        ids = SegmentColumn(reader, "id")
+        hashes = SegmentColumn(reader, "hash")
+        # Segments written before signatures were kept have none.
+        sigs = SegmentColumn(reader, "dupsig")
         for docnum in range(reader.doc_count_all()):
             if reader.is_deleted(docnum):
                 continue
@@ -205,7 +205,7 @@ def _live_columns(ix: Index) -> Iterator[tuple[str, str, Signature | None]]:
             yield (
                 doc_id.decode("utf-8") if isinstance(doc_id, bytes) else doc_id,
                 value.decode("ascii") if value else "",
-                Signature.from_bytes(sigs[docnum]) if sigs is not None else None,
+                Signature.from_bytes(sigs[docnum]),
             )
 
 

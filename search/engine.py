@@ -25,14 +25,16 @@ from whoosh.util.times import long_to_datetime
 
 from indexer.analysis import get_segmenter, normalize_keyword, segmentation_of
 from indexer.config import Settings
+from indexer.schema import SegmentColumn
 from indexer.store import IndexMissing, IndexStore
 from indexer.writer import stored_to_record
-from search.facets import facet_counts, facet_types
+from search.facets import NewestFirst, facet_counts, facet_types
 from search.highlight import highlight_all, snippet
 from search.matching import TopScores, field_lengths
 from search.query import (
     DEFAULT_WEIGHTS,
     Exhaustive,
+    ParsedQuery,
     QueryError,
     Weights,
     compile_query,
@@ -219,7 +221,10 @@ class SearchEngine:
             raise QueryError(f"sort must be one of {', '.join(SORTS)}", field="sort")
         if request.since and request.until and request.since > request.until:
             raise QueryError("since is after until", field="since")
-        parsed = parse_query(request.q)
+        if request.q.strip() or not (request.tags or request.sources or request.since or request.until):
+            parsed = parse_query(request.q)
+        else:
+            parsed = ParsedQuery()  # a filter alone (a tag chip): every article it lets through
         synonyms = self.synonyms.alternatives
         compiled = compile_query(parsed, self.segmentation, self.weights, synonyms)
         filter_q = _and(compiled.filter, _request_filter(request))
@@ -238,9 +243,7 @@ class SearchEngine:
             "optimize": False,
         }
         if request.sort == "date":
-            kwargs["sortedby"] = sorting.MultiFacet(
-                [sorting.FieldFacet("sort_date", reverse=True), sorting.ScoreFacet()]
-            )
+            kwargs["sortedby"] = sorting.MultiFacet([NewestFirst(), sorting.ScoreFacet()])
         if request.facets:
             kwargs["groupedby"] = facet_types()
         results = _run(searcher, Exhaustive(compiled.strict), kwargs)
@@ -341,7 +344,7 @@ class SearchEngine:
 def _by_recency(searcher: Searcher, ranked: list[tuple[int, float | None]]) -> list[tuple[int, float | None]]:
     """Relevance times (1 + w * 0.5 ** (age / half-life)): fresh articles
     rise, old ones keep their relevance; undated ones get no bonus."""
-    dates = searcher.reader().column_reader("sort_date")
+    dates = SegmentColumn(searcher.reader(), "sort_date")
     now = dt.datetime.now()
     out = []
     for docnum, score in ranked:

@@ -77,6 +77,19 @@ class YearFacet(sorting.FacetType):
         return _Years()
 
 
+class NewestFirst(sorting.FieldFacet):
+    """Dated documents newest first, undated ones last, from the
+    ``sort_date`` column of each segment. Whoosh's ``FieldFacet`` sorts by
+    the field's postings when no segment has the column (an index where
+    nothing is dated), and ``sort_date`` has no postings."""
+
+    def __init__(self) -> None:
+        super().__init__("sort_date", reverse=True)
+
+    def categorizer(self, global_searcher):
+        return sorting.ColumnCategorizer(global_searcher, "sort_date", reverse=True)
+
+
 def facet_types() -> dict[str, sorting.FacetType]:
     return {
         "tags": ColumnFacet("facet_tags", split=True),

@@ -103,7 +103,7 @@ def rescore_by_units(
         if others:
             found = Counter(u for u, _start, _end in gram_units(text))
             counts.update((u, found[u]) for u in others)
-        length = sum(searcher.doc_field_length(docnum, f, 0) for f in _STAT_FIELDS)
+        length = sum(searcher.doc_field_length(docnum, f, 0) or 0 for f in _STAT_FIELDS)
         unit_scores.append(sum(bm25(idf[u], tf, length, avg, b, k1) for u, tf in counts.items() if tf))
     top = max((s or 0.0) for _d, s in ranked) or 1.0
     best = max(unit_scores) or 1.0

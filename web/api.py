@@ -46,6 +46,15 @@ def search():
     return jsonify(SearchResponse().dump(result.to_dict()))
 
 
+@bp.get("/doc")
+def document_by_id():
+    """Any id, as a query argument (``/api/doc?id=...``)."""
+    doc_id = request.args.get("id")
+    if not doc_id:
+        abort(404, description="no document id given (id=...)")
+    return document(doc_id)
+
+
 @bp.get("/doc/<path:doc_id>", merge_slashes=False)
 def document(doc_id: str):
     args = DocArgs().load(request.args)

@@ -52,6 +52,13 @@ def build_spec() -> APISpec:
         spec.components.schema(name, schema=schema)
     query = {"in": "query"}
     doc_id = {"in": "path", "name": "id", "required": True, "schema": {"type": "string"}}
+    doc_id_arg = {
+        "in": "query",
+        "name": "id",
+        "required": True,
+        "schema": {"type": "string"},
+        "description": "Any id, including those a path cannot hold (a leading /, .., a line break).",
+    }
     for path, summary, params, ok, errors in (
         (
             "/api/search",
@@ -64,6 +71,13 @@ def build_spec() -> APISpec:
             "/api/doc/{id}",
             "One stored article and related articles.",
             [doc_id],
+            _json("DocumentResponse", "The article."),
+            (404, 503),
+        ),
+        (
+            "/api/doc",
+            "One stored article and related articles, by an id given as a query argument.",
+            [doc_id_arg],
             _json("DocumentResponse", "The article."),
             (404, 503),
         ),

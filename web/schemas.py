@@ -58,6 +58,25 @@ class SearchArgs(_Args):
     )
 
 
+class PageArgs(SearchArgs):
+    """The search page's arguments: the API's, a year facet, and a query
+    that may be empty when a filter says what to show (a tag chip)."""
+
+    q = fields.String(
+        load_default="",
+        validate=validate.Length(max=MAX_QUERY_CHARS, error="the query is longer than {max} characters"),
+    )
+    year = fields.Integer(
+        load_default=None,
+        strict=False,
+        validate=validate.Range(min=1, max=9999, error="年份应为四位数字"),
+        error_messages={"invalid": "年份应为四位数字"},
+    )
+
+    #: What the page's own links may carry over; nothing else reaches them.
+    LINK_ARGS = ("q", "tag", "source", "since", "until", "year", "sort", "size", "recent", "page")
+
+
 class DocArgs(_Args):
     related = fields.Boolean(load_default=True, metadata={"description": "Include related articles (more-like-this)."})
 

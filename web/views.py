@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import urlencode, urlsplit
 
 from flask import Blueprint, abort, render_template, request, url_for
 from markupsafe import Markup
@@ -16,7 +16,7 @@ from search.query import QueryError
 from web import engine
 from web.api import search_request
 from web.errors import validation_to_api_error
-from web.schemas import SearchArgs
+from web.schemas import PageArgs
 
 bp = Blueprint("views", __name__)
 
@@ -39,44 +39,57 @@ def link(**changes: Any) -> str:
 
     ``add_tag=x`` / ``remove_tag=x`` (and ``_source``) add or drop one value;
     ``year=2024`` or ``year=None``, ``sort=...``, ``page=n`` set or clear one.
+    Only the page's own arguments are carried over, as a query string on a
+    relative path: nothing from the request reaches ``url_for`` (whose
+    ``_external``, ``_scheme`` and ``_anchor`` would obey it).
     """
-    args = request.args.copy()
+    args = {name: request.args.getlist(name) for name in PageArgs.LINK_ARGS if name in request.args}
     page = changes.pop("page", None)
     args.pop("page", None)
     for key, value in changes.items():
         if key.startswith(("add_", "remove_")):
             action, name = key.split("_", 1)
-            values = [v for v in args.getlist(name) if v != value]
+            values = [v for v in args.get(name, []) if v != value]
             if action == "add":
                 values.append(value)
-            args.setlist(name, values)
+            args[name] = values
         elif value is None:
             args.pop(key, None)
         else:
-            args[key] = str(value)
+            args[key] = [str(value)]
     if page and page > 1:
-        args["page"] = str(page)
-    return url_for("views.index", **args.to_dict(flat=False))
+        args["page"] = [str(page)]
+    return url_for("views.index") + "?" + urlencode(args, doseq=True)
 
 
 def _page_args() -> tuple[dict[str, Any], int | None]:
-    """The page's arguments: the API's, plus a year facet."""
-    raw = request.args.copy()
-    year = raw.pop("year", None)
-    year_value = None
-    if year:
-        if not year.isdigit() or not 1 <= int(year) <= 9999:
-            raise QueryError("年份应为四位数字", field="year")
-        year_value = int(year)
-        raw["since"] = f"{year_value:04d}-01-01"
-        raw["until"] = f"{year_value:04d}-12-31"
-    args = SearchArgs().load(raw)
-    return args, year_value
+    """The page's arguments, validated as the API's are; a year becomes a
+    date range."""
+    args = PageArgs().load(request.args)
+    year = args.pop("year")
+    if year is not None:
+        args["since"] = dt.date(year, 1, 1)
+        args["until"] = dt.date(year, 12, 31)
+    return args, year
+
+
+def _filtered() -> bool:
+    return any(request.args.get(name) for name in ("tag", "source", "since", "until", "year"))
 
 
 @bp.app_template_global()
 def doc_link(doc_id: str) -> str:
-    return url_for("views.document", doc_id=doc_id)
+    """The article page of any id, as a query argument: an id in the path
+    (``..``, ``a/../b``, a leading ``/``, a line break) can be resolved by
+    the browser to another page, or not routed at all."""
+    return url_for("views.document_by_id") + "?" + urlencode({"id": doc_id})
+
+
+@bp.app_template_global()
+def tag_link(tag: str) -> str:
+    """Articles with this tag, through the tag filter (a ``tag:`` query
+    cannot hold every tag: quotes, brackets)."""
+    return url_for("views.index") + "?" + urlencode({"tag": tag})
 
 
 @bp.app_template_filter()
@@ -88,7 +101,7 @@ def day(value: str | None) -> str:
 def index():
     q = request.args.get("q", "").strip()
     eng = engine()
-    if not q:
+    if not q and not _filtered():
         return render_template("home.html", facets=eng.overview(), stats=eng.stats(), link=link)
     error = None
     result = None
@@ -124,6 +137,14 @@ def index():
 
 def _page_window(page: int, last: int, width: int = 2) -> list[int]:
     return list(range(max(1, page - width), min(last, page + width) + 1))
+
+
+@bp.get("/doc")
+def document_by_id():
+    doc_id = request.args.get("id")
+    if not doc_id:
+        abort(404, description="没有找到这篇文章。")
+    return document(doc_id)
 
 
 @bp.get("/doc/<path:doc_id>", merge_slashes=False)
