@@ -40,6 +40,7 @@ from search.query import (
     compile_query,
     content_words,
     parse_query,
+    query_docs,
 )
 from search.rescore import question_units, rescore_by_units
 from search.spelling import Speller
@@ -239,7 +240,9 @@ class SearchEngine:
         kwargs: dict[str, Any] = {
             "limit": window,
             "filter": filter_q,
-            "mask": compiled.exclude,
+            # Resolved to documents once: as a query, each candidate would
+            # advance a union of every excluded word's terms.
+            "mask": query_docs(compiled.exclude, searcher) if compiled.exclude is not None else None,
             "optimize": False,
         }
         if request.sort == "date":

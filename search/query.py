@@ -498,10 +498,45 @@ def content_words(parsed: ParsedQuery, seg: Segmentation | None = None) -> list[
 
 class CappedPrefix(wq.Prefix):
     """A prefix query that expands to at most MAX_EXPANSION terms, so one
-    common character cannot make a query scan the whole vocabulary."""
+    common character cannot make a query scan the whole vocabulary.
+
+    Where only the documents matter (an exclusion), they are read once
+    from the posting lists of its terms (``docs``), not through Whoosh's
+    union of hundreds of term matchers: a query excluding eight common
+    characters spent seconds advancing those unions document by document.
+    """
 
     def _btexts(self, ixreader):
         return itertools.islice(super()._btexts(ixreader), MAX_EXPANSION)
+
+    def docs(self, searcher):
+        reader = searcher.reader()
+        found: set[int] = set()
+        for btext in self._btexts(reader):
+            found.update(reader.postings(self.fieldname, btext).all_ids())
+        return iter(sorted(found))
+
+
+def query_docs(q: wq.Query, searcher) -> set[int]:
+    """The documents a query matches, without scoring and without building
+    its matcher tree: unions and intersections of the parts' documents,
+    segment by segment as matchers see them (a capped prefix expands per
+    segment). Exclusions are resolved this way once per query."""
+    return {docnum + offset for leaf, offset in searcher.leaf_searchers() for docnum in _segment_docs(q, leaf)}
+
+
+def _segment_docs(q: wq.Query, searcher) -> set[int]:
+    if isinstance(q, wq.Or):
+        found: set[int] = set()
+        for sub in q.subqueries:
+            found |= _segment_docs(sub, searcher)
+        return found
+    if isinstance(q, wq.And):
+        parts = sorted((_segment_docs(sub, searcher) for sub in q.subqueries), key=len)
+        return set.intersection(*parts) if parts else set()
+    if q is wq.NullQuery:
+        return set()
+    return set(q.docs(searcher))
 
 
 class Near(SpanNear2):
