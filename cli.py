@@ -239,14 +239,22 @@ def _print_summary(settings: Settings, summary) -> None:
         )
     for skipped in summary.skipped:
         click.echo(f"skipped {skipped}", err=True)
+    _more(summary.skipped, "skipped")
     for dup in summary.duplicates:
         click.echo(f"duplicate {dup.location}: {dup.id} is {dup.duplicate_of}", err=True)
+    _more(summary.duplicates, "duplicates")
     for rejection in summary.rejected:
         click.echo(f"rejected {rejection}", err=True)
+    _more(summary.rejected, "rejected")
     rejected = {r.location for r in summary.rejected}
     for unreadable in summary.unreadable:
         if unreadable.location not in rejected:
             click.echo(f"unreadable {unreadable}", err=True)
+
+
+def _more(kept, what: str) -> None:
+    if kept.more:
+        click.echo(f"… and {kept.more} more {what} (only the first {len(kept) - kept.more} are listed)", err=True)
 
 
 @command(cli, "delete")

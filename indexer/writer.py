@@ -74,6 +74,42 @@ class Duplicate:
     duplicate_of: str
 
 
+#: Problems of each kind kept with their locations; the rest are counted.
+KEEP_PROBLEMS = 100
+
+
+class Kept(list):
+    """A list that keeps its first ``KEEP_PROBLEMS`` items and counts the
+    rest, so that a file of millions of bad lines costs a counter, not
+    millions of reports. ``len`` is the count of all."""
+
+    def __init__(self, items=()) -> None:
+        super().__init__()
+        self.total = 0
+        for item in items:
+            self.append(item)
+
+    def append(self, item) -> None:
+        self.total += 1
+        if super().__len__() < KEEP_PROBLEMS:
+            super().append(item)
+
+    def extend(self, items) -> None:
+        for item in items:
+            self.append(item)
+
+    def __len__(self) -> int:
+        return self.total
+
+    def __bool__(self) -> bool:
+        return self.total > 0
+
+    @property
+    def more(self) -> int:
+        """How many were counted but not kept."""
+        return self.total - super().__len__()
+
+
 @dataclass
 class IndexSummary:
     """What a run did, for the end-of-run report and ``--json``."""
@@ -85,7 +121,7 @@ class IndexSummary:
     unchanged: int = 0
     deleted: int = 0
     pruned: int = 0
-    rejected: list[Rejection] = field(default_factory=list)
+    rejected: Kept = field(default_factory=Kept)
     documents: int = 0
     seconds: float = 0.0
     input_bytes: int = 0
@@ -93,11 +129,13 @@ class IndexSummary:
     pages: int = 0
     encodings: Counter = field(default_factory=Counter)
     extracted: int = 0
-    skipped: list[Rejection] = field(default_factory=list)
-    duplicates: list[Duplicate] = field(default_factory=list)
+    skipped: Kept = field(default_factory=Kept)
+    duplicates: Kept = field(default_factory=Kept)
     #: Input that could not be read (whole files, folders, lines, array
     #: items): what --prune and --rebuild refuse to go on without.
-    unreadable: list[Rejection] = field(default_factory=list)
+    unreadable: Kept = field(default_factory=Kept)
+    #: Ids named by rejected records (all of them): a bad record is not a deletion.
+    protected: set[str] = field(default_factory=set)
     #: Files inside the named folders of no format we read, by extension.
     unknown_formats: Counter = field(default_factory=Counter)
     #: Web archive records that hold no article, by reason.
@@ -117,6 +155,7 @@ class IndexSummary:
             "deleted": self.deleted,
             "pruned": self.pruned,
             "rejected": [{"location": r.location, "reason": r.reason} for r in self.rejected],
+            "rejected_count": len(self.rejected),
             "pages": self.pages,
             "encodings": dict(self.encodings),
             "extracted": self.extracted,
@@ -125,6 +164,7 @@ class IndexSummary:
                 {"location": d.location, "id": d.id, "duplicate_of": d.duplicate_of} for d in self.duplicates
             ],
             "unreadable": [{"location": r.location, "reason": r.reason} for r in self.unreadable],
+            "unreadable_count": len(self.unreadable),
             "unknown_formats": dict(self.unknown_formats),
             "records_skipped": dict(self.records_skipped),
             "revisits": self.revisits,
@@ -374,6 +414,8 @@ def _write(
         for item in _records(found, rules, mapper, summary, on_bytes, guard, seen_urls):
             if isinstance(item, Rejection):
                 summary.rejected.append(item)
+                if item.id:
+                    summary.protected.add(item.id)
                 continue
             location, record = item
             summary.records += 1
@@ -458,7 +500,7 @@ def _not_revisited(ix: Index, ids: list[str], seen_urls: set[str]) -> list[str]:
 
 def _protected(summary: IndexSummary) -> set[str]:
     """Ids named by rejected records: a malformed line is not a deletion."""
-    return {r.id for r in summary.rejected if r.id}
+    return summary.protected
 
 
 def _claimed_id(data: Any) -> str | None:

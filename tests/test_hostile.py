@@ -310,3 +310,48 @@ def test_single_character_exclusions_are_resolved_once_and_cheaply(poems):
         assert time.monotonic() - started < BOUND, n
         expected = spring - set().union(*(excluded[c] for c in EXCLUDED[:n]))
         assert result.total == len(expected) > 0, n
+
+
+def test_millions_of_bad_lines_cost_a_counter_not_memory(tmp_path):
+    """A few kB of gzip can hold millions of bad lines; each used to be
+    kept and printed (1.05 GB and 2 million lines for 2 million)."""
+    import gzip
+    import subprocess
+    import sys
+
+    bomb = tmp_path / "bomb.jsonl.gz"
+    with gzip.open(bomb, "wt") as fh:
+        fh.write(json.dumps({"id": "ok", "title": "唯一的好记录"}) + "\n")
+        fh.write("x\n" * 500_000)
+    assert bomb.stat().st_size < 5_000
+    # The peak of this process's own memory (VmHWM: ru_maxrss would count
+    # the forking test process too, as Linux keeps it across exec).
+    measure = (
+        "import re, sys\n"
+        "from cli import cli\n"
+        "try:\n"
+        "    cli(sys.argv[1:], prog_name='search')\n"
+        "except SystemExit as end:\n"
+        "    code = end.code\n"
+        "status = open('/proc/self/status').read()\n"
+        "print('maxrss', re.search(r'VmHWM:\\s+(\\d+)', status)[1], file=sys.stderr)\n"
+        "sys.exit(code)\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", measure, "--index", str(tmp_path / "ix"), "index", str(bomb)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0 and "1 added" in proc.stdout, proc.stderr[-2000:]
+    assert "500000 rejected" in proc.stdout
+    assert len(proc.stderr.splitlines()) < 150 and "… and 499900 more rejected" in proc.stderr
+    peak_mb = int(proc.stderr.rsplit("maxrss", 1)[1]) / 1024
+    assert peak_mb < 250, peak_mb
+
+
+def test_many_tags_are_deduplicated_in_linear_time(make_index):
+    tags = [f"标签{i % 50_000}" for i in range(100_000)]
+    started = time.monotonic()
+    summary = make_index().add([{"id": "t", "title": "很多标签", "tags": tags}])
+    assert summary.added == 1 and time.monotonic() - started < 20
