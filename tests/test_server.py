@@ -1,0 +1,106 @@
+"""`search serve` as a real server on 127.0.0.1: idle and slow clients
+cannot stop it, and its own error answers are JSON with the security
+headers, like the app's."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import time
+import urllib.request
+
+import pytest
+
+from conftest import free_port, search_command
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    """`search serve --workers 2` over the sample articles."""
+    index = tmp_path_factory.mktemp("server") / "index"
+    env = {**os.environ, "ZHSEARCH_INDEX": str(index)}
+    subprocess.run([*search_command(), "index", "--sample"], check=True, env=env, capture_output=True, timeout=300)
+    port = free_port()
+    proc = subprocess.Popen(
+        [*search_command(), "serve", "--port", str(port), "--workers", "2"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/health", timeout=2) as r:
+                if r.status == 200:
+                    break
+        except OSError:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                pytest.fail("search serve did not start")
+            time.sleep(0.2)
+    yield port
+    os.killpg(proc.pid, 15)
+    proc.wait(timeout=30)
+
+
+def _exchange(port: int, request: bytes) -> tuple[int, dict[str, str], bytes]:
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(request)
+        data = b""
+        while chunk := sock.recv(65536):
+            data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    headers = {k.lower(): v.strip() for k, _, v in (line.partition(":") for line in lines[1:])}
+    return int(lines[0].split()[1]), headers, body
+
+
+def test_idle_half_open_connections_do_not_stop_the_site(server):
+    idle = []
+    try:
+        for _ in range(50):
+            sock = socket.create_connection(("127.0.0.1", server), timeout=10)
+            sock.sendall(b"GET /api/health HTTP/1.1\r\nHost: 127.0.0.1\r\n")  # and never the end
+            idle.append(sock)
+        slowest = 0.0
+        for _ in range(20):
+            started = time.monotonic()
+            with urllib.request.urlopen(f"http://127.0.0.1:{server}/api/search?q=%E8%B7%A8%E5%A2%83", timeout=5) as r:
+                assert r.status == 200 and json.loads(r.read())["total"] > 0
+            slowest = max(slowest, time.monotonic() - started)
+        assert slowest < 1.0, slowest
+    finally:
+        for sock in idle:
+            sock.close()
+
+
+SECURITY = ("content-security-policy", "x-content-type-options", "x-frame-options", "referrer-policy")
+
+
+@pytest.mark.parametrize(
+    ("request_bytes", "status"),
+    [
+        (b"NOT A REQUEST\r\n\r\n", 400),
+        (b"GET /api/health HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 9000 + b"\r\nConnection: close\r\n\r\n", 431),
+        (b"GET /api/search?q=" + b"%E8%B7%A8" * 2000 + b" HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", 414),
+        (b"GET /api/search?q=x HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\nConnection: close\r\n\r\n", 413),
+    ],
+)
+def test_the_servers_own_errors_are_json_with_the_security_headers(server, request_bytes, status):
+    got, headers, body = _exchange(server, request_bytes)
+    assert got == status, body[:300]
+    assert headers["content-type"].startswith("application/json"), headers
+    assert set(json.loads(body)["error"]) == {"code", "message", "field"}
+    assert all(name in headers for name in SECURITY), headers
+
+
+def test_a_long_query_typed_into_the_box_reaches_the_page(server):
+    # 1,000 Chinese characters: about 9 KB percent-encoded, over gunicorn's
+    # own 8,190-byte limit. The page answers it (here: too many words).
+    query = "%E8%B7%A8%E5%A2%83" * 500
+    got, headers, body = _exchange(server, f"GET /?q={query} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode())
+    assert got == 400 and "x-frame-options" in headers, body[:300]
+    page = body.decode("utf-8")
+    assert 'role="alert"' in page and "more than 48 words" in page, page[-800:]
