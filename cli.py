@@ -24,7 +24,7 @@ import click
 
 from indexer.config import Settings
 from indexer.sources import SourceError
-from indexer.store import IndexBusy, IndexMissing, IndexStore
+from indexer.store import IndexBusy, IndexDamaged, IndexMissing, IndexStore
 from indexer.writer import RunRefused, delete_ids, existing_hashes, export_documents, index_paths
 from search.engine import SORTS, SearchEngine, SearchRequest
 from search.evaluate import EvalInputError, evaluate, load_qrels, load_queries, sample_queries
@@ -34,6 +34,7 @@ _MARK_RE = re.compile(r"<mark>(.*?)</mark>", re.S)
 _EXPECTED_ERRORS = (
     QueryError,
     IndexMissing,
+    IndexDamaged,
     SourceError,
     IndexBusy,
     RunRefused,
@@ -217,6 +218,8 @@ def _print_summary(settings: Settings, summary) -> None:
         f"({summary.records} records from {summary.files} files in {summary.seconds:.1f} s; "
         f"{summary.documents} documents in the index)"
     )
+    if summary.repaired:
+        click.echo(f"CURRENT was missing: {summary.repaired}, the newest complete generation, is live again", err=True)
     if summary.rebuilt:
         click.echo(f"rebuilt as {summary.rebuilt}, now live")
     if summary.pages:
@@ -439,7 +442,7 @@ def check_cmd(settings: Settings, clean: bool, as_json: bool) -> None:
     leftovers of interrupted runs. Exits 1 on damage."""
     from indexer.check import check_index
 
-    report = check_index(settings.index, clean=clean)
+    report = check_index(settings.index, clean=clean, lock_timeout=settings.lock_timeout)
     if as_json:
         click.echo(json.dumps(report.to_dict(), ensure_ascii=False, indent=2))
     else:
@@ -447,6 +450,8 @@ def check_cmd(settings: Settings, clean: bool, as_json: bool) -> None:
             f"{report.index} ({report.generation}): {report.documents} documents in {report.segments} segments, "
             f"{report.terms} terms, {report.deleted} deleted awaiting merge"
         )
+        if report.repaired:
+            click.echo(f"CURRENT was missing: {report.repaired}, the newest complete generation, is live again")
         for name in report.leftovers:
             click.echo(f"leftover: {name}" + (" (removed)" if name in report.removed else ""))
         for problem in report.damage:

@@ -1,11 +1,15 @@
 """Verifying an index: what `search check` runs.
 
-Opens the live generation and every segment in it, reads every live
-document's stored fields and id, looks each id up in the inverted index,
-and walks every field's vocabulary. Anything that fails is damage. Files
-that no table of contents refers to (left by an interrupted run) and
+Opens the live generation and every segment in it, checks each segment
+file's size against its header, reads every live document's stored fields
+and id, looks each id up in the inverted index, and reads every posting
+list of every term. Anything that fails is damage, named by where it is.
+Files that no table of contents refers to (left by an interrupted run) and
 generations that are neither live nor the one kept after a rebuild are
-leftovers: reported, and removed with ``clean=True``, but not damage.
+leftovers: reported, and removed with ``clean=True`` (under the writer
+lock, so never a running writer's files), but not damage. ``clean=True``
+also makes the newest complete generation live again when ``CURRENT`` is
+missing.
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ from typing import Any
 
 from whoosh import index as whoosh_index
 
-from indexer.store import CURRENT, LOCK_FILE, IndexMissing, IndexStore
+from indexer.store import CURRENT, LOCK_FILE, IndexDamaged, IndexMissing, IndexStore, segment_files
 
 _TOC_RE = re.compile(r"^_MAIN_(\d+)\.toc$")
 
@@ -35,6 +39,7 @@ class CheckReport:
     damage: list[str] = field(default_factory=list)
     leftovers: list[str] = field(default_factory=list)
     removed: list[str] = field(default_factory=list)
+    repaired: str | None = None
 
     @property
     def ok(self) -> bool:
@@ -44,24 +49,14 @@ class CheckReport:
         return {**self.__dict__, "ok": self.ok}
 
 
-def check_index(root: str | os.PathLike[str], clean: bool = False) -> CheckReport:
+def check_index(root: str | os.PathLike[str], clean: bool = False, lock_timeout: float = 60) -> CheckReport:
     store = IndexStore(root)
-    report = CheckReport(index=str(store.root))
-    try:
-        path = store.current_dir()
-    except IndexMissing as err:
-        report.damage.append(str(err))
-        return report
-    report.generation = path.name
-    try:
-        ix = whoosh_index.open_dir(path)
-        _check_segments(ix, report)
-    except Exception as err:  # noqa: BLE001 - any failure to read is what this reports
-        report.damage.append(f"cannot read {path.name}: {type(err).__name__}: {err}")
-        return report
-    report.leftovers.extend(_leftover_files(path, ix))
-    report.leftovers.extend(_leftover_generations(store))
-    if clean and report.leftovers:
+    if not clean:
+        return _check(store)
+    with store.write_lock(lock_timeout):
+        repaired = store.repair_current() if store.current_name() is None and store.generations() else None
+        report = _check(store)
+        report.repaired = repaired
         for name in report.leftovers:
             target = store.root / name
             if target.is_dir():
@@ -69,6 +64,35 @@ def check_index(root: str | os.PathLike[str], clean: bool = False) -> CheckRepor
             else:
                 target.unlink(missing_ok=True)
             report.removed.append(name)
+    return report
+
+
+def _check(store: IndexStore) -> CheckReport:
+    report = CheckReport(index=str(store.root))
+    if store.current_name() is None and store.generations():
+        report.damage.append(
+            f"{CURRENT} is missing (generations: {', '.join(store.generations())}); "
+            f"'search check --clean' or the next 'search index' makes the newest complete one live"
+        )
+        return report
+    try:
+        path = store.current_dir()
+    except (IndexMissing, IndexDamaged) as err:
+        report.damage.append(str(err))
+        return report
+    report.generation = path.name
+    try:
+        ix = whoosh_index.open_dir(path)
+        segment_files(ix)
+        _check_segments(ix, report)
+    except IndexDamaged as err:
+        report.damage.append(str(err))
+        return report
+    except Exception as err:  # noqa: BLE001 - any failure to read is what this reports
+        report.damage.append(f"cannot read {path.name}: {type(err).__name__}: {err}")
+        return report
+    report.leftovers.extend(_leftover_files(path, ix))
+    report.leftovers.extend(_leftover_generations(store))
     return report
 
 
@@ -97,8 +121,16 @@ def _check_segments(ix, report: CheckReport) -> None:
                     continue
                 report.documents += 1
             for fieldname in reader.indexed_field_names():
-                for _term in reader.lexicon(fieldname):
+                for term in reader.lexicon(fieldname):
                     report.terms += 1
+                    try:
+                        for _docnum in reader.postings(fieldname, term).all_ids():
+                            pass
+                    except Exception as err:  # noqa: BLE001 - a posting list that cannot be read is damage
+                        shown = term.decode("utf-8", "replace") if isinstance(term, bytes) else term
+                        report.damage.append(
+                            f"{seg}: the postings of {fieldname}:{shown!r} cannot be read ({type(err).__name__}: {err})"
+                        )
 
 
 def _leftover_files(path: Path, ix) -> list[str]:

@@ -13,9 +13,12 @@ from __future__ import annotations
 
 import fcntl
 import os
+import pickle
 import re
 import shutil
+import struct
 import time
+import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -35,6 +38,11 @@ class IndexMissing(Exception):
 
 class IndexBusy(Exception):
     """Another process is writing to this index."""
+
+
+class IndexDamaged(Exception):
+    """The live generation cannot be read as it is (a truncated table of
+    contents or segment); ``search check`` says more."""
 
 
 LOCK_FILE = ".writer.lock"
@@ -74,7 +82,13 @@ class IndexStore:
         if name is None:
             raise IndexMissing(f"no index in {self.root} (run 'search index PATH...' first)")
         path = self.root / name
-        if not whoosh_index.exists_in(path):
+        try:
+            present = whoosh_index.exists_in(path)
+        except Exception as err:  # a truncated or garbled table of contents
+            raise IndexDamaged(
+                f"{self.root}: generation {name} cannot be read ({_describe(err)}); run 'search check'"
+            ) from None
+        if not present:
             raise IndexMissing(f"{self.root}: generation {name} is missing or damaged")
         return path
 
@@ -113,6 +127,31 @@ class IndexStore:
             os.fsync(fh.fileno())
         os.replace(tmp, self.root / CURRENT)
         _fsync_dir(self.root)
+
+    def repair_current(self) -> str | None:
+        """Make the newest complete generation live when ``CURRENT`` is
+        missing (or names no generation) but generations are there, so
+        that a run neither starts an empty generation beside them nor, on
+        its next rebuild, deletes them. Returns the generation made live,
+        None when nothing needed repair; IndexDamaged when no generation is
+        complete. The writer lock must be held."""
+        if self.current_name() is not None:
+            return None
+        names = self.generations()
+        if not names:
+            return None
+        for name in reversed(names):
+            try:
+                complete = whoosh_index.exists_in(self.root / name)
+            except Exception:  # noqa: BLE001 - a damaged generation is not a candidate
+                complete = False
+            if complete:
+                self.switch_to(name)
+                return name
+        raise IndexDamaged(
+            f"{self.root}: {CURRENT} is missing and none of {', '.join(names)} is a complete index; "
+            f"rebuild it with 'search index --rebuild'"
+        )
 
     def remove_generation(self, name: str) -> None:
         """Delete a generation that never went live (a refused or failed
@@ -160,7 +199,30 @@ class IndexStore:
     # -- opening ----------------------------------------------------------
 
     def open(self) -> Index:
-        return whoosh_index.open_dir(self.current_dir())
+        path = self.current_dir()
+        try:
+            return whoosh_index.open_dir(path)
+        except Exception as err:
+            raise IndexDamaged(
+                f"{self.root}: generation {path.name} cannot be read ({_describe(err)}); run 'search check'"
+            ) from None
+
+    def open_checked(self) -> tuple[Index, dict[str, tuple[int, int]]]:
+        """The live index, with each of its segment files' (size, inode),
+        having checked every size against the one its own header gives.
+
+        Segment files are memory-mapped: reading one that was cut short
+        kills the process (SIGBUS) instead of raising. A searcher keeps
+        these figures and compares them (a stat each) before every use."""
+        ix = self.open()
+        try:
+            return ix, segment_files(ix)
+        except IndexDamaged:
+            raise
+        except Exception as err:
+            raise IndexDamaged(
+                f"{self.root}: a segment cannot be read ({_describe(err)}); run 'search check'"
+            ) from None
 
     def open_or_create(self, schema: Schema) -> Index:
         if self.exists():
@@ -186,6 +248,60 @@ class IndexStore:
         except IndexMissing:
             return 0
         return sum(p.stat().st_size for p in path.iterdir() if p.is_file())
+
+
+def segment_files(ix: Index) -> dict[str, tuple[int, int]]:
+    """Path -> (size, inode) of each compound segment file the table of
+    contents names; IndexDamaged when one is missing or not the size its
+    header says (Whoosh writes the directory of a compound file at its end
+    and records where in its first bytes)."""
+    out: dict[str, tuple[int, int]] = {}
+    folder = Path(ix.storage.folder)
+    for seg in ix._segments():  # the TOC's list; there is no public accessor
+        if not seg.is_compound():
+            continue
+        name = seg.make_filename(seg.COMPOUND_EXT)
+        path = folder / name
+        try:
+            info = path.stat()
+            with ix.storage.open_file(name) as fh:
+                expected = fh.read_long() + fh.read_int()
+        except (OSError, EOFError, struct.error) as err:
+            raise IndexDamaged(f"{folder.name}/{name} cannot be read ({_describe(err)}); run 'search check'") from None
+        if info.st_size != expected:
+            raise IndexDamaged(
+                f"{folder.name}/{name} is {info.st_size} bytes where its header says {expected}; run 'search check'"
+            )
+        out[str(path)] = (info.st_size, info.st_ino)
+    return out
+
+
+def changed_files(files: dict[str, tuple[int, int]]) -> list[str]:
+    """Which of the files (from ``segment_files``) are no longer what they were."""
+    changed = []
+    for path, (size, inode) in files.items():
+        try:
+            info = os.stat(path)
+        except OSError:
+            changed.append(path)
+            continue
+        if (info.st_size, info.st_ino) != (size, inode):
+            changed.append(path)
+    return changed
+
+
+def is_read_error(err: BaseException) -> bool:
+    """Whether an error came from reading damaged index files: what
+    Whoosh's codec raises on a garbled block (a bare ``Exception`` whose
+    message says so), truncated data or a broken pickle."""
+    if isinstance(err, struct.error | EOFError | pickle.UnpicklingError | zlib.error | OSError):
+        return True
+    return type(err) is Exception and str(err).startswith("Block tag error")
+
+
+def _describe(err: BaseException) -> str:
+    text = str(err).strip().splitlines()[0] if str(err).strip() else ""
+    return f"{type(err).__name__}: {text}" if text else type(err).__name__
 
 
 def _fsync_dir(path: Path) -> None:

@@ -43,7 +43,7 @@ from indexer.sources import (
     read_file,
     total_bytes,
 )
-from indexer.store import IndexStore
+from indexer.store import IndexDamaged, IndexMissing, IndexStore
 
 #: --prune and --rebuild refuse to take away more than this share of the
 #: live documents unless forced: a crawl that lost most of a site is more
@@ -144,6 +144,8 @@ class IndexSummary:
     revisits: int = 0
     #: Long text fields no mapping took: name -> where first seen.
     unmapped_fields: dict[str, str] = field(default_factory=dict)
+    #: The generation made live again because CURRENT was missing.
+    repaired: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -170,6 +172,7 @@ class IndexSummary:
             "revisits": self.revisits,
             "unmapped_fields": dict(self.unmapped_fields),
             "documents": self.documents,
+            "repaired": self.repaired,
             "rebuilt": self.rebuilt,
             "seconds": round(self.seconds, 3),
             "input_bytes": self.input_bytes,
@@ -296,6 +299,7 @@ def index_paths(
     guard.check_readable(summary)
     store = IndexStore(settings.index)
     with store.write_lock(settings.lock_timeout), _no_cycle_collection():
+        summary.repaired = store.repair_current()
         if rebuild:
             previous = store.current_name()
             live = _live_ids(store)
@@ -360,11 +364,16 @@ class _Guard:
 
 
 def _live_ids(store: IndexStore) -> set[str]:
-    if not store.exists():
+    """The ids a rebuild would replace, for its size guard; none when the
+    live generation is missing or damaged (the rebuild is then the repair)."""
+    try:
+        ix, _files = store.open_checked()
+    except (IndexMissing, IndexDamaged):
         return set()
-    ix = store.open()
     try:
         return {doc_id for doc_id, _digest, _sig in _live_columns(ix)}
+    except Exception:  # noqa: BLE001 - a live index that cannot be read is what a rebuild replaces
+        return set()
     finally:
         ix.close()
 

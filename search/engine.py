@@ -26,7 +26,7 @@ from whoosh.util.times import long_to_datetime
 from indexer.analysis import get_segmenter, normalize_keyword, segmentation_of
 from indexer.config import Settings
 from indexer.schema import SegmentColumn
-from indexer.store import IndexMissing, IndexStore
+from indexer.store import IndexDamaged, IndexMissing, IndexStore, changed_files, is_read_error
 from indexer.writer import stored_to_record
 from search.facets import NewestFirst, facet_counts, facet_types
 from search.highlight import highlight_all, snippet
@@ -136,6 +136,8 @@ class SearchEngine:
         self._ix = None
         self._searcher: Searcher | None = None
         self._retired: Searcher | None = None
+        #: The open segment files' (size, inode), checked before each use.
+        self._files: dict[str, tuple[int, int]] = {}
         self.segmentation = settings.segmentation
         self._cache: OrderedDict[tuple, SearchResult] = OrderedDict()
         self.synonyms = Synonyms(settings.synonyms)
@@ -147,6 +149,11 @@ class SearchEngine:
         """The current searcher, reopened if the index changed since."""
         version = self.store.version()
         with self._lock:
+            if version == self._version and self._searcher is not None:
+                changed = changed_files(self._files)
+                if changed:
+                    # Reading a segment cut short would kill the process.
+                    raise IndexDamaged(f"{changed[0]} changed under the server; run 'search check'")
             if version != self._version or self._searcher is None:
                 # A fresh searcher rather than Searcher.refresh(): refresh
                 # reuses segment readers whose deletions are stale. The old
@@ -155,8 +162,14 @@ class SearchEngine:
                 if self._retired is not None:
                     self._retired.close()
                 self._retired = self._searcher
-                self._ix = self.store.open()
-                self._searcher = self._ix.searcher(weighting=self.weights.weighting())
+                self._searcher = None
+                self._ix, self._files = self.store.open_checked()
+                try:
+                    self._searcher = self._ix.searcher(weighting=self.weights.weighting())
+                except Exception as err:
+                    raise IndexDamaged(
+                        f"{self.store.root}: cannot open a searcher ({type(err).__name__}: {err})"
+                    ) from None
                 # Queries are cut the way this index was built.
                 self.segmentation = segmentation_of(self._ix.schema) or self.settings.segmentation
                 self._version = version
@@ -170,8 +183,8 @@ class SearchEngine:
         get_segmenter(self.segmentation)
         try:
             searcher = self.searcher()
-        except IndexMissing:
-            return
+        except (IndexMissing, IndexDamaged):
+            return  # requests answer 503 until an index is there and whole
         self._speller.prepare(searcher.reader(), self._version or "")
         # The bulk scorers read each segment's field lengths once; read them
         # now rather than in the first queries.
@@ -207,7 +220,14 @@ class SearchEngine:
                 self._cache.move_to_end(key)
         if cached is not None:
             return dataclasses.replace(cached, took_ms=(time.perf_counter() - started) * 1000)
-        result = self._search(request, searcher, started)
+        try:
+            result = self._search(request, searcher, started)
+        except Exception as err:
+            if is_read_error(err):
+                raise IndexDamaged(
+                    f"{self.store.root}: part of the index cannot be read ({err}); run 'search check'"
+                ) from None
+            raise
         with self._lock:
             if key[0] == self._version:
                 self._cache[key] = result

@@ -243,7 +243,7 @@ def test_no_write_or_delete_over_http(client):
     assert client.get("/api/doc/sample-001").status_code == 200
 
 
-def test_a_damaged_index_is_a_500_without_a_traceback(make_index):
+def test_a_damaged_index_is_a_503_without_a_traceback(make_index):
     ix = make_index([{"id": "a", "title": "物流"}])
     app = create_app(ix.settings)
     assert app.debug is False
@@ -254,7 +254,7 @@ def test_a_damaged_index_is_a_500_without_a_traceback(make_index):
     (generation / "_MAIN_2.toc").write_bytes(b"garbage")  # force a reopen
     for path in ("/api/search?q=物流", "/?q=物流"):
         r = client.get(path)
-        assert r.status_code == 500, path
+        assert r.status_code == 503, path
         body = r.get_data(as_text=True)
         assert "Traceback" not in body and 'File "' not in body and "Werkzeug" not in body
-    assert client.get("/api/search?q=物流").get_json()["error"]["code"] == "internal_error"
+    assert client.get("/api/search?q=物流").get_json()["error"]["code"] == "index_damaged"

@@ -7,7 +7,7 @@ from flask import Flask, Response, abort, jsonify, render_template, request
 from marshmallow import ValidationError
 from werkzeug.exceptions import HTTPException, InternalServerError
 
-from indexer.store import IndexMissing
+from indexer.store import IndexDamaged, IndexMissing
 from search.query import QueryError
 
 #: Content-Security-Policy: our own scripts and styles only, no inline code.
@@ -72,6 +72,13 @@ def register(app: Flask) -> None:
         if _is_api():
             return error_response(503, "no_index", str(err))
         return render_template("error.html", status=503, message="索引尚未建立，请先运行 search index。"), 503
+
+    @app.errorhandler(IndexDamaged)
+    def _damaged(err: IndexDamaged):
+        app.logger.error("%s", err)
+        if _is_api():
+            return error_response(503, "index_damaged", str(err))
+        return render_template("error.html", status=503, message="索引已损坏，暂时无法搜索；请运行 search check。"), 503
 
     @app.errorhandler(HTTPException)
     def _http(err: HTTPException):
