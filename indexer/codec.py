@@ -231,14 +231,18 @@ class TermPool(PostingPool):
     run on disk; runs are merged term by term, earlier runs first.
     """
 
-    #: Bytes a pooled posting takes in memory, roughly, with its share of
-    #: its term's entry (measured on poetry-20k: about a third as many terms
-    #: as postings).
-    POSTING_BYTES = 240
+    #: Bytes a pooled term takes in memory, roughly (its dict entry, key,
+    #: tuple and three lists), and each posting filed under it (list slots,
+    #: weight, value). On poetry-20k, with about a third as many terms as
+    #: postings, that is some 240 bytes a posting; a document of unique
+    #: grams costs twice that, and is counted so.
+    TERM_BYTES = 350
+    POSTING_BYTES = 70
 
     def __init__(self, tempstore, segment, limitmb: int = 128, **kwargs) -> None:
         super().__init__(tempstore, segment, limitmb=limitmb, **kwargs)
-        self._room = max(20_000, self.limit // self.POSTING_BYTES)
+        self._room = max(5_000_000, self.limit)
+        self._bytes = 0
         self._count = 0
         self._fields: dict[str, dict[bytes, tuple[list, list, list]]] = {}
 
@@ -250,29 +254,44 @@ class TermPool(PostingPool):
 
     def add_field(self, fieldname: str, docnum: int, postings: Iterable[tuple], boost: float) -> int:
         """File one field's ``(term, freq, weight, value)`` postings of a
-        document; the sum of their frequencies (the field's length)."""
+        document; the sum of their frequencies (the field's length).
+
+        The pool spills as soon as its memory estimate passes the budget,
+        in the middle of a document if need be: a 5 MB document's postings
+        alone took gigabytes. (A term occurs once in a field's postings, so
+        its postings for one document never straddle two runs.)"""
         terms = self._fields.get(fieldname)
         if terms is None:
             terms = self._fields[fieldname] = {}
         length = 0
         count = 0
+        size = 0
         for tbytes, freq, weight, value in postings:
             if boost != 1.0:
                 weight *= boost
             entry = terms.get(tbytes)
             if entry is None:
                 terms[tbytes] = ([docnum], [weight], [value])
+                size += self.TERM_BYTES + self.POSTING_BYTES + len(tbytes) + len(value)
             else:
                 entry[0].append(docnum)
                 entry[1].append(weight)
                 entry[2].append(value)
+                size += self.POSTING_BYTES + len(value)
             length += freq
             count += 1
+            if size + self._bytes >= self._room:
+                self._count += count
+                self._bytes += size
+                count = size = 0
+                self.save()
+                terms = self._fields[fieldname] = {}
         self._count += count
+        self._bytes += size
         return length
 
     def spill_if_full(self) -> None:
-        if self._count >= self._room:
+        if self._bytes >= self._room:
             self.save()
 
     def _sorted_terms(self) -> Iterator[TermPostings]:
@@ -289,6 +308,7 @@ class TermPool(PostingPool):
             self.runs.append(path)
             self._fields = {}
             self._count = 0
+            self._bytes = 0
 
     def _write_run(self, f, items) -> None:
         try:

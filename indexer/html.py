@@ -274,6 +274,12 @@ def _extract(html: str, url: str | None, rules: list[SiteRule] | None, location:
     else:
         page.body = _trafilatura_body(html, page_url)
         meta = _trafilatura_metadata(html, page_url)
+        if not page.body and _longest_text_bytes(html) >= LXML_TEXT_LIMIT:
+            # lxml (under trafilatura) drops a text node this long; the page
+            # is not empty. Lay out its main element as a browser would.
+            node = tree.css_first("article") or tree.css_first("main") or tree.body
+            page.body = render_text(node) if node is not None else ""
+            page.extractor = "layout"
     page.title = _title(tree, meta)
     page.published = _published(tree, meta, page.body)
     page.author = meta.get("author") or _pattern(_AUTHOR_RE, tree, page.body)
@@ -284,6 +290,15 @@ def _extract(html: str, url: str | None, rules: list[SiteRule] | None, location:
     if not page.title and not page.body.strip():
         raise HtmlError("no title and no main text found")
     return page
+
+
+#: The longest text node libxml2 parses without its "huge" option, in bytes.
+LXML_TEXT_LIMIT = 10_000_000
+
+
+def _longest_text_bytes(html: str) -> int:
+    longest = max(html.split("<"), key=len, default="")
+    return len(longest.encode("utf-8"))
 
 
 def _trafilatura_body(html: str, url: str | None) -> str:

@@ -24,6 +24,9 @@ from indexer.store import release_inherited_locks
 
 #: Seconds the parent waits for a finished worker's report.
 REPORT_TIMEOUT = 60.0
+#: Characters of text a batch may hold before it goes to a worker, however
+#: few its documents: 256 documents of 5 MB each are over a gigabyte.
+BATCH_CHARS = 8_000_000
 
 
 class WorkerFailed(OSError):
@@ -107,6 +110,18 @@ class ParallelWriter(MpWriter):
         super().__init__(ix, procs=procs, multisegment=True, **kwargs)
         self._raw_results = self.resultqueue
         self.resultqueue = _Reports(self._raw_results)
+
+    def add_document(self, **fields) -> None:
+        self._batch_chars = getattr(self, "_batch_chars", 0) + sum(
+            len(fields[name]) for name in ("title", "body") if isinstance(fields.get(name), str)
+        )
+        super().add_document(**fields)
+        if self.docbuffer and self._batch_chars >= BATCH_CHARS:
+            self._enqueue()
+
+    def _enqueue(self) -> None:
+        self._batch_chars = 0
+        super()._enqueue()
 
     def _new_task(self):
         task = _Task(self.storage, self.indexname, self.jobqueue, self._raw_results, self.subargs, self.multisegment)

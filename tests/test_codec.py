@@ -91,7 +91,7 @@ def two_indexes(tmp_path_factory):
 
     def spilling(ix):
         writer = FastSegmentWriter(ix)
-        writer.pool._room = 2_000  # several runs spilled to disk and merged
+        writer.pool._room = 400_000  # bytes: several runs, spilled mid-document too, and merged
         return writer
 
     _write(root / "fast", spilling, records)

@@ -355,3 +355,18 @@ def test_many_tags_are_deduplicated_in_linear_time(make_index):
     started = time.monotonic()
     summary = make_index().add([{"id": "t", "title": "很多标签", "tags": tags}])
     assert summary.added == 1 and time.monotonic() - started < 20
+
+
+def test_a_page_with_one_enormous_text_node_is_not_an_empty_article(make_index, tmp_path):
+    """lxml drops a text node over 10 MB: the page was indexed with an
+    empty body and counted as extracted. Now its text is laid out without
+    lxml, and a body over the limit is a rejection with its location."""
+    from indexer.html import extract
+
+    text = "跨境电商卖家关注物流。" * 360_000  # 11.9 MB in one node
+    page = tmp_path / "huge.html"
+    page.write_text(f"<html><head><title>巨大</title></head><body><article><p>{text}</p></article></body></html>")
+    assert extract(page.read_text()).body.startswith("跨境电商")
+    summary = index_paths(make_index().settings, [str(page)])
+    assert summary.added == 0
+    assert [(r.location, "longer than" in r.reason) for r in summary.rejected] == [(str(page), True)]
