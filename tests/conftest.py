@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
+import signal
 import socket
+import subprocess
 import sys
-from collections.abc import Callable, Iterable
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 import pytest
@@ -32,6 +38,47 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+@contextlib.contextmanager
+def running_server(index: Path, dev: bool = False) -> Iterator[tuple[str, subprocess.Popen]]:
+    """`search serve --workers 2` (or ``--dev``) over ``index`` on
+    127.0.0.1, started in a session of its own; yields its base URL (once
+    it answers anything, an error included) and its process, and stops it
+    afterwards."""
+    port = free_port()
+    env = {**os.environ, "ZHSEARCH_INDEX": str(index)}
+    mode = ["--dev"] if dev else ["--workers", "2"]
+    proc = subprocess.Popen(
+        [*search_command(), "serve", "--port", str(port), *mode],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                urllib.request.urlopen(base + "/api/health", timeout=2).close()
+                break
+            except urllib.error.HTTPError:
+                break  # answering, if only with an error
+            except OSError:
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    os.killpg(proc.pid, signal.SIGKILL)
+                    out = proc.stdout.read().decode(errors="replace") if proc.stdout else ""
+                    pytest.fail(f"search serve did not start: {out}")
+                time.sleep(0.2)
+        yield base, proc
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGTERM)
+            try:
+                proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
 
 
 def shared_corpus(name: str) -> Path:

@@ -5,16 +5,14 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
 import subprocess
-import time
 import urllib.error
 import urllib.request
 from pathlib import Path
 
 import pytest
 
-from conftest import free_port, search_command
+from conftest import running_server, search_command
 
 CHROMIUM = os.environ.get("ZHSEARCH_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -34,32 +32,8 @@ def server(tmp_path_factory):
     index = tmp_path_factory.mktemp("browser") / "index"
     env = {**os.environ, "ZHSEARCH_INDEX": str(index)}
     subprocess.run([*search_command(), "index", "--sample"], check=True, env=env, capture_output=True, timeout=300)
-    port = free_port()
-    proc = subprocess.Popen(
-        [*search_command(), "serve", "--port", str(port), "--workers", "2"],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            with urllib.request.urlopen(base + "/api/health", timeout=2) as r:
-                if r.status == 200:
-                    break
-        except OSError:
-            if proc.poll() is not None or time.monotonic() > deadline:
-                out = proc.stdout.read().decode(errors="replace") if proc.stdout else ""
-                pytest.fail(f"search serve did not start: {out}")
-            time.sleep(0.2)
-    yield base
-    os.killpg(proc.pid, signal.SIGTERM)
-    try:
-        proc.wait(timeout=15)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
+    with running_server(index) as (base, _proc):
+        yield base
 
 
 @pytest.fixture(scope="module")
@@ -187,20 +161,7 @@ def test_dev_server_never_shows_the_debugger(tmp_path):
     env = {**os.environ, "ZHSEARCH_INDEX": str(index)}
     subprocess.run([*search_command(), "index", "--sample"], check=True, env=env, capture_output=True, timeout=300)
     generation = next(p for p in index.iterdir() if p.name.startswith("gen-"))
-    port = free_port()
-    proc = subprocess.Popen(
-        [*search_command(), "serve", "--dev", "--port", str(port)],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while _status_or_none(base + "/api/health") != 200:
-            assert time.monotonic() < deadline and proc.poll() is None, "dev server did not start"
-            time.sleep(0.3)
+    with running_server(index, dev=True) as (base, _proc):
         for segment in generation.glob("*.seg"):
             segment.write_bytes(b"\x00" * 64)
         (generation / "_MAIN_9.toc").write_bytes(b"garbage")
@@ -212,13 +173,3 @@ def test_dev_server_never_shows_the_debugger(tmp_path):
             body = err.read().decode("utf-8", "replace")
             assert err.code == 503 and "search check" in body
             assert "Werkzeug" not in body and "Traceback" not in body and "console" not in body.lower()
-    finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        proc.wait(timeout=15)
-
-
-def _status_or_none(url: str) -> int | None:
-    try:
-        return _status(url)
-    except OSError:
-        return None

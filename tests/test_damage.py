@@ -9,7 +9,6 @@ import json
 import os
 import subprocess
 import threading
-import time
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -22,7 +21,7 @@ from indexer.config import Settings
 from indexer.store import IndexStore
 from indexer.writer import export_documents, index_paths
 
-from conftest import SAMPLE, free_port, search_command, write_jsonl
+from conftest import SAMPLE, running_server, search_command, write_jsonl
 
 
 @pytest.fixture
@@ -49,34 +48,8 @@ def _get(url: str) -> tuple[int, dict]:
         return err.code, json.loads(err.read())
 
 
-def _serve(index: Path):
-    port = free_port()
-    env = {**os.environ, "ZHSEARCH_INDEX": str(index)}
-    proc = subprocess.Popen(
-        [*search_command(), "serve", "--port", str(port), "--workers", "2"],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            urllib.request.urlopen(base + "/api/health", timeout=2)
-            break
-        except urllib.error.HTTPError:
-            break  # answering, if only with an error
-        except OSError:
-            if proc.poll() is not None or time.monotonic() > deadline:
-                pytest.fail("search serve did not start")
-            time.sleep(0.2)
-    return proc, base
-
-
 def test_a_segment_cut_short_under_the_server_is_a_503_and_the_server_stays(index, tmp_path):
-    proc, base = _serve(index)
-    try:
+    with running_server(index) as (base, proc):
         assert _get(base + "/api/search?q=%E7%89%A9%E6%B5%81")[0] == 200
         seg = _segment(index)
         os.truncate(seg, seg.stat().st_size // 2)
@@ -89,22 +62,15 @@ def test_a_segment_cut_short_under_the_server_is_a_503_and_the_server_stays(inde
         index_paths(Settings(index=index), [str(crawl)], rebuild=True)
         status, body = _get(base + "/api/search?q=%E7%89%A9%E6%B5%81")
         assert status == 200 and body["total"] > 0
-    finally:
-        os.killpg(proc.pid, 15)
-        proc.wait(timeout=30)
 
 
 def test_a_server_started_on_a_damaged_index_answers_503(index):
     seg = _segment(index)
     os.truncate(seg, seg.stat().st_size - 100)
-    proc, base = _serve(index)
-    try:
+    with running_server(index) as (base, proc):
         status, body = _get(base + "/api/search?q=%E7%89%A9%E6%B5%81")
         assert status == 503 and "header says" in body["error"]["message"]
         assert proc.poll() is None
-    finally:
-        os.killpg(proc.pid, 15)
-        proc.wait(timeout=30)
     result = _run(index, "query", "物流")
     assert result.exit_code == 1 and "header says" in result.output and "Traceback" not in result.output
 

@@ -13,36 +13,17 @@ import urllib.request
 
 import pytest
 
-from conftest import free_port, search_command
+from conftest import running_server, search_command
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    """`search serve --workers 2` over the sample articles."""
+    """The port of `search serve --workers 2` over the sample articles."""
     index = tmp_path_factory.mktemp("server") / "index"
     env = {**os.environ, "ZHSEARCH_INDEX": str(index)}
     subprocess.run([*search_command(), "index", "--sample"], check=True, env=env, capture_output=True, timeout=300)
-    port = free_port()
-    proc = subprocess.Popen(
-        [*search_command(), "serve", "--port", str(port), "--workers", "2"],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/health", timeout=2) as r:
-                if r.status == 200:
-                    break
-        except OSError:
-            if proc.poll() is not None or time.monotonic() > deadline:
-                pytest.fail("search serve did not start")
-            time.sleep(0.2)
-    yield port
-    os.killpg(proc.pid, 15)
-    proc.wait(timeout=30)
+    with running_server(index) as (base, _proc):
+        yield int(base.rsplit(":", 1)[1])
 
 
 def _exchange(port: int, request: bytes) -> tuple[int, dict[str, str], bytes]:
