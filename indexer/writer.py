@@ -471,7 +471,7 @@ def _write(
         guard.check_seen(summary)
         guard.check_readable(summary)
         if prune:
-            going = sorted(set(known) - seen - _protected(summary))
+            going = sorted(set(known) - seen - summary.protected)
             if seen_urls and going:
                 going = _not_revisited(ix, going, seen_urls)
             guard.check_deletions(len(going), live_before, "not in this crawl")
@@ -505,11 +505,6 @@ def _not_revisited(ix: Index, ids: list[str], seen_urls: set[str]) -> list[str]:
             if stored.get("url") in seen_urls or stored.get("crawl_url") in seen_urls:
                 keep.add(doc_id)
     return [doc_id for doc_id in ids if doc_id not in keep]
-
-
-def _protected(summary: IndexSummary) -> set[str]:
-    """Ids named by rejected records: a malformed line is not a deletion."""
-    return summary.protected
 
 
 def _claimed_id(data: Any) -> str | None:

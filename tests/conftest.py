@@ -81,6 +81,17 @@ def running_server(index: Path, dev: bool = False) -> Iterator[tuple[str, subpro
                 os.killpg(proc.pid, signal.SIGKILL)
 
 
+@pytest.fixture(scope="session")
+def sample_server(tmp_path_factory) -> Iterator[str]:
+    """The base URL of one `search serve --workers 2` over the sample
+    articles, shared by the tests that only read from it."""
+    index = tmp_path_factory.mktemp("served") / "index"
+    env = {**os.environ, "ZHSEARCH_INDEX": str(index)}
+    subprocess.run([*search_command(), "index", "--sample"], check=True, env=env, capture_output=True, timeout=300)
+    with running_server(index) as (base, _proc):
+        yield base
+
+
 def shared_corpus(name: str) -> Path:
     """A file of the shared corpora, or a skip saying where it was looked for."""
     path = SHARED_CORPORA / name

@@ -26,14 +26,9 @@ CHROMIUM_ARGS = [
 ]
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    """`search serve --workers 2` over the sample articles."""
-    index = tmp_path_factory.mktemp("browser") / "index"
-    env = {**os.environ, "ZHSEARCH_INDEX": str(index)}
-    subprocess.run([*search_command(), "index", "--sample"], check=True, env=env, capture_output=True, timeout=300)
-    with running_server(index) as (base, _proc):
-        yield base
+@pytest.fixture
+def server(sample_server) -> str:
+    return sample_server
 
 
 @pytest.fixture(scope="module")

@@ -5,25 +5,17 @@ headers, like the app's."""
 from __future__ import annotations
 
 import json
-import os
 import socket
-import subprocess
 import time
 import urllib.request
 
 import pytest
 
-from conftest import running_server, search_command
 
-
-@pytest.fixture(scope="module")
-def server(tmp_path_factory):
+@pytest.fixture
+def server(sample_server) -> int:
     """The port of `search serve --workers 2` over the sample articles."""
-    index = tmp_path_factory.mktemp("server") / "index"
-    env = {**os.environ, "ZHSEARCH_INDEX": str(index)}
-    subprocess.run([*search_command(), "index", "--sample"], check=True, env=env, capture_output=True, timeout=300)
-    with running_server(index) as (base, _proc):
-        yield int(base.rsplit(":", 1)[1])
+    return int(sample_server.rsplit(":", 1)[1])
 
 
 def _exchange(port: int, request: bytes) -> tuple[int, dict[str, str], bytes]:
