@@ -7,28 +7,35 @@ GB2312 are read as GB18030, their superset, so no character is lost.
 
 Extraction uses trafilatura (maintained, measured best on real pages) unless
 a site rule names the content element; then the selected element, minus the
-rule's drop selectors, is rendered as a browser would lay it out (blocks as
-paragraphs, ``<pre>`` kept, a line break between two Chinese characters
-dropped). Either way a paragraph printed twice is kept once.
+rule's drop selectors, is laid out as a browser would (``indexer.layout``).
+Either way a paragraph printed twice is kept once, and the body is cleaned
+of navigation lines, a repeated title and the byline (``indexer.bodyclean``).
 
-Metadata comes from the page's meta tags and JSON-LD (via trafilatura) and
-from the Chinese patterns news portals print near the title: ``来源：…``,
-``作者：…``, ``2020-06-01 13:58``, ``2020年6月1日``.
+Metadata comes from structure first, read from the whole page before a
+site rule narrows it (``indexer.pagemeta``: meta tags, JSON-LD, microdata,
+``<time>``); only then from the byline Chinese portals print next to the
+title (``indexer.byline``: ``来源：…``, ``作者：…``, ``2020-06-01 13:58``).
+The title is chosen by ``indexer.titles``; what the site's other pages
+teach about its title suffix and name is applied when the crawl is
+written (``indexer.writer``).
 """
 
 from __future__ import annotations
 
 import codecs
 import datetime as dt
-import json
 import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from selectolax.lexbor import LexborHTMLParser, LexborNode
+from selectolax.lexbor import LexborHTMLParser
 
-from indexer.documents import parse_published
+from indexer.bodyclean import clean_body, paragraphs_without_pipes
+from indexer.byline import first_lines, lines_near_title, read_byline
+from indexer.layout import dedupe_paragraphs, render_text
+from indexer.pagemeta import read_head
 from indexer.siterules import SiteRule
+from indexer.titles import choose_title
 
 #: Pages larger than this are not parsed (a crawler fault, not an article).
 MAX_HTML_BYTES = 20 * 1024 * 1024
@@ -42,23 +49,6 @@ _BOM = (
 )
 _META_CHARSET_RE = re.compile(rb"""<meta[^>]+charset\s*=\s*["']?\s*([a-zA-Z0-9_\-]+)""", re.I)
 _ALIASES = {"gb2312": "gb18030", "gbk": "gb18030", "x-gbk": "gb18030", "gb_2312-80": "gb18030", "cp936": "gb18030"}
-
-_BLOCK_TAGS = frozenset(
-    "address article aside blockquote body caption dd details dialog div dl dt fieldset figcaption figure footer "
-    "form h1 h2 h3 h4 h5 h6 header hr li main nav ol p pre section summary table tbody thead tfoot tr td th ul".split()
-)
-_SKIP_TAGS = frozenset("script style noscript template svg head iframe object canvas select textarea button".split())
-_CJK = "\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\u3000-\u303f\uff00-\uffef"
-_CJK_BREAK_RE = re.compile(f"(?<=[{_CJK}])[ \\t]*\\n\\s*(?=[{_CJK}])")
-_SPACE_RE = re.compile(r"[ \t\r\f\v\u00a0]+")
-
-_SOURCE_RE = re.compile(r"(?:来源|來源|出处|出處)\s*[|｜:：]\s*([^\s|｜，,。]{1,40})")
-_AUTHOR_RE = re.compile(r"(?:作者|文|记者|記者|编辑|編輯)\s*[|｜:：]\s*([^\s|｜，,。]{1,30})")
-_DATE_RES = (
-    re.compile(r"(\d{4})[-/.](\d{1,2})[-/.](\d{1,2})(?:[ T]+(\d{1,2}):(\d{2})(?::(\d{2}))?)?"),
-    re.compile(r"(\d{4})\s*年\s*(\d{1,2})\s*月\s*(\d{1,2})\s*日(?:\s*(\d{1,2})\s*[:：时時]\s*(\d{2}))?"),
-)
-_TITLE_SEPARATORS = re.compile(r"\s+[-|_–—]\s+|\s*[|_｜]\s*")
 
 
 #: Deepest element nesting accepted (the HTML parser slows down
@@ -105,6 +95,13 @@ class Page:
     tags: list[str] = field(default_factory=list)
     encoding: str | None = None
     extractor: str = "trafilatura"
+    #: What the title was chosen from, kept so that what the site's other
+    #: pages teach can choose again (``indexer.titles.choose_title``).
+    raw_title: str | None = None
+    h1: str | None = None
+    og_title: str | None = None
+    #: The name the page declares for its site (``og:site_name``).
+    site_name: str | None = None
 
     def record(self) -> dict[str, Any]:
         """As an input record (the fields ArticleSchema reads)."""
@@ -169,68 +166,6 @@ def _web_encoding(name: str) -> bool:
 
 
 # --------------------------------------------------------------------------
-# Rendering a content element
-# --------------------------------------------------------------------------
-
-
-def render_text(node: LexborNode) -> str:
-    """The text of an element as a browser lays it out: blocks become
-    paragraphs (blank line between), ``<br>`` a line break, ``<pre>`` kept
-    verbatim, image alt texts left out."""
-    paragraphs: list[str] = []
-    current: list[str] = []
-
-    def flush() -> None:
-        text = "".join(current)
-        current.clear()
-        text = _CJK_BREAK_RE.sub("", text)
-        lines = [_SPACE_RE.sub(" ", line.replace("\n", " ")).strip() for line in text.split("\x00")]
-        text = "\n".join(line for line in lines if line)
-        if text:
-            paragraphs.append(text)
-
-    def walk(n: LexborNode, pre: bool) -> None:
-        for child in n.iter(include_text=True):
-            tag = child.tag
-            if tag == "-text":
-                text = child.text_content or ""
-                current.append(text.replace("\n", "\x00") if pre else text)
-            elif tag in _SKIP_TAGS or tag == "-comment":
-                continue
-            elif tag == "br":
-                current.append("\x00")
-            elif tag == "pre" and not pre:
-                flush()
-                text = (child.text(deep=True) or "").strip("\n")
-                if text.strip():
-                    paragraphs.append(text)
-            elif tag in _BLOCK_TAGS:
-                flush()
-                walk(child, pre)
-                flush()
-            else:
-                walk(child, pre)
-
-    walk(node, node.tag == "pre")
-    flush()
-    return "\n\n".join(dedupe_paragraphs(paragraphs))
-
-
-def dedupe_paragraphs(paragraphs: list[str], min_chars: int = 12) -> list[str]:
-    """Drop a paragraph already seen (portals that print the body twice)."""
-    seen: set[str] = set()
-    out = []
-    for p in paragraphs:
-        key = re.sub(r"\s+", "", p)
-        if len(key) >= min_chars:
-            if key in seen:
-                continue
-            seen.add(key)
-        out.append(p)
-    return out
-
-
-# --------------------------------------------------------------------------
 # Extraction
 # --------------------------------------------------------------------------
 
@@ -257,11 +192,14 @@ def extract(
 
 def _extract(html: str, url: str | None, rules: list[SiteRule] | None, location: str | None) -> Page:
     tree = LexborHTMLParser(html)
-    canonical = _canonical(tree)
-    page_url = canonical or url
+    # Everything read from the whole page comes before a rule cuts it.
+    head = read_head(tree)
+    h1, near_title = lines_near_title(tree)
+    title_node = tree.css_first("title")
+    page_url = head.canonical or url
     rule = next((r for r in rules or () if r.matches(page_url, url, location)), None)
-    page = Page(url=page_url)
-    meta: dict[str, Any] = {}
+    page = Page(url=page_url, tags=head.tags, og_title=head.og_title, site_name=head.site_name, h1=h1)
+    page.raw_title = (" ".join(title_node.text().split()) or None) if title_node is not None else None
     if rule is not None and rule.content:
         node = tree.css_first(rule.content)
         if node is None:
@@ -273,25 +211,26 @@ def _extract(html: str, url: str | None, rules: list[SiteRule] | None, location:
         page.extractor = f"rule:{rule.name}"
     else:
         page.body = _trafilatura_body(html, page_url)
-        meta = _trafilatura_metadata(html, page_url)
         if not page.body and _longest_text_bytes(html) >= LXML_TEXT_LIMIT:
             # lxml (under trafilatura) drops a text node this long; the page
             # is not empty. Lay out its main element as a browser would.
             node = tree.css_first("article") or tree.css_first("main") or tree.body
             page.body = render_text(node) if node is not None else ""
             page.extractor = "layout"
-    page.title = _title(tree, meta)
-    page.published = _published(tree, meta, page.body)
-    page.author = meta.get("author") or _pattern(_AUTHOR_RE, tree, page.body)
-    page.source = _pattern(_SOURCE_RE, tree, page.body) or meta.get("sitename")
-    page.tags = _tags(tree, meta)
+    page.title = choose_title(page.raw_title, h1, head.og_title, head.site_name)
+    byline = read_byline(near_title).merge(read_byline(first_lines(page.body)))
+    page.published = head.published or byline.published
+    page.author = head.author or byline.author
+    page.source = (rule.source if rule is not None else None) or head.site_name or head.publisher or byline.source
     if page.body:
-        page.body = _strip_header_lines(page.body, page)
+        page.body = clean_body(page.body, (page.title, page.raw_title))
     if not page.title and not page.body.strip():
         raise HtmlError("no title and no main text found")
     return page
 
 
+#: Distinct text segments remembered while extracting one page.
+PAGE_SEGMENTS = 4096
 #: The longest text node libxml2 parses without its "huge" option, in bytes.
 LXML_TEXT_LIMIT = 10_000_000
 
@@ -303,6 +242,7 @@ def _longest_text_bytes(html: str) -> int:
 
 def _trafilatura_body(html: str, url: str | None) -> str:
     import trafilatura
+    from trafilatura.deduplication import LRUCache
 
     try:
         text = trafilatura.extract(
@@ -313,7 +253,11 @@ def _trafilatura_body(html: str, url: str | None) -> str:
             include_tables=True,
             include_images=False,
             include_links=False,
-            deduplicate=True,
+            # A segment repeated within the page is dropped; trafilatura's
+            # own cache would be shared by every page of the process, and
+            # drop from later pages (or a page read twice) the paragraphs
+            # an earlier one had: help pages share many.
+            deduplicate=LRUCache(maxsize=PAGE_SEGMENTS),
             favor_recall=True,
         )
     except RecursionError:
@@ -322,164 +266,4 @@ def _trafilatura_body(html: str, url: str | None) -> str:
         raise HtmlError(f"extraction failed: {type(err).__name__}") from None
     if not text:
         return ""
-    return "\n\n".join(dedupe_paragraphs([p.strip() for p in text.split("\n") if p.strip()]))
-
-
-def _trafilatura_metadata(html: str, url: str | None) -> dict[str, Any]:
-    from trafilatura import extract_metadata
-
-    try:
-        doc = extract_metadata(html, default_url=url)
-    except Exception:  # noqa: BLE001 - metadata is best effort; the body still counts
-        return {}
-    if doc is None:
-        return {}
-    data = doc.as_dict() if hasattr(doc, "as_dict") else dict(doc.__dict__)
-    return {k: v for k, v in data.items() if isinstance(v, str | list) and v}
-
-
-def _canonical(tree: LexborHTMLParser) -> str | None:
-    for node in tree.css('link[rel="canonical"]'):
-        href = (node.attributes.get("href") or "").strip()
-        if href.startswith(("http://", "https://")):
-            return href
-    return None
-
-
-def _meta(tree: LexborHTMLParser, *names: str) -> str | None:
-    for name in names:
-        for attr in ("property", "name", "itemprop"):
-            node = tree.css_first(f'meta[{attr}="{name}"]')
-            if node is not None:
-                value = (node.attributes.get("content") or "").strip()
-                if value:
-                    return value
-    return None
-
-
-def _title(tree: LexborHTMLParser, meta: dict[str, Any]) -> str | None:
-    og = _meta(tree, "og:title")
-    if og:
-        return og
-    h1 = tree.css_first("h1")
-    h1_text = " ".join(h1.text(separator=" ").split()) if h1 is not None else ""
-    title_node = tree.css_first("title")
-    title = " ".join(title_node.text().split()) if title_node is not None else ""
-    if title:
-        parts = [p.strip() for p in _TITLE_SEPARATORS.split(title) if p.strip()]
-        # "Article title - Site name": the site name is the shorter tail.
-        if len(parts) > 1 and h1_text and h1_text in title:
-            return h1_text
-        if len(parts) > 1:
-            return parts[0]
-        return title
-    return h1_text or meta.get("title") or None
-
-
-def _published(tree: LexborHTMLParser, meta: dict[str, Any], body: str) -> dt.date | dt.datetime | None:
-    candidates = [
-        _meta(tree, "article:published_time", "datePublished", "pubdate", "publishdate", "date"),
-    ]
-    time_node = tree.css_first("time[datetime]")
-    if time_node is not None:
-        candidates.append(time_node.attributes.get("datetime"))
-    candidates.extend(_json_ld_dates(tree))
-    for value in candidates:
-        if value:
-            parsed = parse_published(value.strip())
-            if parsed is not None:
-                return parsed
-    # Chinese portals print the date near the title, in the text.
-    head = _visible_text(tree)[:3000]
-    for text in (head, body[:600]):
-        found = _date_in_text(text)
-        if found is not None:
-            return found
-    if meta.get("date"):
-        return parse_published(str(meta["date"]))
-    return None
-
-
-def _json_ld_dates(tree: LexborHTMLParser) -> list[str]:
-    out = []
-    for node in tree.css('script[type="application/ld+json"]'):
-        try:
-            data = json.loads(node.text() or "")
-        except (json.JSONDecodeError, RecursionError):
-            continue
-        stack = [data]
-        while stack:
-            item = stack.pop()
-            if isinstance(item, dict):
-                for key in ("datePublished", "dateCreated", "uploadDate"):
-                    if isinstance(item.get(key), str):
-                        out.append(item[key])
-                stack.extend(v for v in item.values() if isinstance(v, dict | list))
-            elif isinstance(item, list):
-                stack.extend(item)
-    return out
-
-
-def _date_in_text(text: str) -> dt.date | dt.datetime | None:
-    for pattern in _DATE_RES:
-        for m in pattern.finditer(text):
-            y, mo, d = int(m[1]), int(m[2]), int(m[3])
-            try:
-                if m[4] is not None:
-                    return dt.datetime(y, mo, d, int(m[4]), int(m[5]))
-                return dt.date(y, mo, d)
-            except ValueError:
-                continue
-    return None
-
-
-def _visible_text(tree: LexborHTMLParser) -> str:
-    body = tree.body
-    if body is None:
-        return ""
-    return body.text(separator="\n", strip=True)
-
-
-def _pattern(regex: re.Pattern, tree: LexborHTMLParser, body: str) -> str | None:
-    for text in (_visible_text(tree)[:4000], body[:600]):
-        m = regex.search(text)
-        if m:
-            return m.group(1).strip()
-    return None
-
-
-def _tags(tree: LexborHTMLParser, meta: dict[str, Any]) -> list[str]:
-    tags: list[str] = []
-    for node in tree.css('meta[property="article:tag"]'):
-        value = (node.attributes.get("content") or "").strip()
-        if value:
-            tags.append(value)
-    keywords = _meta(tree, "keywords")
-    if keywords:
-        tags.extend(t.strip() for t in re.split(r"[,，;；、]", keywords) if t.strip())
-    for node in tree.css('a[rel~="tag"]'):
-        text = " ".join(node.text().split())
-        if text:
-            tags.append(text)
-    out: list[str] = []
-    for t in tags:
-        if t not in out and len(t) <= 60:
-            out.append(t)
-    return out[:30]
-
-
-def _strip_header_lines(body: str, page: Page) -> str:
-    """Drop leading lines that only repeat the metadata ("来源|…", a date,
-    a view count) some portals print above the article."""
-    paragraphs = body.split("\n\n")
-    while paragraphs:
-        first = paragraphs[0].strip()
-        if len(first) <= 80 and (
-            _SOURCE_RE.search(first)
-            or _AUTHOR_RE.search(first)
-            or re.fullmatch(r"[\d\s\-/:年月日阅读浏览次量|｜]+", first)
-        ):
-            paragraphs.pop(0)
-            continue
-        break
-    return "\n\n".join(paragraphs)
+    return "\n\n".join(dedupe_paragraphs(paragraphs_without_pipes(text.split("\n"))))

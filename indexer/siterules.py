@@ -9,8 +9,11 @@ page's URL or path is used::
     match = ["help.libreoffice.org", "*libreoffice/help/*"]
     content = "#DisplayArea"                 # CSS selector of the article
     drop = ["[hidden]:not([id^=default])"]   # CSS selectors removed from it
+    source = "LibreOffice 帮助"               # the source of its pages (optional)
 
-A pattern without ``*`` or ``/`` is a host name (subdomains included); any
+A rule chooses the body only: the page's head metadata (meta tags, JSON-LD,
+keywords, the canonical link) is read from the whole page whatever the rule
+drops. A pattern without ``*`` or ``/`` is a host name (subdomains included); any
 other pattern is a glob over the whole URL or file path.
 """
 
@@ -33,6 +36,9 @@ class SiteRule:
     match: tuple[str, ...]
     content: str | None = None
     drop: tuple[str, ...] = field(default_factory=tuple)
+    #: The source of the site's pages, where the pages do not name one the
+    #: operator would choose (a crawl's folder or host is the fallback).
+    source: str | None = None
 
     def matches(self, *locations: str | None) -> bool:
         for location in locations:
@@ -46,6 +52,15 @@ class SiteRule:
                 elif host == pattern or host.endswith("." + pattern):
                     return True
         return False
+
+
+def _text(path: str | Path, i: int, site: dict, key: str) -> str | None:
+    value = site.get(key)
+    if value is None:
+        return None
+    if not isinstance(value, str) or not value.strip():
+        raise RulesError(f"{path}: site {i}: {key!r} must be a non-empty string")
+    return " ".join(value.split())
 
 
 def load_rules(path: str | Path | None) -> list[SiteRule]:
@@ -68,6 +83,7 @@ def load_rules(path: str | Path | None) -> list[SiteRule]:
                 match=tuple([match] if isinstance(match, str) else match),
                 content=site.get("content"),
                 drop=tuple(site.get("drop") or ()),
+                source=_text(path, i, site, "source"),
             )
         )
     return rules

@@ -26,6 +26,15 @@ from search.query import Weights
 ROOT = Path(__file__).resolve().parent.parent
 SHARED_CORPORA = Path(os.environ.get("ZHSEARCH_SHARED_CORPORA", ROOT.parent / "shared" / "corpora"))
 SAMPLE = ROOT / "indexer" / "data" / "sample-articles.jsonl"
+#: Three paragraphs of an article, as HTML, for pages the tests write.
+PARAS = "".join(
+    f"<p>{t}</p>"
+    for t in (
+        "今年的黑色星期五，不少跨境卖家提前一个月开始备货，重点投放搜索广告和社交媒体广告。",
+        "从第三方数据看，家居和户外品类的销售额增长最快，电子配件的竞争则更加激烈。",
+        "有卖家表示，物流时效仍然是影响转化率的关键因素，海外仓的优势在大促期间更加明显。",
+    )
+)
 
 
 def search_command() -> list[str]:

@@ -16,7 +16,7 @@ from indexer.siterules import load_rules
 from indexer.store import IndexStore
 from indexer.writer import RunRefused, index_paths
 
-from conftest import IndexHarness, search_command, write_jsonl
+from conftest import PARAS, IndexHarness, search_command, write_jsonl
 
 FIXTURES = Path(__file__).parent / "fixtures"
 PORTAL = FIXTURES / "portal-article.html"
@@ -29,16 +29,6 @@ def page(title: str, body_html: str, head: str = "", charset: str = "utf-8", h1:
         f"<body><nav><a href='/'>首页</a> <a href='/news'>新闻</a></nav><article><h1>{h1}</h1>{body_html}</article>"
         "<footer>版权所有 示例网站</footer></body></html>"
     )
-
-
-PARAS = "".join(
-    f"<p>{t}</p>"
-    for t in (
-        "今年的黑色星期五，不少跨境卖家提前一个月开始备货，重点投放搜索广告和社交媒体广告。",
-        "从第三方数据看，家居和户外品类的销售额增长最快，电子配件的竞争则更加激烈。",
-        "有卖家表示，物流时效仍然是影响转化率的关键因素，海外仓的优势在大促期间更加明显。",
-    )
-)
 
 
 def test_portal_page_indexes_as_one_clean_article(make_index):
