@@ -179,6 +179,9 @@ class ArticleSchema(Schema):
     #: page (its canonical URL may differ), for --prune and the record.
     crawled = CrawledField(load_default=None, allow_none=True)
     crawl_url = _text()
+    #: Which site the page belongs to, when its URL does not say (the top
+    #: folder it was indexed from); set by the page reader, not exported.
+    site = fields.String(load_default=None, allow_none=True, load_only=True)
     deleted = fields.Boolean(load_default=False, load_only=True)
 
     @pre_load
@@ -224,6 +227,7 @@ class Article:
     author: str | None = None
     crawled: dt.date | dt.datetime | None = None
     crawl_url: str | None = None
+    site: str | None = None
 
     def to_record(self) -> dict[str, Any]:
         """The JSON form, as ``search export`` writes it."""

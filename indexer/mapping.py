@@ -27,8 +27,9 @@ from typing import Any
 #: Our fields, as the schema names them.
 OUR_FIELDS = ("id", "url", "title", "body", "tags", "published", "source", "author", "deleted", "html", "crawled")
 
-#: Set by our own readers (an HTML page's path under the named folder).
-_INTERNAL = ("path",)
+#: Set by our own readers: an HTML page's path under the named folder, and
+#: that folder's name.
+_INTERNAL = ("path", "_folder")
 
 #: Names crawlers use for each of our fields, most specific first. Matched
 #: without regard to case, spaces, ``-`` or ``_``.

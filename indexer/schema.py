@@ -90,6 +90,9 @@ GRAM_FIELDS = {"title": "title_g", "lead": "lead_g", "body": "body_g"}
 STORED_FIELDS = ("id", "url", "title", "body", "tags", "published", "source", "author", "crawled", "crawl_url")
 #: Of those, the crawl metadata: not content (left out of the content hash).
 CRAWL_FIELDS = ("crawled", "crawl_url")
+#: Fields later versions added: an index built before them has none, and
+#: documents written into it go without.
+LATER_FIELDS = (*CRAWL_FIELDS, "site", "facet_site")
 
 
 def build_schema(seg: Segmentation | None = None) -> Schema:
@@ -108,6 +111,9 @@ def build_schema(seg: Segmentation | None = None) -> Schema:
         tags=WordField(analyzer=words, phrase=False, stored=True),
         tag=ID(analyzer=keyword_analyzer()),
         source=ID(analyzer=keyword_analyzer(), stored=True),
+        # The host, or the top folder a page was indexed from: filtered
+        # exactly (site:...), counted, and shown under each title.
+        site=ID(analyzer=keyword_analyzer(), stored=True),
         author=WordField(analyzer=words, phrase=False, stored=True),
         # Stored as given (date or datetime text); indexed as a datetime.
         published=STORED(),
@@ -124,6 +130,7 @@ def build_schema(seg: Segmentation | None = None) -> Schema:
         sort_date=COLUMN(columns.NumericColumn("Q", default=0)),
         facet_tags=COLUMN(columns.VarBytesColumn()),
         facet_source=COLUMN(columns.VarBytesColumn()),
+        facet_site=COLUMN(columns.VarBytesColumn()),
         # Near-duplicate signature (indexer.dedupe), so a later crawl is
         # checked against what is already indexed.
         dupsig=COLUMN(columns.VarBytesColumn()),

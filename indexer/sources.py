@@ -24,6 +24,7 @@ extension for the summary.
 from __future__ import annotations
 
 import bz2
+import datetime as dt
 import gzip
 import io
 import json
@@ -119,6 +120,12 @@ class CrawlFile:
     @property
     def is_stdin(self) -> bool:
         return str(self.path) == "-"
+
+    @property
+    def root_name(self) -> str:
+        """The name of the folder the file was found under (its site, for
+        a page lying directly in it)."""
+        return self.root.resolve().name if not self.is_stdin else ""
 
     @property
     def relative(self) -> str:
@@ -328,8 +335,8 @@ def read_page(crawl_file: CrawlFile, on_bytes: OnBytes = None) -> RawRecord | Ba
 
     location = str(crawl_file.path)
     try:
-        size = crawl_file.path.stat().st_size
-        if size > MAX_HTML_BYTES:
+        stat = crawl_file.path.stat()
+        if stat.st_size > MAX_HTML_BYTES:
             return BadRecord(location, f"page larger than {MAX_HTML_BYTES // 1_048_576} MB")
         raw = crawl_file.path.read_bytes()
     except OSError as err:
@@ -337,7 +344,13 @@ def read_page(crawl_file: CrawlFile, on_bytes: OnBytes = None) -> RawRecord | Ba
     if on_bytes:
         on_bytes(len(raw))
     text, encoding = decode(raw)
-    return RawRecord(location, {"html": text, "path": crawl_file.relative}, encoding)
+    data = {"html": text, "path": crawl_file.relative, "_folder": crawl_file.root_name, "crawled": _mtime(stat)}
+    return RawRecord(location, data, encoding)
+
+
+def _mtime(stat: os.stat_result) -> str:
+    """A file's modification time: when the crawler saved the page."""
+    return dt.datetime.fromtimestamp(stat.st_mtime, dt.UTC).isoformat(timespec="seconds")
 
 
 def _reason(err: BaseException) -> str:

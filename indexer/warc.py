@@ -16,6 +16,7 @@ metadata, other content types, other statuses) is skipped and counted.
 from __future__ import annotations
 
 import dataclasses
+import email.utils
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO
@@ -87,8 +88,19 @@ def _item(record) -> Item:
     if not mime and not body.lstrip()[:100].lower().startswith((b"<!doctype html", b"<html")):
         return SkippedRecord(location, "not HTML (no content type)")
     text, encoding = decode(body, declared=_charset(params))
-    data = {"html": text, "url": uri, "path": uri, "crawled": record.rec_headers.get_header("WARC-Date")}
+    crawled = record.rec_headers.get_header("WARC-Date") or _http_date(http.get_header("Last-Modified"))
+    data = {"html": text, "url": uri, "path": uri, "crawled": crawled}
     return RawRecord(location, data, encoding)
+
+
+def _http_date(value: str | None) -> str | None:
+    """An HTTP date (``Last-Modified``) as ISO text, or None."""
+    if not value:
+        return None
+    try:
+        return email.utils.parsedate_to_datetime(value).isoformat()
+    except (TypeError, ValueError):
+        return None
 
 
 def _charset(params: str) -> str | None:

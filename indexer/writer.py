@@ -28,10 +28,11 @@ from indexer.codec import FastCodec, FastSegmentWriter
 from indexer.config import Settings
 from indexer.dedupe import DuplicateFinder, Signature, signature
 from indexer.documents import Article, Tombstone, describe_error, lead_text, load_record
-from indexer.html import HtmlError, extract
+from indexer.html import HtmlError
 from indexer.mapping import FieldMapper
+from indexer.pages import Draft, draft_page, settle_site, with_site_names
 from indexer.parallel import ParallelWriter
-from indexer.schema import CRAWL_FIELDS, STORED_FIELDS, VALUE_SEPARATOR, SegmentColumn, build_schema
+from indexer.schema import CRAWL_FIELDS, LATER_FIELDS, STORED_FIELDS, VALUE_SEPARATOR, SegmentColumn, build_schema
 from indexer.siterules import SiteRule, load_rules
 from indexer.sources import (
     BadRecord,
@@ -200,6 +201,8 @@ def document_fields(article: Article, content_hash: str, sig: Signature | None =
         "crawl_url": article.crawl_url or None,
         "hash": content_hash.encode("ascii"),
         "facet_source": article.source.encode("utf-8") if article.source else None,
+        "site": article.site or None,
+        "facet_site": article.site.encode("utf-8") if article.site else None,
         "dupsig": sig.to_bytes() if sig is not None else None,
         # Not a field: the normal forms of the title and body (the
         # duplicate signature has mostly made them already), so an indexing
@@ -414,13 +417,13 @@ def _write(
     mapper = FieldMapper(settings.field_map)
     live_before = len(known)
     writer = open_writer(ix, settings, fresh=not known and ix.doc_count_all() == 0)
-    # An index written before the crawl fields existed keeps its schema.
-    unknown_fields = set(CRAWL_FIELDS) - set(ix.schema.names())
+    # An index written before some fields existed keeps its schema.
+    unknown_fields = set(LATER_FIELDS) - set(ix.schema.names())
     written_this_run: set[str] = set()
     seen: set[str] = set()
     seen_urls: set[str] = set()
     try:
-        for item in _records(found, rules, mapper, summary, on_bytes, guard, seen_urls):
+        for item in _records(_read(found, rules, mapper, summary, on_bytes, guard, seen_urls)):
             if isinstance(item, Rejection):
                 summary.rejected.append(item)
                 if item.id:
@@ -516,6 +519,24 @@ def _claimed_id(data: Any) -> str | None:
 
 
 def _records(
+    items: Iterator[tuple[str, Any] | Draft | Rejection],
+) -> Iterator[tuple[str, Article | Tombstone] | Rejection]:
+    """The crawl's items validated, pages finished with what their sites'
+    other pages taught."""
+    for item in with_site_names(items):
+        if isinstance(item, Rejection):
+            yield item
+            continue
+        location, data = item
+        try:
+            record = load_record(data)
+        except ValidationError as err:
+            yield Rejection(location, describe_error(err), _claimed_id(data))
+            continue
+        yield location, settle_site(record) if isinstance(record, Article) else record
+
+
+def _read(
     found: Discovery,
     rules: list[SiteRule],
     mapper: FieldMapper,
@@ -523,7 +544,9 @@ def _records(
     on_bytes,
     guard: _Guard,
     seen_urls: set[str],
-) -> Iterator[tuple[str, Article | Tombstone] | Rejection]:
+) -> Iterator[tuple[str, Any] | Draft | Rejection]:
+    """Every item of the crawl: records as read, pages extracted (drafts),
+    input that could not be read."""
     for crawl_file in found.files:
         for raw in read_file(crawl_file, on_bytes):
             if isinstance(raw, SkippedRecord):
@@ -546,31 +569,13 @@ def _records(
                 if raw.encoding:
                     summary.encodings[raw.encoding] += 1
                 try:
-                    data = page_record(data, rules)
+                    yield draft_page(raw.location, data, rules)
                 except HtmlError as err:
                     summary.skipped.append(Rejection(raw.location, str(err), data.get("url")))
                     continue
                 summary.extracted += 1
-            try:
-                yield raw.location, load_record(data)
-            except ValidationError as err:
-                yield Rejection(raw.location, describe_error(err), _claimed_id(data))
-
-
-def page_record(data: dict[str, Any], rules: list[SiteRule]) -> dict[str, Any]:
-    """A crawled page (``{"html", "url"?, "path"?, ...}``) as an article
-    record. Fields the crawler gave win over extracted ones; the id is the
-    given id, else the page's canonical URL, else its URL, else its path."""
-    page = extract(data["html"], url=data.get("url"), rules=rules, location=data.get("path") or data.get("url"))
-    record = page.record()
-    for key in ("title", "body", "tags", "published", "source", "author", "crawled"):
-        if data.get(key):
-            record[key] = data[key]
-    record["url"] = page.url or data.get("url")
-    record["id"] = data.get("id") or page.url or data.get("url") or data.get("path")
-    if data.get("url") and data["url"] != record["url"]:
-        record["crawl_url"] = data["url"]
-    return record
+                continue
+            yield raw.location, data
 
 
 def delete_ids(settings: Settings, ids: Iterable[str]) -> list[str]:
