@@ -307,6 +307,7 @@ def _date(ctx, param, value: str | None) -> dt.date | None:
 @click.option("--sort", type=click.Choice(SORTS), default="relevance", show_default=True)
 @click.option("--tag", "tags", multiple=True, help="Only articles with this tag (repeatable).")
 @click.option("--source", "sources", multiple=True, help="Only articles from this source (repeatable).")
+@click.option("--site", "sites", multiple=True, help="Only articles from this site: a host or top folder (repeatable).")
 @click.option("--since", callback=_date, help="Published on or after YYYY-MM-DD.")
 @click.option("--until", callback=_date, help="Published on or before YYYY-MM-DD.")
 @click.option("--recent", is_flag=True, help="Favour newer articles (a date decay blended into relevance).")
@@ -319,13 +320,14 @@ def query_cmd(
     sort: str,
     tags: tuple[str, ...],
     sources: tuple[str, ...],
+    sites: tuple[str, ...],
     since: dt.date | None,
     until: dt.date | None,
     recent: bool,
     as_json: bool,
 ) -> None:
     """Search the index. Words must all match; "quoted phrases", -exclusions,
-    OR, title:, author:, tag:, source: and date:2020-01..2020-06 work too."""
+    OR, title:, author:, tag:, source:, site: and date:2020-01..2020-06 work too."""
     engine = SearchEngine(settings)
     request = SearchRequest(
         q=" ".join(text),
@@ -334,6 +336,7 @@ def query_cmd(
         sort=sort,
         tags=tags,
         sources=sources,
+        sites=sites,
         since=since,
         until=until,
         recent=recent,
@@ -361,6 +364,9 @@ def query_cmd(
         meta = " · ".join(
             x for x in (hit.source, hit.published, hit.author, ", ".join(hit.tags) if hit.tags else None) if x
         )
+        where = hit.display_url or hit.site
+        if where:
+            click.echo("     " + click.style(where, fg="green"))
         click.echo("     " + click.style(hit.url or hit.id, fg="blue"))
         if meta:
             click.echo("     " + click.style(meta, dim=True))

@@ -26,6 +26,7 @@ from whoosh.util.times import long_to_datetime
 from indexer.analysis import get_segmenter, normalize_keyword, segmentation_of
 from indexer.config import Settings
 from indexer.schema import SegmentColumn
+from indexer.sites import display_url, host_of
 from indexer.store import IndexDamaged, IndexMissing, IndexStore, changed_files, is_read_error
 from indexer.writer import stored_to_record
 from search.facets import NewestFirst, facet_counts, facet_types
@@ -70,6 +71,7 @@ class SearchRequest:
     sort: str = "relevance"
     tags: Sequence[str] = ()
     sources: Sequence[str] = ()
+    sites: Sequence[str] = ()
     since: dt.date | None = None
     until: dt.date | None = None
     snippets: bool = True
@@ -90,6 +92,10 @@ class Hit:
     author: str | None
     published: str | None
     score: float
+    #: The host, or the top folder a page was indexed from.
+    site: str | None = None
+    #: A readable trail to the page (``host › folder › page``).
+    display_url: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -242,7 +248,9 @@ class SearchEngine:
             raise QueryError(f"sort must be one of {', '.join(SORTS)}", field="sort")
         if request.since and request.until and request.since > request.until:
             raise QueryError("since is after until", field="since")
-        if request.q.strip() or not (request.tags or request.sources or request.since or request.until):
+        if request.q.strip() or not (
+            request.tags or request.sources or request.sites or request.since or request.until
+        ):
             parsed = parse_query(request.q)
         else:
             parsed = ParsedQuery()  # a filter alone (a tag chip): every article it lets through
@@ -309,6 +317,8 @@ class SearchEngine:
     def _hit(self, stored: dict[str, Any], score: float | None, terms: list[str], snippets: bool) -> Hit:
         title = stored.get("title")
         body = stored.get("body")
+        # An index built before sites were stored: the URL's host.
+        site = stored.get("site") or host_of(stored.get("url"))
         return Hit(
             id=stored["id"],
             url=stored.get("url"),
@@ -320,6 +330,8 @@ class SearchEngine:
             author=stored.get("author"),
             published=stored.get("published"),
             score=round(float(score), 4) if score is not None else 0.0,
+            site=site,
+            display_url=display_url(stored.get("url"), stored["id"], site),
         )
 
     # -- documents ----------------------------------------------------------
@@ -416,9 +428,10 @@ def _request_filter(request: SearchRequest) -> wq.Query | None:
     for tag in request.tags:
         if normalize_keyword(tag):
             parts.append(wq.Term("tag", normalize_keyword(tag)))
-    sources = [wq.Term("source", normalize_keyword(s)) for s in request.sources if normalize_keyword(s)]
-    if sources:
-        parts.append(sources[0] if len(sources) == 1 else wq.Or(sources))
+    for name, values in (("source", request.sources), ("site", request.sites)):
+        terms = [wq.Term(name, normalize_keyword(v)) for v in values if normalize_keyword(v)]
+        if terms:
+            parts.append(terms[0] if len(terms) == 1 else wq.Or(terms))
     if request.since or request.until:
         lo = dt.datetime.combine(request.since, dt.time.min) if request.since else None
         hi = dt.datetime.combine(request.until, dt.time.max) if request.until else None

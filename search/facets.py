@@ -1,4 +1,4 @@
-"""Facet counts (tags, sources, years) over every document a query matched.
+"""Facet counts (tags, sources, sites, years) over every document a query matched.
 
 Counted while the query runs, from per-document columns, so they respect the
 query's filters and exclusions and never decode stored fields. Tags and
@@ -94,6 +94,7 @@ def facet_types() -> dict[str, sorting.FacetType]:
     return {
         "tags": ColumnFacet("facet_tags", split=True),
         "sources": ColumnFacet("facet_source"),
+        "sites": ColumnFacet("facet_site"),
         "years": YearFacet(),
     }
 
@@ -101,7 +102,7 @@ def facet_types() -> dict[str, sorting.FacetType]:
 def facet_counts(results) -> dict[str, list[dict[str, Any]]]:
     """The facets of a Whoosh result set searched with ``facet_types()``."""
     out: dict[str, list[dict[str, Any]]] = {}
-    for name in ("tags", "sources"):
+    for name in ("tags", "sources", "sites"):
         merged: dict[str, Counter] = defaultdict(Counter)
         for value, count in results.groups(name).items():
             if value is None:

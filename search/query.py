@@ -8,6 +8,7 @@ What people type, as on the big search engines::
     亚马逊 OR Shopee           either (OR binds tighter than the implicit AND)
     title:物流  author:张三    words in one field
     tag:物流  source:出海日报  exact tag or source (filters, not scored)
+    site:help.libreoffice.org  exact site: host, or top folder of local pages
     date:2020-01-01..2020-06-30   a date range; either end may be left open
 
 Parsing gives a small syntax tree (``ParsedQuery``) that knows the words to
@@ -73,13 +74,18 @@ _FIELD_ALIASES = {
     "tag": "tag",
     "tags": "tag",
     "source": "source",
+    "site": "site",
     "date": "date",
     "标题": "title",
     "作者": "author",
     "标签": "tag",
     "来源": "source",
+    "站点": "site",
+    "网站": "site",
     "日期": "date",
 }
+#: Clauses that filter (exact values, ranges) rather than score.
+FILTER_KINDS = ("tag", "source", "site", "date")
 _QUOTES = {'"': '"', "“": "”", "「": "」"}
 _DATE_PART_RE = re.compile(r"^(\d{4})(?:-(\d{1,2})(?:-(\d{1,2}))?)?$")
 
@@ -98,7 +104,7 @@ class QueryError(ValueError):
 class Clause:
     """One thing the user asked for: words, a phrase or a filter."""
 
-    kind: str  # "words" | "phrase" | "tag" | "source" | "date"
+    kind: str  # "words" | "phrase" | "tag" | "source" | "site" | "date"
     value: str
     field: str | None = None  # for words and phrases: None (all) or "title"/"author"
     negated: bool = False
@@ -226,7 +232,7 @@ def parse_query(text: str) -> ParsedQuery:
                 raise QueryError("OR cannot join an excluded word")
             parsed.excluded.append(clause)
             continue
-        target = parsed.filters if clause.kind in ("tag", "source", "date") else parsed.groups
+        target = parsed.filters if clause.kind in FILTER_KINDS else parsed.groups
         if pending_or:
             last = parsed.groups[-1] if target is parsed.groups and parsed.groups else None
             last_f = parsed.filters[-1] if target is parsed.filters and parsed.filters else None
@@ -250,7 +256,7 @@ def parse_query(text: str) -> ParsedQuery:
 
 def _clause(tok: _Token) -> Clause | None:
     value = tok.text.strip()
-    if tok.field in ("tag", "source"):
+    if tok.field in ("tag", "source", "site"):
         if not normalize_keyword(value):
             raise QueryError(f"{tok.field}: needs a value")
         return Clause(tok.field, value, negated=tok.negated)
@@ -852,7 +858,7 @@ class _Builder:
         return wq.Or([query, *alternatives]) if alternatives else query
 
     def excluded(self, clause: Clause) -> wq.Query:
-        if clause.kind in ("tag", "source", "date"):
+        if clause.kind in FILTER_KINDS:
             return _filter_clause(clause)
         if clause.kind == "phrase":
             q = self.phrase(clause.value, clause.field)

@@ -53,9 +53,21 @@ def test_api_search_shape_and_facets(client):
     }
     assert data["size"] == 3 and len(data["results"]) == 3 and data["total"] > 3
     hit = data["results"][0]
-    assert set(hit) == {"id", "url", "title_html", "snippet_html", "tags", "source", "author", "published", "score"}
+    assert set(hit) == {
+        "id",
+        "url",
+        "title_html",
+        "snippet_html",
+        "tags",
+        "source",
+        "author",
+        "published",
+        "score",
+        "site",
+        "display_url",
+    }
     assert "<mark>" in hit["title_html"] + hit["snippet_html"]
-    assert set(data["facets"]) == {"tags", "sources", "years"}
+    assert set(data["facets"]) == {"tags", "sources", "sites", "years"}
     assert all({"value", "count"} == set(f) for f in data["facets"]["tags"])
 
 
@@ -166,7 +178,7 @@ def test_openapi_document_is_valid_and_covers_every_api_route(client):
     }
     assert routes == documented
     params = {p["name"] for p in spec["paths"]["/api/search"]["get"]["parameters"]}
-    assert params == {"q", "page", "size", "sort", "tag", "source", "since", "until", "recent"}
+    assert params == {"q", "page", "size", "sort", "tag", "source", "site", "since", "until", "recent"}
 
 
 def test_search_page_renders_results_facets_and_paging(client):

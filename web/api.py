@@ -32,6 +32,7 @@ def search_request(args: dict[str, Any], facets: bool = True) -> SearchRequest:
         sort=args["sort"],
         tags=args["tag"],
         sources=args["source"],
+        sites=args["site"],
         since=args["since"],
         until=args["until"],
         recent=args["recent"],

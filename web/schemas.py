@@ -13,6 +13,8 @@ from search.query import MAX_QUERY_CHARS
 
 #: The largest page the API serves.
 MAX_PAGE_SIZE = 100
+#: The longest site value accepted (a host name is at most 253 characters).
+MAX_SITE_CHARS = 255
 
 
 class _Args(Schema):
@@ -31,12 +33,12 @@ class _Args(Schema):
 
 
 class SearchArgs(_Args):
-    LIST_ARGS = ("tag", "source")
+    LIST_ARGS = ("tag", "source", "site")
 
     q = fields.String(
         required=True,
         validate=validate.Length(min=1, max=MAX_QUERY_CHARS, error="the query must be {min} to {max} characters long"),
-        metadata={"description": 'The query: words, "phrases", -exclusions, OR, title:, tag:, source:, date:.'},
+        metadata={"description": 'The query: words, "phrases", -exclusions, OR, title:, tag:, source:, site:, date:.'},
     )
     page = fields.Integer(load_default=1, validate=validate.Range(min=1), metadata={"description": "1-based page."})
     size = fields.Integer(
@@ -50,6 +52,11 @@ class SearchArgs(_Args):
     )
     source = fields.List(
         fields.String(), load_default=list, metadata={"description": "Only articles from this source; repeatable."}
+    )
+    site = fields.List(
+        fields.String(validate=validate.Length(min=1, max=MAX_SITE_CHARS, error="a site is {min} to {max} characters")),
+        load_default=list,
+        metadata={"description": "Only articles from this site (a host, or a top folder); repeatable."},
     )
     since = fields.Date(load_default=None, metadata={"description": "Published on or after (YYYY-MM-DD)."})
     until = fields.Date(load_default=None, metadata={"description": "Published on or before (YYYY-MM-DD)."})
@@ -74,7 +81,7 @@ class PageArgs(SearchArgs):
     )
 
     #: What the page's own links may carry over; nothing else reaches them.
-    LINK_ARGS = ("q", "tag", "source", "since", "until", "year", "sort", "size", "recent", "page")
+    LINK_ARGS = ("q", "tag", "source", "site", "since", "until", "year", "sort", "size", "recent", "page")
 
 
 class DocArgs(_Args):
@@ -98,16 +105,21 @@ class HitSchema(Schema):
     author = fields.String(allow_none=True)
     published = fields.String(allow_none=True, metadata={"description": "ISO date or datetime, as crawled."})
     score = fields.Float()
+    site = fields.String(allow_none=True, metadata={"description": "The host, or the top folder of a local page."})
+    display_url = fields.String(
+        allow_none=True, metadata={"description": "A readable trail to the page: host › folder › page."}
+    )
 
 
 class FacetValueSchema(Schema):
-    value = fields.Raw(required=True, metadata={"description": "Tag or source (string) or year (integer)."})
+    value = fields.Raw(required=True, metadata={"description": "Tag, source or site (string) or year (integer)."})
     count = fields.Integer(required=True)
 
 
 class FacetsSchema(Schema):
     tags = fields.List(fields.Nested(FacetValueSchema))
     sources = fields.List(fields.Nested(FacetValueSchema))
+    sites = fields.List(fields.Nested(FacetValueSchema))
     years = fields.List(fields.Nested(FacetValueSchema))
 
 

@@ -37,7 +37,7 @@ def safe_url(url: str | None) -> str | None:
 def link(**changes: Any) -> str:
     """This page's URL with some arguments changed; filters reset paging.
 
-    ``add_tag=x`` / ``remove_tag=x`` (and ``_source``) add or drop one value;
+    ``add_tag=x`` / ``remove_tag=x`` (and ``_source``, ``_site``) add or drop one value;
     ``year=2024`` or ``year=None``, ``sort=...``, ``page=n`` set or clear one.
     Only the page's own arguments are carried over, as a query string on a
     relative path: nothing from the request reaches ``url_for`` (whose
@@ -74,7 +74,7 @@ def _page_args() -> tuple[dict[str, Any], int | None]:
 
 
 def _filtered() -> bool:
-    return any(request.args.get(name) for name in ("tag", "source", "since", "until", "year"))
+    return any(request.args.get(name) for name in ("tag", "source", "site", "since", "until", "year"))
 
 
 @bp.app_template_global()
@@ -122,10 +122,14 @@ def index():
         q=q,
         error=None,
         result=result,
-        hits=[(hit, safe_url(hit.url), Markup(hit.title_html), Markup(hit.snippet_html)) for hit in result.hits],
+        hits=[
+            (hit, safe_url(hit.url), Markup(hit.title_html), Markup(hit.snippet_html), _trail(hit))
+            for hit in result.hits
+        ],
         year=year,
         tags=request.args.getlist("tag"),
         sources=request.args.getlist("source"),
+        sites=request.args.getlist("site"),
         since=request.args.get("since"),
         until=request.args.get("until"),
         sort_labels=SORT_LABELS,
@@ -133,6 +137,12 @@ def index():
         pages=_page_window(result.page, last_page),
         link=link,
     )
+
+
+def _trail(hit) -> str:
+    """The breadcrumb after the site (which is shown as a link of its own)."""
+    crumbs = hit.display_url or ""
+    return crumbs[len(hit.site) :] if hit.site and crumbs.startswith(hit.site) else crumbs
 
 
 def _page_window(page: int, last: int, width: int = 2) -> list[int]:
