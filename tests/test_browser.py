@@ -4,6 +4,7 @@ Playwright) against a real `search serve` (gunicorn) on a free local port."""
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import urllib.error
@@ -12,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import running_server, search_command
+from conftest import ROOT, SHARED_CORPORA, running_server, search_command
 
 CHROMIUM = os.environ.get("ZHSEARCH_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -66,6 +67,11 @@ def test_type_query_see_marks_page_filter_and_open_article(server, page, tmp_pat
     assert marks.count() > 3
     assert {marks.nth(i).inner_text() for i in range(marks.count())} & {"跨境电商", "跨境電商"}
     first_page_titles = page.locator("li.hit h2").all_inner_texts()
+    # Under each title: the site (a link that filters by it) and the trail to the page.
+    where = page.locator("li.hit h2 + p.where")
+    assert where.count() == page.locator("li.hit").count()
+    assert where.first.locator("a.site").inner_text() == "news.example.com"
+    assert all(re.fullmatch(r"news\.example\.com › articles › sample-\d{3}", t) for t in where.all_inner_texts())
     page.screenshot(path=str(tmp_path / "results.png"))
 
     # Page 2.
@@ -94,6 +100,47 @@ def test_type_query_see_marks_page_filter_and_open_article(server, page, tmp_pat
     page.wait_for_selector("article.doc h1")
     assert page.locator("article.doc .body p").count() >= 1
     assert page.locator("section.related li").count() >= 1
+
+
+@pytest.fixture(scope="module")
+def crawl_server(tmp_path_factory):
+    """`search serve` over the shared crawl of three documentation sites,
+    indexed with the example site rules (the quick way to index it)."""
+    html = SHARED_CORPORA / "html"
+    if not html.is_dir():
+        pytest.skip(f"the shared html crawl is not at {html} (set ZHSEARCH_SHARED_CORPORA)")
+    index = tmp_path_factory.mktemp("crawl") / "index"
+    env = {**os.environ, "ZHSEARCH_INDEX": str(index)}
+    rules = ROOT / "indexer" / "data" / "site-rules.example.toml"
+    subprocess.run(
+        [*search_command(), "index", "--site-rules", str(rules), str(html)],
+        check=True,
+        env=env,
+        capture_output=True,
+        timeout=600,
+    )
+    with running_server(index) as (base, _proc):
+        yield base
+
+
+def test_same_titles_told_apart_by_site_and_breadcrumb(crawl_server, page, tmp_path):
+    """Help pages called 表格 (and 工具栏) show where each one lives."""
+    page.goto(crawl_server + "/?q=%E8%A1%A8%E6%A0%BC")
+    page.wait_for_selector("li.hit")
+    page.screenshot(path=str(tmp_path / "表格.png"), full_page=True)
+    hits = page.locator("li.hit")
+    trails = []
+    for i in range(hits.count()):
+        hit = hits.nth(i)
+        site = hit.locator("p.where a.site").inner_text()
+        trail = hit.locator("p.where").inner_text()
+        assert site == "libreoffice-help-zh-cn" and trail.startswith(site + " › "), trail
+        if hit.locator("h2").inner_text() == "表格":
+            trails.append(trail)
+    assert len(trails) >= 2 and len(set(trails)) == len(trails), trails
+    # The site facet narrows to one site; each result names its source.
+    assert "libreoffice-help-zh-cn" in page.locator("aside.facets section", has_text="站点").inner_text()
+    assert set(page.locator("li.hit p.meta span").first.all_inner_texts()) == {"LibreOffice 帮助"}
 
 
 def test_suggestions_while_typing(server, page):
