@@ -28,7 +28,7 @@ from indexer.store import IndexBusy, IndexDamaged, IndexMissing, IndexStore
 from indexer.writer import RunRefused, delete_ids, existing_hashes, export_documents, index_paths
 from search.engine import SORTS, SearchEngine, SearchRequest
 from search.evaluate import EvalInputError, evaluate, load_qrels, load_queries, sample_queries
-from search.query import QueryError
+from search.query import QueryError, TooExpensive
 
 _MARK_RE = re.compile(r"<mark>(.*?)</mark>", re.S)
 _EXPECTED_ERRORS = (
@@ -93,6 +93,8 @@ def command(group: click.Group, *args, **kwargs):
 
 
 def _message(err: Exception) -> str:
+    if isinstance(err, TooExpensive):
+        return f"query too expensive: {err.message}"
     if isinstance(err, QueryError):
         return f"bad query: {err.message}" if err.field == "q" else f"bad {err.field}: {err.message}"
     if isinstance(err, OSError) and err.errno in (errno.ENOSPC, errno.EFBIG, errno.EDQUOT):
@@ -352,6 +354,8 @@ def query_cmd(
         click.echo(f"No results for {result.query!r}.")
         return
     note = " (no article has every word; showing articles with any of them)" if result.fallback else ""
+    if result.partial:
+        note += " (partial: the time budget ran out; these are the best of the matches found by then)"
     last = first + len(result.hits) - 1
     click.echo(
         f"{result.total} results{note}, {first}-{last} shown, in {result.took_ms:.1f} ms"
@@ -423,8 +427,15 @@ def stats_cmd(settings: Settings, as_json: bool) -> None:
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
 @click.option("--port", default=8000, show_default=True, type=click.IntRange(0, 65535))
 @click.option("--workers", type=click.IntRange(1, 64), default=None, help="gunicorn workers (default: one per core).")
+@click.option(
+    "--timeout",
+    type=click.IntRange(2, 3600),
+    default=30,
+    show_default=True,
+    help="Seconds a worker may spend on one request before it answers 503 and is replaced.",
+)
 @click.option("--dev", is_flag=True, help="Flask's development server with the reloader instead of gunicorn.")
-def serve_cmd(settings: Settings, host: str, port: int, workers: int | None, dev: bool) -> None:
+def serve_cmd(settings: Settings, host: str, port: int, workers: int | None, timeout: int, dev: bool) -> None:
     """Serve the search page and the JSON API."""
     from web.server import default_workers, serve, serve_dev
 
@@ -437,7 +448,7 @@ def serve_cmd(settings: Settings, host: str, port: int, workers: int | None, dev
     click.echo(
         f"serving {settings.index} on http://{host}:{port}/ with {workers or default_workers()} workers", err=True
     )
-    serve(settings, host, port, workers)
+    serve(settings, host, port, workers, timeout=timeout)
 
 
 @command(cli, "check")

@@ -107,6 +107,8 @@ def remember_normalized(text: str, folded: str) -> None:
     while: a process that got a text's normal form from another (an
     indexing worker, from the process that read the record) need not fold
     it again."""
+    if len(text) > LONG_TEXT_CHARS:
+        return  # a handful of those would hold hundreds of MB
     try:
         if len(_normalized) >= _NORMALIZED_KEPT:
             del _normalized[next(iter(_normalized))]
@@ -498,6 +500,64 @@ def index_gram_lines(text: str) -> list[list[str]]:
     """``index_grams`` of each line of ``text``, normalized once as a whole
     (normalization leaves line breaks where they are)."""
     return [_normalized_grams(line) for line in normalize(text).split("\n")]
+
+
+#: Texts longer than this are analysed a piece at a time (see
+#: ``text_pieces`` and ``gram_chunks``): one 5 MB record analysed whole
+#: took gigabytes, outside the writer's memory budget.
+LONG_TEXT_CHARS = 200_000
+#: Characters, or grams, in one piece of a long text.
+PIECE_CHARS = 65_536
+# Text up to its last character jieba never puts inside a word (it cuts
+# its blocks there).
+_LAST_BLOCK_END_RE = re.compile(r"(?s).*[^\u4e00-\u9fd5a-zA-Z0-9+#&._%\-]")
+
+
+def text_pieces(text: str, size: int = PIECE_CHARS) -> Iterator[str]:
+    """``text`` in consecutive pieces of about ``size`` characters, cut
+    after a line break, or else after a character jieba ends its blocks
+    at (space, punctuation), so each piece segments as it would in the
+    whole; a run of more than ``size`` characters with no such place is
+    cut where it must be."""
+    start = 0
+    while len(text) - start > size:
+        end = text.rfind("\n", start, start + size) + 1
+        if end <= start:
+            last = _LAST_BLOCK_END_RE.match(text, start + size // 2, start + size)
+            end = last.end() if last else start + size
+        yield text[start:end]
+        start = end
+    if start < len(text):
+        yield text[start:]
+
+
+def gram_chunks(normalized: str, size: int = PIECE_CHARS) -> Iterator[tuple[int, list[str]]]:
+    """The grams of a normalized text, at the positions ``index_gram_lines``
+    gives them (lines ``LINE_GAP`` apart), a chunk of about ``size`` grams
+    at a time: ``(position of the chunk's first gram, grams)``."""
+    base = 0
+    for line in normalized.split("\n"):
+        pos = base
+        out: list[str] = []
+        for run in _RUN_RE.findall(line):
+            if len(run) > 1 and is_cjk(run[0]):
+                for i in range(0, len(run) - 1, size):
+                    out.extend(map(str.__add__, run[i : i + size], run[i + 1 : i + size + 1]))
+                    if len(out) >= size:
+                        yield pos, out
+                        pos += len(out)
+                        out = []
+                out.append(run[-1])
+            else:
+                out.append(run)
+            if len(out) >= size:
+                yield pos, out
+                pos += len(out)
+                out = []
+        if out:
+            yield pos, out
+            pos += len(out)
+        base = pos + LINE_GAP
 
 
 def _normalized_grams(text: str) -> list[str]:

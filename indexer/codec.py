@@ -25,6 +25,7 @@ import itertools
 import operator
 import pickle
 import zlib
+from array import array
 from collections.abc import Iterable, Iterator
 from pickle import dumps
 from struct import Struct
@@ -51,8 +52,13 @@ from indexer.analysis import remember_normalized
 BLOCK_LIMIT = 128
 #: Pickled blocks shorter than this are stored uncompressed.
 COMPRESS_MIN_BYTES = 256
-#: Terms (with their postings) per pickled chunk of a spilled run.
-_RUN_CHUNK = 16_384
+#: Terms, and postings, per pickled chunk of a spilled run: a merge holds
+#: one chunk of every run it reads (a few MB each).
+_RUN_CHUNK = 4_096
+_RUN_CHUNK_POSTINGS = 32_768
+#: Runs merged at once; more are first merged into fewer, longer runs,
+#: so a merge's memory does not grow with the size of the segment.
+_MERGE_FANIN = 32
 #: Bytes buffered before a write to the postings or terms file.
 _FLUSH_BYTES = 1 << 22
 
@@ -310,9 +316,18 @@ class TermPool(PostingPool):
             self._count = 0
             self._bytes = 0
 
-    def _write_run(self, f, items) -> None:
+    def _write_run(self, f, items: Iterable[TermPostings]) -> None:
         try:
-            while chunk := list(itertools.islice(items, _RUN_CHUNK)):
+            chunk: list[TermPostings] = []
+            postings = 0
+            for item in items:
+                chunk.append(item)
+                postings += len(item[2])
+                if len(chunk) >= _RUN_CHUNK or postings >= _RUN_CHUNK_POSTINGS:
+                    pickle.dump(chunk, f, 5)
+                    chunk = []
+                    postings = 0
+            if chunk:
                 pickle.dump(chunk, f, 5)
         finally:
             f.close()
@@ -337,6 +352,19 @@ class TermPool(PostingPool):
             return
         self.save()
         runs, self.runs = self.runs, []
+        while len(runs) > _MERGE_FANIN:
+            # A pass merges consecutive runs, keeping them in document order.
+            longer = []
+            for start in range(0, len(runs), _MERGE_FANIN):
+                path, f = self._new_run()
+                self._write_run(f, self._merged(runs[start : start + _MERGE_FANIN]))
+                longer.append(path)
+            runs = longer
+        yield from self._merged(runs)
+
+    def _merged(self, runs: list) -> Iterator[TermPostings]:
+        """The terms of ``runs`` (each sorted), merged; a term's postings
+        from earlier runs first (runs hold ascending document numbers)."""
         merged = heapq.merge(*(self._read_run(path) for path in runs), key=lambda t: (t[0], t[1]))
         for (fieldname, tbytes), group in itertools.groupby(merged, key=lambda t: (t[0], t[1])):
             ids: list[int] = []
@@ -394,6 +422,11 @@ class _TermTable(filetables.OrderedHashWriter):
         self._index_append = self.index.array.append
         self.lastkey = b""
         self._out = _Buffered(dbfile)
+        # Each term's hash and offset, in typed arrays: Whoosh keeps an
+        # (int, int) tuple per term, some 120 bytes; a segment of 17
+        # million terms held 2 GB in them.
+        self._hashes = [array("I") for _ in range(256)]
+        self._offsets = [array("q") for _ in range(256)]
 
     def add(self, key: bytes, value: bytes) -> None:
         """Add a key greater than any added before (``add_terms`` checks
@@ -405,7 +438,8 @@ class _TermTable(filetables.OrderedHashWriter):
             self.index.append(pos)  # widens the array's type
             self._index_append = self.index.append
         h = zlib.crc32(key)
-        self.buckets[h & 255].append((h, pos))
+        self._hashes[h & 255].append(h)
+        self._offsets[h & 255].append(pos)
         self.lastkey = key
 
     def flush(self) -> None:
@@ -416,18 +450,19 @@ class _TermTable(filetables.OrderedHashWriter):
         # as entries), packed a table at a time.
         self.flush()
         dbfile = self.dbfile
-        for entries in self.buckets:
-            numslots = 2 * len(entries)
+        for hashes, offsets in zip(self._hashes, self._offsets, strict=True):
+            numslots = 2 * len(hashes)
             self.directory.append((dbfile.tell(), numslots))
             if not numslots:
                 continue
-            table = [_NULL_SLOT] * numslots
-            for entry in entries:
+            table: list[tuple[int, int] | None] = [None] * numslots
+            for entry in zip(hashes, offsets, strict=True):
                 slot = (entry[0] >> 8) % numslots
-                while table[slot] is not _NULL_SLOT:
+                while table[slot] is not None:
                     slot = (slot + 1) % numslots
                 table[slot] = entry
-            dbfile.write(b"".join([_POINTER.pack(h, pos) for h, pos in table]))
+            dbfile.write(b"".join([_POINTER.pack(*(entry or _NULL_SLOT)) for entry in table]))
+            del hashes[:], offsets[:]
 
     def close(self) -> None:
         self.flush()

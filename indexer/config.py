@@ -40,6 +40,9 @@ class Settings:
     max_page_size: int = 100
     #: Characters in a snippet (the window around the densest matches).
     snippet_chars: int = 140
+    #: Milliseconds of work a search may take before it answers with what
+    #: it has found so far (marked partial); 0 for no limit.
+    query_budget_ms: int = 1500
     #: Memory, in MB, for the postings of an index build (shared by its
     #: worker processes) before they are spilled to disk and merged:
     #: spilling makes a build about a fifth slower.
@@ -84,6 +87,10 @@ class Settings:
         return dataclasses.replace(self, **changes)
 
 
+#: Whole-number settings for which 0 means "no limit".
+_ZERO_MEANS_NONE = ("query_budget_ms",)
+
+
 def _coerce(name: str, declared: Any, value: Any) -> Any:
     spec = Settings.__dataclass_fields__[name]
     default = spec.default if spec.default is not dataclasses.MISSING else spec.default_factory()
@@ -96,7 +103,7 @@ def _coerce(name: str, declared: Any, value: Any) -> Any:
             number = int(value)
         except (TypeError, ValueError):
             raise ValueError(f"{ENV_PREFIX}{name.upper()} must be a whole number, not {value!r}") from None
-        if number <= 0:
+        if number < 0 or (number == 0 and name not in _ZERO_MEANS_NONE):
             raise ValueError(f"{name} must be positive, not {number}")
         return number
     return value

@@ -20,12 +20,16 @@ from whoosh.system import pack_uint
 
 from indexer.analysis import (
     LINE_GAP,
+    LONG_TEXT_CHARS,
     Segmentation,
     gram_analyzer,
+    gram_chunks,
     index_gram_lines,
     index_words,
     keyword_analyzer,
+    normalize,
     segmentation_of_analyzer,
+    text_pieces,
     word_analyzer,
 )
 
@@ -42,7 +46,14 @@ class WordField(TEXT):
             yield from super().index(value, **kwargs)
             return
         boost = self.format.field_boost
-        for word, freq in Counter(index_words(value, segmentation_of_analyzer(self.analyzer))).items():
+        seg = segmentation_of_analyzer(self.analyzer)
+        if len(value) <= LONG_TEXT_CHARS:
+            counts = Counter(index_words(value, seg))
+        else:
+            counts = Counter()
+            for piece in text_pieces(value):
+                counts.update(index_words(piece, seg))
+        for word, freq in counts.items():
             if freq < len(_FREQ_VALUES) and boost == 1.0:
                 # Shared objects: a build pools millions of these.
                 yield word.encode("utf-8"), freq, _FREQ_WEIGHTS[freq], _FREQ_VALUES[freq]
@@ -60,20 +71,48 @@ class GramField(TEXT):
             yield from super().index(value, **kwargs)
             return
         boost = self.format.field_boost
+        if len(value) > LONG_TEXT_CHARS:
+            for positions in partitioned_gram_positions(normalize(value)):
+                yield from _gram_postings(positions, boost)
+            return
         positions: defaultdict[str, list[int]] = defaultdict(list)
         base = 0
         for grams in index_gram_lines(value):
             for pos, gram in enumerate(grams, base):
                 positions[gram].append(pos)
             base += len(grams) + LINE_GAP
-        for gram, poslist in positions.items():
-            if len(poslist) == 1 and poslist[0] < len(_ONE_POSITION):
-                yield gram.encode("utf-8"), 1, boost, _ONE_POSITION[poslist[0]]
-                continue
-            deltas = [poslist[0]] + [b - a for a, b in zip(poslist, poslist[1:], strict=False)]
-            freq = len(poslist)
-            weight = _FREQ_WEIGHTS[freq] if freq < len(_FREQ_WEIGHTS) and boost == 1.0 else freq * boost
-            yield gram.encode("utf-8"), freq, weight, pack_uint(len(deltas)) + dumps(deltas, 2)
+        yield from _gram_postings(positions, boost)
+
+
+#: Grams of a long text given positions at once (some 25 MB of them).
+PART_GRAMS = 100_000
+
+
+def partitioned_gram_positions(normalized: str, part_grams: int = PART_GRAMS) -> Iterator[dict[str, list[int]]]:
+    """The positions of each gram of a long text, for one share of its
+    grams at a time (by hash): a text of a million distinct grams needs
+    a dictionary as large, but its shares need only a part each. Every
+    share reads the whole text again, a few seconds for 5 MB."""
+    parts = len(normalized) // part_grams + 1
+    for part in range(parts):
+        positions: defaultdict[str, list[int]] = defaultdict(list)
+        for base, grams in gram_chunks(normalized):
+            for pos, gram in enumerate(grams, base):
+                if hash(gram) % parts == part:
+                    positions[gram].append(pos)
+        yield positions
+
+
+def _gram_postings(positions: dict[str, list[int]], boost: float) -> Iterator[Posting]:
+    """Postings in ``Positions`` encoding from each gram's positions."""
+    for gram, poslist in positions.items():
+        if len(poslist) == 1 and poslist[0] < len(_ONE_POSITION):
+            yield gram.encode("utf-8"), 1, boost, _ONE_POSITION[poslist[0]]
+            continue
+        deltas = [poslist[0]] + [b - a for a, b in zip(poslist, poslist[1:], strict=False)]
+        freq = len(poslist)
+        weight = _FREQ_WEIGHTS[freq] if freq < len(_FREQ_WEIGHTS) and boost == 1.0 else freq * boost
+        yield gram.encode("utf-8"), freq, weight, pack_uint(len(deltas)) + dumps(deltas, 2)
 
 
 #: ``Positions.encode([p])`` for the positions most grams have: most occur

@@ -29,6 +29,7 @@ from indexer.schema import SegmentColumn
 from indexer.sites import display_url, host_of
 from indexer.store import IndexDamaged, IndexMissing, IndexStore, changed_files, is_read_error
 from indexer.writer import stored_to_record
+from search.budget import OutOfTime, out_of_time, time_budget
 from search.facets import NewestFirst, facet_counts, facet_types
 from search.highlight import highlight_all, snippet
 from search.matching import TopScores, field_lengths
@@ -37,6 +38,7 @@ from search.query import (
     Exhaustive,
     ParsedQuery,
     QueryError,
+    TooExpensive,
     Weights,
     compile_query,
     content_words,
@@ -114,6 +116,9 @@ class SearchResult:
     facets: dict[str, list[dict[str, Any]]] | None = None
     #: A corrected query (pinyin, homophone typos) when this one found little.
     suggestion: str | None = None
+    #: The time budget ran out: these are the best of the matches found
+    #: by then (the total counts those), not of all.
+    partial: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -127,6 +132,7 @@ class SearchResult:
             "results": [h.to_dict() for h in self.hits],
             "facets": self.facets,
             "suggestion": self.suggestion,
+            "partial": self.partial,
         }
 
 
@@ -227,7 +233,8 @@ class SearchEngine:
         if cached is not None:
             return dataclasses.replace(cached, took_ms=(time.perf_counter() - started) * 1000)
         try:
-            result = self._search(request, searcher, started)
+            with time_budget(self.settings.query_budget_ms / 1000):
+                result = self._search(request, searcher, started)
         except Exception as err:
             if is_read_error(err):
                 raise IndexDamaged(
@@ -235,7 +242,8 @@ class SearchEngine:
                 ) from None
             raise
         with self._lock:
-            if key[0] == self._version:
+            # A partial answer depends on how busy the machine was.
+            if key[0] == self._version and not result.partial:
                 self._cache[key] = result
                 while len(self._cache) > CACHE_SIZE:
                     self._cache.popitem(last=False)
@@ -265,24 +273,28 @@ class SearchEngine:
             window = max(window, RESCORE_WINDOW)
         if by_units:
             window = max(window, self.weights.question_window)
-        kwargs: dict[str, Any] = {
-            "limit": window,
-            "filter": filter_q,
+        try:
             # Resolved to documents once: as a query, each candidate would
             # advance a union of every excluded word's terms.
-            "mask": query_docs(compiled.exclude, searcher) if compiled.exclude is not None else None,
-            "optimize": False,
-        }
+            mask = query_docs(compiled.exclude, searcher) if compiled.exclude is not None else None
+        except OutOfTime:
+            raise TooExpensive() from None
+        kwargs: dict[str, Any] = {"limit": window, "filter": filter_q, "mask": mask, "optimize": False}
         if request.sort == "date":
             kwargs["sortedby"] = sorting.MultiFacet([NewestFirst(), sorting.ScoreFacet()])
         if request.facets:
             kwargs["groupedby"] = facet_types()
-        results = _run(searcher, Exhaustive(compiled.strict), kwargs)
+        results, partial = _run(searcher, Exhaustive(compiled.strict), kwargs)
         fallback = False
-        if len(results) == 0 and compiled.loose is not None:
-            results = _run(searcher, Exhaustive(compiled.loose), kwargs)
+        if len(results) == 0 and compiled.loose is not None and not partial:
+            results, partial = _run(searcher, Exhaustive(compiled.loose), kwargs)
             fallback = len(results) > 0
+        if partial and len(results) == 0:
+            raise TooExpensive()
         ranked = [(results.docnum(i), _relevance(results.score(i))) for i in range(results.scored_length())]
+        if partial or out_of_time():
+            # What is left of the budget goes to the page itself.
+            partial, by_units, rescore = True, False, False
         if by_units:
             w = self.weights
             units = question_units(content_words(parsed, self.segmentation))
@@ -299,7 +311,7 @@ class SearchEngine:
             for docnum, score in ranked[offset:limit]
         ]
         suggestion = None
-        if (fallback or len(results) < SUGGEST_BELOW) and parsed.groups:
+        if (fallback or len(results) < SUGGEST_BELOW) and parsed.groups and not partial:
             suggestion = self._speller.suggest(searcher.reader(), self._version or "", request.q, self.segmentation)
         return SearchResult(
             query=request.q,
@@ -312,6 +324,7 @@ class SearchEngine:
             hits=hits,
             facets=facet_counts(results) if request.facets else None,
             suggestion=suggestion if suggestion != request.q else None,
+            partial=partial,
         )
 
     def _hit(self, stored: dict[str, Any], score: float | None, terms: list[str], snippets: bool) -> Hit:
@@ -401,17 +414,23 @@ def _relevance(key: Any) -> float | None:
     return key
 
 
-def _run(searcher: Searcher, q: wq.Query, kwargs: dict[str, Any]) -> Results:
-    """``searcher.search(q, **kwargs)``; a ranking by score alone goes to
-    ``TopScores``, which takes bulk-scored matches in one step."""
+def _run(searcher: Searcher, q: wq.Query, kwargs: dict[str, Any]) -> tuple[Results, bool]:
+    """``searcher.search(q, **kwargs)``, and whether the time budget ended
+    it early (the results then hold what was collected by then). A ranking
+    by score alone goes to ``TopScores``, which takes bulk-scored matches
+    in one step."""
     limit = kwargs["limit"]
     if kwargs.get("sortedby") or kwargs.get("groupedby") or limit >= searcher.doc_count():
-        return searcher.search(q, **kwargs)
-    collector = TopScores(limit, usequality=False)
-    if kwargs.get("filter") or kwargs.get("mask"):
-        collector = FilterCollector(collector, kwargs.get("filter"), kwargs.get("mask"))
-    searcher.search_with_collector(q, collector)
-    return collector.results()
+        collector = searcher.collector(**kwargs)
+    else:
+        collector = TopScores(limit, usequality=False)
+        if kwargs.get("filter") or kwargs.get("mask"):
+            collector = FilterCollector(collector, kwargs.get("filter"), kwargs.get("mask"))
+    try:
+        searcher.search_with_collector(q, collector)
+    except OutOfTime:
+        return collector.results(), True
+    return collector.results(), False
 
 
 def _check_paging(page: int, size: int, max_size: int) -> None:

@@ -27,6 +27,7 @@ from whoosh.scoring import BM25FScorer
 from whoosh.util.numeric import byte_to_length
 
 from indexer.codec import length_bytes
+from search.budget import check_time
 
 #: ``byte_to_length`` for every byte value (field lengths are stored as one).
 _LENGTHS = [byte_to_length(b) for b in range(256)]
@@ -37,7 +38,7 @@ class AnyWord(wq.Or):
 
     def matcher(self, searcher, context=None):
         scores: dict[int, float] = {}
-        for leaf, boost in _leaves(self, 1.0):
+        for leaf, boost in _leaves(self, 1.0, searcher.reader()):
             _add_scores(leaf.matcher(searcher, context), boost, searcher, scores)
         return _ranked(scores, 1.0)
 
@@ -62,7 +63,7 @@ class AllWords(wq.And):
         reader = searcher.reader()
         parts = []
         for sub in _parts(self):
-            leaves = [(leaf, boost, leaf.estimate_size(reader)) for leaf, boost in _leaves(sub, 1.0)]
+            leaves = [(leaf, boost, leaf.estimate_size(reader)) for leaf, boost in _leaves(sub, 1.0, reader)]
             parts.append((sum(size for _leaf, _boost, size in leaves), leaves))
         parts.sort(key=lambda part: part[0])
         scores: dict[int, float] | None = None
@@ -128,11 +129,27 @@ class Unpruned(WrappingMatcher):
     """A matcher the collector may not replace with a pruned one (see
     ``search.query.Exhaustive``)."""
 
+    _steps = 0
+
     def _replacement(self, newchild):
         return self.__class__(newchild)
 
     def replace(self, minquality=0):
         return self
+
+    def next(self):
+        # The matches a collector steps through one by one: a look at the
+        # clock every few hundred (see ``search.budget``).
+        self._steps += 1
+        if not self._steps & 255:
+            check_time()
+        return self.child.next()
+
+    def skip_to(self, docnum):
+        self._steps += 1
+        if not self._steps & 255:
+            check_time()
+        return self.child.skip_to(docnum)
 
 
 #: Wrappers that pass their child's matches on, scores scaled by ``boost``.
@@ -180,12 +197,23 @@ def _parts(q: wq.And) -> Iterator[wq.Query]:
             yield sub
 
 
-def _leaves(q: wq.Query, boost: float) -> Iterator[tuple[wq.Query, float]]:
+def _leaves(q: wq.Query, boost: float, reader) -> Iterator[tuple[wq.Query, float]]:
     """The non-Or parts of nested plain ``Or`` queries, each with the boost
-    the Ors above it apply."""
+    the Ors above it apply.
+
+    A prefix (a character typed alone) is its terms: Whoosh would score it
+    as a union tree of up to hundreds of term matchers, stepped document by
+    document; as terms, each posting list is scored in bulk. The score is
+    the same sum."""
     if isinstance(q, wq.Or) and not q.minmatch and not q.scale:
         for sub in q.subqueries:
-            yield from _leaves(sub, boost * q.boost)
+            yield from _leaves(sub, boost * q.boost, reader)
+    elif isinstance(q, wq.MultiTerm):
+        fieldname = q.field()
+        for i, btext in enumerate(q._btexts(reader)):
+            if not i & 63:
+                check_time()
+            yield wq.Term(fieldname, btext), boost * q.boost
     else:
         yield q, boost
 
@@ -202,6 +230,7 @@ def _add_scores(m, boost: float, searcher, scores: dict[int, float], only: dict[
         idf, avgfl, b, k1 = scorer.idf, scorer.avgfl, scorer.B, scorer.K1
         get = scores.get
         for ids, weights in _blocks(m):
+            check_time()
             for docnum, tf in zip(ids, weights, strict=True):
                 if only is not None and docnum not in only:
                     continue
@@ -209,11 +238,15 @@ def _add_scores(m, boost: float, searcher, scores: dict[int, float], only: dict[
                 s = idf * ((tf * (k1 + 1)) / (tf + k1 * ((1 - b) + b * lengths[docnum] / avgfl)))
                 scores[docnum] = get(docnum, 0.0) + s * boost
         return
+    steps = 0
     while m.is_active():
         docnum = m.id()
         if only is None or docnum in only:
             scores[docnum] = scores.get(docnum, 0.0) + m.score() * boost
         m.next()
+        steps += 1
+        if not steps & 255:
+            check_time()
 
 
 def _probe_scores(m, boost: float, candidates: list[int], scores: dict[int, float]) -> None:
@@ -228,6 +261,8 @@ def _probe(m, candidates: list[int]) -> Iterator[tuple[int, float]]:
     """(index, score) of each of the (sorted) candidate documents that
     ``m`` matches, skipping ``m`` to each in turn."""
     for i, docnum in enumerate(candidates):
+        if not i & 255:
+            check_time()
         if not m.is_active():
             return
         if m.id() < docnum:

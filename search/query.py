@@ -42,6 +42,7 @@ from indexer.analysis import (
     query_words,
 )
 from indexer.schema import GRAM_FIELDS
+from search.budget import check_time
 from search.matching import AllWords, AnyWord, Scored, Unpruned, with_bonus
 
 #: Longest query accepted, in characters.
@@ -94,10 +95,25 @@ class QueryError(ValueError):
     """A query the parser cannot understand; ``field`` names the request
     parameter at fault (``q`` for the query text)."""
 
+    #: The error code the API answers with.
+    code = "bad_query"
+
     def __init__(self, message: str, field: str = "q") -> None:
         super().__init__(message)
         self.message = message
         self.field = field
+
+
+class TooExpensive(QueryError):
+    """The time budget ran out before the query found anything to show."""
+
+    code = "too_expensive"
+
+    def __init__(self) -> None:
+        super().__init__(
+            "this query needs more work than one search may take (many single characters or exclusions);"
+            " use longer words, or quotes around phrases"
+        )
 
 
 @dataclass(frozen=True)
@@ -516,10 +532,19 @@ class CappedPrefix(wq.Prefix):
         return itertools.islice(super()._btexts(ixreader), MAX_EXPANSION)
 
     def docs(self, searcher):
+        """The documents of the expansion's terms: read with each term's
+        dictionary entry, which holds the postings of a term in one
+        document (most bigrams) without a posting list to open."""
         reader = searcher.reader()
         found: set[int] = set()
-        for btext in self._btexts(reader):
-            found.update(reader.postings(self.fieldname, btext).all_ids())
+        terms = itertools.islice(reader.iter_prefix(self.fieldname, self.text), MAX_EXPANSION)
+        for i, (btext, info) in enumerate(terms):
+            if not i & 63:
+                check_time()
+            if info.is_inlined():
+                found.update(info.inlined_postings()[0])
+            else:
+                found.update(reader.postings(self.fieldname, btext).all_ids())
         return iter(sorted(found))
 
 
@@ -532,6 +557,7 @@ def query_docs(q: wq.Query, searcher) -> set[int]:
 
 
 def _segment_docs(q: wq.Query, searcher) -> set[int]:
+    check_time()
     if isinstance(q, wq.Or):
         found: set[int] = set()
         for sub in q.subqueries:

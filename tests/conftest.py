@@ -13,7 +13,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 
 import pytest
@@ -50,14 +50,16 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def running_server(index: Path, dev: bool = False) -> Iterator[tuple[str, subprocess.Popen]]:
-    """`search serve --workers 2` (or ``--dev``) over ``index`` on
-    127.0.0.1, started in a session of its own; yields its base URL (once
-    it answers anything, an error included) and its process, and stops it
-    afterwards."""
+def running_server(
+    index: Path, dev: bool = False, options: Sequence[str] = ("--workers", "2"), env: Mapping[str, str] | None = None
+) -> Iterator[tuple[str, subprocess.Popen]]:
+    """`search serve --workers 2` (or ``--dev``, or other ``options``) over
+    ``index`` on 127.0.0.1, started in a session of its own; yields its
+    base URL (once it answers anything, an error included) and its
+    process, and stops it afterwards."""
     port = free_port()
-    env = {**os.environ, "ZHSEARCH_INDEX": str(index)}
-    mode = ["--dev"] if dev else ["--workers", "2"]
+    env = {**os.environ, **(env or {}), "ZHSEARCH_INDEX": str(index)}
+    mode = ["--dev"] if dev else list(options)
     proc = subprocess.Popen(
         [*search_command(), "serve", "--port", str(port), *mode],
         env=env,

@@ -2,20 +2,28 @@
 
 from __future__ import annotations
 
+from collections import Counter
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from indexer.analysis import (
+    LINE_GAP,
     Segmentation,
     gram_analyzer,
+    gram_chunks,
     grams,
+    index_gram_lines,
     index_grams,
+    index_words,
     normalize,
     phrase_grams,
     query_words,
+    text_pieces,
     word_analyzer,
 )
+from indexer.schema import partitioned_gram_positions
 
 
 def index_tokens(text: str, seg: Segmentation | None = None) -> list[str]:
@@ -142,3 +150,46 @@ def test_gram_positions_leave_a_gap_between_lines(make_index):
     found = [searcher.stored_fields(hit.docnum)["id"] for hit in searcher.search(near)]
     assert found == ["joined"]
     assert Weights().near_slop < LINE_GAP
+
+
+LONG_TEXT = "\n".join(
+    [
+        "跨境电商平台TikTok Shop在东南亚的GMV增长了120.5%，亚马逊Prime Day期间物流时效下降。",
+        "物流" * 300 + "仓储",
+        "",
+        "数据透视表、条件格式和冻结首行。" * 40,
+    ]
+    * 6
+)
+
+
+def test_long_texts_are_cut_where_segmentation_would_cut_them():
+    pieces = list(text_pieces(LONG_TEXT, size=500))
+    assert "".join(pieces) == LONG_TEXT
+    assert len(pieces) > 10 and all(len(p) <= 500 for p in pieces)
+    # Each piece segments as it would inside the whole text: the same words.
+    whole = Counter(index_words(LONG_TEXT))
+    assert sum((Counter(index_words(p)) for p in pieces), Counter()) == whole
+
+
+def test_long_texts_give_the_same_gram_positions_a_share_at_a_time():
+    expected: dict[str, list[int]] = {}
+    base = 0
+    for line in index_gram_lines(LONG_TEXT):
+        for pos, gram in enumerate(line, base):
+            expected.setdefault(gram, []).append(pos)
+        base += len(line) + LINE_GAP
+    normalized = normalize(LONG_TEXT)
+    chunked: dict[str, list[int]] = {}
+    for start, chunk in gram_chunks(normalized, size=97):
+        assert len(chunk) < 2 * 97
+        for pos, gram in enumerate(chunk, start):
+            chunked.setdefault(gram, []).append(pos)
+    assert chunked == expected
+    shares = list(partitioned_gram_positions(normalized, part_grams=1000))
+    assert len(shares) > 3
+    merged: dict[str, list[int]] = {}
+    for share in shares:
+        assert not set(share) & set(merged)  # each gram in one share only
+        merged.update(share)
+    assert merged == expected

@@ -4,22 +4,32 @@ traceback, always an answer within a bounded time."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import os
+import subprocess
+import sys
 import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from whoosh import query as wq
 
 from cli import cli
 from indexer.html import HtmlError, decode, extract
 from indexer.sources import CrawlFile, file_format, read_file
 from indexer.writer import index_paths
+from search.budget import check_time, time_budget
 from search.query import MAX_QUERY_CHARS, QueryError, compile_query, parse_query
 from web import create_app
 
-from conftest import IndexHarness, shared_corpus
+from conftest import IndexHarness, running_server, shared_corpus, write_jsonl
 
 #: Seconds any single query may take to be answered, even a hostile one.
 BOUND = 3.0
@@ -312,20 +322,116 @@ def test_single_character_exclusions_are_resolved_once_and_cheaply(poems):
         assert result.total == len(expected) > 0, n
 
 
-def test_millions_of_bad_lines_cost_a_counter_not_memory(tmp_path):
-    """A few kB of gzip can hold millions of bad lines; each used to be
-    kept and printed (1.05 GB and 2 million lines for 2 million)."""
-    import gzip
-    import subprocess
-    import sys
+#: Queries that touch most of poetry-20k: every single character expands to
+#: hundreds of gram terms (the 40-character one took 22 s without a budget).
+EXPENSIVE = [
+    "春 风 花 月 山 水 人 不 一 天 日 云 无 来 何 有 中 年 时 上 长 自 心 生 白 行 清 高 归 见 知 千 里 相 江 秋 夜 如 为 明",
+    "的 了 是 我 你 他 她 它 们 这 那 个 之 而 与 及",
+    "一 OR 二 OR 三 OR 四 OR 五 OR 六 OR 七 OR 八 OR 九 OR 十",
+    "春 " + " ".join(f"-{c}" for c in EXCLUDED),
+]
 
-    bomb = tmp_path / "bomb.jsonl.gz"
-    with gzip.open(bomb, "wt") as fh:
-        fh.write(json.dumps({"id": "ok", "title": "唯一的好记录"}) + "\n")
-        fh.write("x\n" * 500_000)
-    assert bomb.stat().st_size < 5_000
-    # The peak of this process's own memory (VmHWM: ru_maxrss would count
-    # the forking test process too, as Linux keeps it across exec).
+
+def test_every_query_answers_within_its_time_budget(poems):
+    """Whatever the query, a request ends within 2 s: with the best of what
+    it found by then (``partial``), or a 400 saying it is too expensive."""
+    client = create_app(poems.settings).test_client()
+    for q in EXPENSIVE:
+        for extra in ({}, {"facets": "1"}, {"sort": "date"}):
+            started = time.monotonic()
+            resp = client.get("/api/search", query_string={"q": q, **extra})
+            elapsed = time.monotonic() - started
+            assert elapsed < 2.0, (q, extra, elapsed)
+            body = resp.get_json()
+            if resp.status_code == 400:
+                assert body["error"]["code"] == "too_expensive", body
+                assert "more work than one search may take" in body["error"]["message"]
+            else:
+                assert resp.status_code == 200, body
+                assert body["total"] > 0 and body["results"], (q, extra)
+                if body["partial"]:
+                    assert len(body["results"]) <= body["total"]
+    cheap = client.get("/api/search", query_string={"q": "明月"}).get_json()
+    assert cheap["partial"] is False and cheap["total"] > 0
+
+
+def test_a_spent_budget_is_a_clear_refusal_everywhere(poems):
+    settings = dataclasses.replace(poems.settings, query_budget_ms=1)
+    resp = create_app(settings).test_client().get("/api/search", query_string={"q": EXPENSIVE[0]})
+    assert resp.status_code == 400
+    assert resp.get_json()["error"]["code"] == "too_expensive"
+    page = create_app(settings).test_client().get("/", query_string={"q": EXPENSIVE[0]})
+    assert page.status_code == 400 and "more work than one search may take" in page.get_data(as_text=True)
+    result = CliRunner().invoke(
+        cli, ["--index", str(settings.index), "query", EXPENSIVE[0]], env={"ZHSEARCH_QUERY_BUDGET_MS": "1"}
+    )
+    assert result.exit_code == 1 and "query too expensive" in result.output, result.output
+    assert "Traceback" not in result.output
+
+
+def test_a_request_past_the_worker_timeout_gets_a_json_answer(poems):
+    """With no time budget, the 40-character query holds a worker for
+    many seconds; at the server's timeout the request is stopped with a
+    JSON 503 and the security headers (gunicorn's was an HTML 500), and a
+    new worker takes over."""
+    options = ("--workers", "1", "--timeout", "2")
+    with running_server(poems.settings.index, options=options, env={"ZHSEARCH_QUERY_BUDGET_MS": "0"}) as (base, _proc):
+        url = base + "/api/search?" + urllib.parse.urlencode({"q": EXPENSIVE[0]})
+        started = time.monotonic()
+        with pytest.raises(urllib.error.HTTPError) as caught:
+            urllib.request.urlopen(url, timeout=60)
+        assert time.monotonic() - started < 15
+        err = caught.value
+        assert err.code == 503
+        assert err.headers["Content-Type"] == "application/json"
+        assert err.headers["X-Content-Type-Options"] == "nosniff"
+        assert json.loads(err.read())["error"]["code"] == "timeout"
+        deadline = time.monotonic() + 60
+        while True:  # the replacement worker answers
+            try:
+                # A new worker opens and warms up the index before it answers.
+                with urllib.request.urlopen(base + "/api/search?q=%E6%98%8E%E6%9C%88", timeout=60) as resp:
+                    assert json.loads(resp.read())["total"] > 0
+                break
+            except OSError:  # refused or reset while the old worker goes
+                assert time.monotonic() < deadline
+                time.sleep(0.5)
+
+
+class _SlowQuery(wq.Term):
+    """A term whose matching takes 60 ms per segment, as a query over a
+    large segment would, looking at the clock as the scorers do."""
+
+    def matcher(self, searcher, context=None):
+        time.sleep(0.06)
+        check_time()
+        return super().matcher(searcher, context)
+
+
+def test_a_budget_ending_mid_search_returns_what_was_found(make_index):
+    from search.engine import _run
+
+    ix = make_index()
+    for batch in range(3):  # three segments, one matching article each
+        ix.add([{"id": f"s{batch}", "title": "春风", "body": "春风又绿江南岸"}])
+    searcher = ix.engine.searcher()
+    assert len(searcher.leaf_searchers()) == 3
+    q = _SlowQuery("title", "春风")
+    with time_budget(None):
+        everything, partial = _run(searcher, q, {"limit": 10, "filter": None, "mask": None, "optimize": False})
+    assert (len(everything), partial) == (3, False)
+    with time_budget(0.09):  # the first segment in time, the second not
+        found, partial = _run(searcher, q, {"limit": 10, "filter": None, "mask": None, "optimize": False})
+    assert partial and len(found) == 1
+    with time_budget(0.01):
+        found, partial = _run(searcher, q, {"limit": 10, "filter": None, "mask": None, "optimize": False})
+    assert partial and len(found) == 0
+
+
+def _index_measuring_memory(index: Path, *paths: Path, env: dict[str, str] | None = None):
+    """``search index`` in a process of its own: (completed process, peak
+    memory in MB). The peak is the process's own (VmHWM: ru_maxrss would
+    count the forking test process too, as Linux keeps it across exec)."""
     measure = (
         "import re, sys\n"
         "from cli import cli\n"
@@ -338,16 +444,53 @@ def test_millions_of_bad_lines_cost_a_counter_not_memory(tmp_path):
         "sys.exit(code)\n"
     )
     proc = subprocess.run(
-        [sys.executable, "-c", measure, "--index", str(tmp_path / "ix"), "index", str(bomb)],
+        [sys.executable, "-c", measure, "--index", str(index), "index", *map(str, paths)],
         capture_output=True,
         text=True,
         timeout=300,
+        env={**os.environ, **(env or {})},
     )
+    assert "maxrss" in proc.stderr, proc.stderr[-2000:]
+    return proc, int(proc.stderr.rsplit("maxrss", 1)[1]) / 1024
+
+
+def test_millions_of_bad_lines_cost_a_counter_not_memory(tmp_path):
+    """A few kB of gzip can hold millions of bad lines; each used to be
+    kept and printed (1.05 GB and 2 million lines for 2 million)."""
+    import gzip
+
+    bomb = tmp_path / "bomb.jsonl.gz"
+    with gzip.open(bomb, "wt") as fh:
+        fh.write(json.dumps({"id": "ok", "title": "唯一的好记录"}) + "\n")
+        fh.write("x\n" * 500_000)
+    assert bomb.stat().st_size < 5_000
+    proc, peak_mb = _index_measuring_memory(tmp_path / "ix", bomb)
     assert proc.returncode == 0 and "1 added" in proc.stdout, proc.stderr[-2000:]
     assert "500000 rejected" in proc.stdout
     assert len(proc.stderr.splitlines()) < 150 and "… and 499900 more rejected" in proc.stderr
-    peak_mb = int(proc.stderr.rsplit("maxrss", 1)[1]) / 1024
     assert peak_mb < 250, peak_mb
+
+
+def test_a_huge_record_stays_within_the_writer_budget(tmp_path):
+    """One record of 800,000 distinct characters (2.4 MB): analysed whole,
+    its gram positions and word counts took hundreds of MB outside the
+    writer's budget (twenty 5 MB records reached 2.1 GB with a 1 GB
+    budget). Analysed a share at a time, the build stays near the budget
+    above what a one-line build takes."""
+    import random
+
+    rng = random.Random(7)
+    body = "".join(chr(rng.randint(0x4E00, 0x9FA5)) for _ in range(800_000))
+    huge = write_jsonl(tmp_path / "huge.jsonl", [{"id": "huge", "title": "很长的记录", "body": body}])
+    tiny = write_jsonl(tmp_path / "tiny.jsonl", [{"id": "tiny", "title": "很短的记录", "body": "一行"}])
+    env = {"ZHSEARCH_INDEX_PROCS": "1", "ZHSEARCH_WRITER_MEMORY_MB": "64"}
+    proc, baseline_mb = _index_measuring_memory(tmp_path / "small", tiny, env=env)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    proc, peak_mb = _index_measuring_memory(tmp_path / "h" / "index", huge, env=env)
+    assert proc.returncode == 0 and "1 added" in proc.stdout, proc.stderr[-2000:]
+    assert peak_mb - baseline_mb < 64 + 120, (peak_mb, baseline_mb)
+    result = IndexHarness(tmp_path / "h").search(body[400_000:400_006])
+    assert [h.id for h in result.hits] == ["huge"]
 
 
 def test_many_tags_are_deduplicated_in_linear_time(make_index):

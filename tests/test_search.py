@@ -506,7 +506,8 @@ def test_top_scores_keeps_what_whoosh_keeps(make_index):
             for sub, _offset in searcher.leaf_searchers():
                 seen_scored = seen_scored or isinstance(q.matcher(sub).child, Scored)
             for limit in (1, 3, 10, 25):
-                ours = se._run(searcher, q, {"limit": limit, "filter": None, "mask": None, "optimize": False})
+                ours, partial = se._run(searcher, q, {"limit": limit, "filter": None, "mask": None, "optimize": False})
+                assert not partial
                 theirs = searcher.search(q, limit=limit, optimize=False)
                 assert [(h.docnum, h.score) for h in ours] == [(h.docnum, h.score) for h in theirs], (text, limit)
                 assert len(ours) == len(theirs), (text, limit)

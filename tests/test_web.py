@@ -50,6 +50,7 @@ def test_api_search_shape_and_facets(client):
         "results",
         "facets",
         "suggestion",
+        "partial",
     }
     assert data["size"] == 3 and len(data["results"]) == 3 and data["total"] > 3
     hit = data["results"][0]

@@ -35,6 +35,10 @@ class ApiError(Exception):
         self.status, self.code, self.message, self.field = status, code, message, field
 
 
+class RequestTimedOut(Exception):  # noqa: N818 - named for what happened, as Whoosh's TimeLimit
+    """A request ran past the server's worker timeout and was stopped."""
+
+
 def error_response(status: int, code: str, message: str, field: str | None = None) -> tuple[Response, int]:
     return jsonify({"error": {"code": code, "message": message, "field": field}}), status
 
@@ -65,7 +69,7 @@ def register(app: Flask) -> None:
 
     @app.errorhandler(QueryError)
     def _query(err: QueryError):
-        return error_response(400, "bad_query", err.message, err.field)
+        return error_response(400, err.code, err.message, err.field)
 
     @app.errorhandler(IndexMissing)
     def _missing(err: IndexMissing):
@@ -79,6 +83,16 @@ def register(app: Flask) -> None:
         if _is_api():
             return error_response(503, "index_damaged", str(err))
         return render_template("error.html", status=503, message="索引已损坏，暂时无法搜索；请运行 search check。"), 503
+
+    @app.errorhandler(RequestTimedOut)
+    def _timed_out(err: RequestTimedOut):
+        app.logger.error("request stopped after the worker timeout: %s", request.full_path)
+        message = "The request took longer than the server allows and was stopped; try a narrower query."
+        if _is_api():
+            return error_response(503, "timeout", message)
+        return render_template(
+            "error.html", status=503, message="请求用时超过服务器的上限，已被中止；请缩小查询范围。"
+        ), 503
 
     @app.errorhandler(HTTPException)
     def _http(err: HTTPException):

@@ -138,6 +138,12 @@ class SearchResponse(Schema):
     suggestion = fields.String(
         allow_none=True, metadata={"description": "A corrected query (pinyin, typos) when this one found little."}
     )
+    partial = fields.Boolean(
+        metadata={
+            "description": "True when the search's time budget ran out: the results are the best of the"
+            " matches found by then, and total counts those."
+        }
+    )
 
 
 class RelatedSchema(Schema):

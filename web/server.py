@@ -18,7 +18,7 @@ from gunicorn import util
 from gunicorn.workers.ggevent import GeventWorker
 
 from indexer.config import Settings
-from web.errors import SECURITY_HEADERS
+from web.errors import SECURITY_HEADERS, RequestTimedOut
 
 
 def default_workers() -> int:
@@ -75,6 +75,44 @@ class Worker(GeventWorker):
     def init_process(self) -> None:
         util.write_error = write_error
         super().init_process()
+
+    def load_wsgi(self) -> None:
+        """Build the app (which opens the index and warms it up) while an OS
+        thread tells the master this worker is alive: warming up a large
+        index takes longer than a short ``--timeout``, and the master took
+        a worker still booting for a stuck one and killed it, again and
+        again. (gevent has replaced ``threading``; the thread and its sleep
+        are the unpatched ones.)"""
+        from gevent import monkey
+
+        start_thread = monkey.get_original("_thread", "start_new_thread")
+        sleep = monkey.get_original("time", "sleep")
+        booting = [True]
+
+        def heartbeat() -> None:
+            while booting[0]:
+                self.notify()
+                sleep(0.5)
+
+        start_thread(heartbeat, ())
+        try:
+            super().load_wsgi()
+        finally:
+            booting[0] = False
+
+    def handle_abort(self, sig, frame) -> None:
+        """The master found this worker silent for ``timeout`` seconds (one
+        request has held it) and asks it to stop. gunicorn exits at once,
+        and the client got an HTML 500 from gevent; here the request that
+        held the worker is stopped with ``RequestTimedOut``, which the app
+        answers as any error (JSON under /api/), and the worker then exits
+        for the master to replace."""
+        import gevent
+
+        self.alive = False
+        if gevent.getcurrent() is gevent.get_hub():
+            super().handle_abort(sig, frame)  # no request is running
+        raise RequestTimedOut()
 
 
 def write_error(sock, status_int: int, reason: str, mesg: str) -> None:
