@@ -74,7 +74,74 @@ def _settings(ctx: click.Context, index_dir: Path | None) -> Settings:
         raise click.UsageError(str(err)) from None
 
 
-def command(group: click.Group, *args, **kwargs):
+class JsonError(click.ClickException):
+    """An error of a command run with ``--json``: printed as JSON on
+    stdout, where a script reads the answer, with the same exit status."""
+
+    def __init__(self, message: str, code: str, field: str | None = None, exit_code: int = 1) -> None:
+        super().__init__(message)
+        self.code, self.field, self.exit_code = code, field, exit_code
+
+    def show(self, file=None) -> None:
+        error = {"code": self.code, "message": self.message, "field": self.field}
+        click.echo(_json({"error": error}))
+
+
+class Command(click.Command):
+    """Our subcommands: errors as JSON under ``--json``, and, for commands
+    taking free text (``query``), words starting with "-" are text unless
+    they are one of the command's options: ``search query 亚马逊 -广告
+    --limit 1`` excludes 广告 and shows one result, without ``--``."""
+
+    def __init__(self, *args, free_text: bool = False, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.free_text = free_text
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        wants_json = "--json" in args[: args.index("--")] if "--" in args else "--json" in args
+        if self.free_text:
+            args = self._text_last(ctx, args)
+        try:
+            return super().parse_args(ctx, args)
+        except click.UsageError as err:
+            if not wants_json:
+                raise
+            field = None
+            if isinstance(err, click.BadParameter) and err.param is not None:
+                field = err.param.name
+            raise JsonError(err.format_message(), "bad_usage", field, exit_code=err.exit_code) from None
+
+    def _text_last(self, ctx: click.Context, args: list[str]) -> list[str]:
+        """``args`` with the command's options first and every text word
+        after a ``--``, in the order typed."""
+        takes_value: dict[str, bool] = {}
+        for param in self.get_params(ctx):
+            if isinstance(param, click.Option):
+                for name in (*param.opts, *param.secondary_opts):
+                    takes_value[name] = not (param.is_flag or param.count)
+        options: list[str] = []
+        text: list[str] = []
+        i = 0
+        while i < len(args):
+            arg = args[i]
+            if arg == "--":
+                text.extend(args[i + 1 :])
+                break
+            name = arg.split("=", 1)[0]
+            if arg.startswith("-") and name in takes_value:
+                options.append(arg)
+                if takes_value[name] and "=" not in arg and i + 1 < len(args):
+                    options.append(args[i + 1])
+                    i += 1
+            elif arg.startswith("-") and not arg.startswith("--") and takes_value.get(arg[:2]):
+                options.append(arg)  # a short option with its value attached: -n5
+            else:
+                text.append(arg)
+            i += 1
+        return [*options, "--", *text] if text else options
+
+
+def command(group: click.Group, *args, free_text: bool = False, **kwargs):
     """A subcommand with ``--index`` and friendly errors for expected failures."""
 
     def decorate(f):
@@ -84,12 +151,50 @@ def command(group: click.Group, *args, **kwargs):
             settings = _settings(ctx, index_dir)
             try:
                 return f(settings, *a, **kw)
+            except BrokenPipeError:
+                # Output piped into a reader that stopped early (``| head``):
+                # click ends the command quietly, as Unix tools do.
+                raise
             except _EXPECTED_ERRORS as err:
+                if kw.get("as_json"):
+                    raise JsonError(_message(err), _error_code(err), getattr(err, "field", None)) from None
                 raise click.ClickException(_message(err)) from None
+            except click.ClickException as err:
+                if kw.get("as_json") and not isinstance(err, JsonError):
+                    raise JsonError(err.format_message(), "error", exit_code=err.exit_code) from None
+                raise
 
-        return group.command(*args, **kwargs)(_index_option(wrapper))
+        return group.command(*args, cls=Command, free_text=free_text, **kwargs)(_index_option(wrapper))
 
     return decorate
+
+
+def _error_code(err: Exception) -> str:
+    """The code an error has in JSON: the API's where the API has one."""
+    if isinstance(err, QueryError):
+        return err.code
+    return {IndexMissing: "no_index", IndexDamaged: "index_damaged", IndexBusy: "index_busy"}.get(
+        type(err), "run_refused" if isinstance(err, RunRefused) else "error"
+    )
+
+
+#: Characters a terminal acts on (escape sequences, bells, carriage returns,
+#: C1 controls): crawled text must not reach one with them.
+_CONTROL_RE = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def _printable(text: str) -> str:
+    """Document text made safe for a terminal: controls dropped, except the
+    line breaks and tabs that lay the text out."""
+    return _CONTROL_RE.sub("", text)
+
+
+def _json(data: Any, indent: int | None = 2) -> str:
+    """JSON for stdout. ``json.dumps`` escapes C0 controls but passes C1
+    controls (U+009B starts an escape sequence on some terminals) through
+    as themselves; those are escaped too."""
+    text = json.dumps(data, ensure_ascii=False, indent=indent)
+    return re.sub(r"[\x7f-\x9f]", lambda m: f"\\u{ord(m.group()):04x}", text)
 
 
 def _message(err: Exception) -> str:
@@ -302,7 +407,7 @@ def _date(ctx, param, value: str | None) -> dt.date | None:
         raise click.BadParameter(f"{value!r} is not a date (YYYY-MM-DD)") from None
 
 
-@command(cli, "query")
+@command(cli, "query", free_text=True)
 @click.argument("text", nargs=-1, required=True)
 @click.option("--limit", "-n", type=int, default=None, help="Results per page (default 10).")
 @click.option("--page", "-p", type=int, default=1, show_default=True)
@@ -345,11 +450,11 @@ def query_cmd(
     )
     result = engine.search(request)
     if as_json:
-        click.echo(json.dumps(result.to_dict(), ensure_ascii=False, indent=2))
+        click.echo(_json(result.to_dict()))
         return
     first = (result.page - 1) * result.size + 1
     if result.suggestion:
-        click.echo(f"Did you mean: {result.suggestion}")
+        click.echo(f"Did you mean: {_printable(result.suggestion)}")
     if result.total == 0:
         click.echo(f"No results for {result.query!r}.")
         return
@@ -370,24 +475,24 @@ def query_cmd(
         )
         where = hit.display_url or hit.site
         if where:
-            click.echo("     " + click.style(where, fg="green"))
-        click.echo("     " + click.style(hit.url or hit.id, fg="blue"))
+            click.echo("     " + click.style(_printable(where), fg="green"))
+        click.echo("     " + click.style(_printable(hit.url or hit.id), fg="blue"))
         if meta:
-            click.echo("     " + click.style(meta, dim=True))
+            click.echo("     " + click.style(_printable(meta), dim=True))
         if hit.snippet_html:
             click.echo("     " + _terminal(hit.snippet_html))
 
 
 def _terminal(fragment: str, bold: bool = False) -> str:
     """Snippet HTML for a terminal: marks in colour (dropped when piped,
-    as click.echo strips styles), entities decoded."""
+    as click.echo strips styles), entities decoded, controls dropped."""
     parts = []
     pos = 0
     for m in _MARK_RE.finditer(fragment):
-        parts.append(click.style(html.unescape(fragment[pos : m.start()]), bold=bold))
-        parts.append(click.style(html.unescape(m.group(1)), fg="red", bold=True))
+        parts.append(click.style(_printable(html.unescape(fragment[pos : m.start()])), bold=bold))
+        parts.append(click.style(_printable(html.unescape(m.group(1))), fg="red", bold=True))
         pos = m.end()
-    parts.append(click.style(html.unescape(fragment[pos:]), bold=bold))
+    parts.append(click.style(_printable(html.unescape(fragment[pos:])), bold=bold))
     return "".join(parts)
 
 
@@ -398,15 +503,16 @@ def show_cmd(settings: Settings, doc_id: str, as_json: bool) -> None:
     """Show one stored document with all its fields."""
     doc = SearchEngine(settings).document(doc_id)
     if doc is None:
-        raise click.ClickException(f"no document with id {doc_id!r}")
+        message = f"no document with id {doc_id!r}"
+        raise JsonError(message, "not_found") if as_json else click.ClickException(message)
     if as_json:
-        click.echo(json.dumps(doc, ensure_ascii=False, indent=2))
+        click.echo(_json(doc))
         return
     for key in ("id", "url", "title", "published", "source", "author"):
-        click.echo(f"{key + ':':<11}{doc.get(key) if doc.get(key) is not None else ''}")
-    click.echo(f"{'tags:':<11}{', '.join(doc['tags'])}")
+        click.echo(f"{key + ':':<11}{_printable(str(doc.get(key))) if doc.get(key) is not None else ''}")
+    click.echo(f"{'tags:':<11}{_printable(', '.join(doc['tags']))}")
     click.echo()
-    click.echo(doc.get("body") or "")
+    click.echo(_printable(doc.get("body") or ""))
 
 
 @command(cli, "stats")
@@ -415,7 +521,7 @@ def stats_cmd(settings: Settings, as_json: bool) -> None:
     """Documents, last update and size on disk."""
     stats = SearchEngine(settings).stats()
     if as_json:
-        click.echo(json.dumps(stats, ensure_ascii=False, indent=2))
+        click.echo(_json(stats))
         return
     click.echo(f"index:        {stats['index']} ({stats['generation']})")
     click.echo(f"documents:    {stats['documents']}")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 from pathlib import Path
 
@@ -169,3 +170,93 @@ def test_bench_compares_with_fts5(tmp_path):
         assert data[side]["documents"] == 60
         assert data[side]["build_seconds"] > 0 and data[side]["index_mb"] >= 0 and data[side]["peak_memory_mb"] > 0
         assert set(data[side]["query_ms_snippets"]) == {"p50", "p95", "p99"}
+
+
+def test_words_starting_with_a_dash_are_exclusions_and_options_still_apply(runner, index_dir):
+    """The README's own example failed with "No such option '-广'"; with
+    ``--`` the options after it became query words."""
+    plain = json.loads(run(runner, index_dir, "query", "亚马逊", "--json", "-n", "100").output)
+    with_ads = {r["id"] for r in plain["results"] if "广告" in r["title"] + r["snippet_html"]}
+    assert with_ads, "the sample should hold 亚马逊 articles about ads"
+    result = run(runner, index_dir, "query", "亚马逊", "-广告", "--limit", "100", "--json")
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.output)
+    assert data["query"] == "亚马逊 -广告" and data["size"] == 100
+    assert 0 < data["total"] < plain["total"]
+    assert not {r["id"] for r in data["results"]} & with_ads
+    one = run(runner, index_dir, "query", "亚马逊", "-广告", "--limit", "1")
+    assert one.exit_code == 0 and "  1. " in one.output and "  2. " not in one.output, one.output
+    # Attached short option values and "--" still work as before.
+    assert json.loads(run(runner, index_dir, "query", "-n1", "亚马逊", "--json").output)["size"] == 1
+    dashed = json.loads(run(runner, index_dir, "query", "--json", "--", "亚马逊", "-广告").output)
+    assert dashed["total"] == data["total"]
+
+
+@pytest.mark.parametrize(
+    ("args", "status", "code", "field"),
+    [
+        (["query", '"未闭合', "--json"], 1, "bad_query", "q"),
+        (["query", "物流", "--since", "昨天", "--json"], 2, "bad_usage", "since"),
+        (["query", "物流", "--json", "--page", "0"], 1, "bad_query", "page"),
+        (["query", "--json"], 2, "bad_usage", "text"),
+        (["show", "no-such-id", "--json"], 1, "not_found", None),
+    ],
+)
+def test_json_errors_are_json_on_stdout(runner, index_dir, args, status, code, field):
+    result = run(runner, index_dir, *args)
+    assert result.exit_code == status, result.output
+    error = json.loads(result.stdout)["error"]
+    assert (error["code"], error["field"]) == (code, field) and error["message"]
+
+
+def test_json_error_for_a_missing_index(runner, tmp_path):
+    result = runner.invoke(cli, ["--index", str(tmp_path / "none"), "query", "物流", "--json"])
+    assert result.exit_code == 1
+    assert json.loads(result.stdout)["error"]["code"] == "no_index"
+
+
+def test_a_closed_pipe_ends_quietly(index_dir):
+    """``search query … | head`` printed "Broken pipe"."""
+    env = {**os.environ, "ZHSEARCH_INDEX": str(index_dir)}
+    for args in (["query", "物流", "-n", "50"], ["query", "物流", "-n", "50", "--json"]):
+        proc = subprocess.Popen([*search_command(), *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+        proc.stdout.close()  # the reader is gone before anything is written
+        _, err = proc.communicate(timeout=120)
+        assert err.decode() == "", err.decode()
+        assert proc.returncode == 1
+
+
+def test_control_characters_from_documents_never_reach_a_terminal(runner, tmp_path):
+    index = tmp_path / "ix"
+    crawl = write_jsonl(
+        tmp_path / "evil.jsonl",
+        [
+            {
+                "id": "evil\x1b[2J",
+                "url": "https://example.com/\x1b]0;owned\x07",
+                "title": "物流\x1b[31m红色\x07标题\x9b1m",
+                "body": "物流正文\x1b]52;c;ZXZpbA==\x07第二段\r覆盖\x08",
+                "source": "来源\x1b[5m",
+                "tags": ["物流\x1b[0m"],
+            }
+        ],
+    )
+    assert runner.invoke(cli, ["--index", str(index), "index", str(crawl)]).exit_code == 0
+    controls = [chr(c) for c in (*range(0, 9), *range(11, 32), *range(127, 160))]
+    for args in (
+        ["query", "物流"],
+        ["show", "evil\x1b[2J"],
+        ["query", "物流", "--json"],
+        ["show", "evil\x1b[2J", "--json"],
+    ):
+        result = runner.invoke(cli, ["--index", str(index), *args], color=True)
+        assert result.exit_code == 0, result.output
+        found = [c for c in controls if c in result.output]
+        if "--json" in args:
+            assert found == [], (args, found)
+            assert "\\u001b" in result.output  # escaped, still there for a script
+        else:
+            # Only our own colour sequences (ESC [ ... m) may remain.
+            stripped = re.sub(r"\x1b\[[0-9;]*m", "", result.output)
+            assert [c for c in controls if c in stripped] == [], (args, stripped)
+            assert "owned" not in stripped or "\x1b]" not in result.output
