@@ -459,6 +459,8 @@ def query_cmd(
         click.echo(f"No results for {result.query!r}.")
         return
     note = " (no article has every word; showing articles with any of them)" if result.fallback else ""
+    if result.all_words is not None and not result.fallback:
+        note += f" ({result.all_words} hold every word; the rest hold some of them)"
     if result.partial:
         note += " (partial: the time budget ran out; these are the best of the matches found by then)"
     last = first + len(result.hits) - 1

@@ -43,6 +43,7 @@ from search.query import (
     compile_query,
     content_words,
     parse_query,
+    plain_text,
     query_docs,
 )
 from search.rescore import question_units, rescore_by_units
@@ -78,6 +79,9 @@ class SearchRequest:
     until: dt.date | None = None
     snippets: bool = True
     facets: bool = False
+    #: False for a search box: a query the parser rejects for its syntax
+    #: (an unbalanced quote, a dangling OR) is searched as plain words.
+    strict: bool = True
     #: Blend a date decay into relevance (for news-like corpora).
     recent: bool = False
 
@@ -119,6 +123,12 @@ class SearchResult:
     #: The time budget ran out: these are the best of the matches found
     #: by then (the total counts those), not of all.
     partial: bool = False
+    #: The words searched instead of the query, when its syntax was broken
+    #: and the request was not strict.
+    interpreted_as: str | None = None
+    #: For an any-word ranking (a question, a fallback): how many of the
+    #: ``total`` hold every word; the rest hold some. None otherwise.
+    all_words: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -133,6 +143,8 @@ class SearchResult:
             "facets": self.facets,
             "suggestion": self.suggestion,
             "partial": self.partial,
+            "interpreted_as": self.interpreted_as,
+            "all_words": self.all_words,
         }
 
 
@@ -256,10 +268,17 @@ class SearchEngine:
             raise QueryError(f"sort must be one of {', '.join(SORTS)}", field="sort")
         if request.since and request.until and request.since > request.until:
             raise QueryError("since is after until", field="since")
+        interpreted_as = None
         if request.q.strip() or not (
             request.tags or request.sources or request.sites or request.since or request.until
         ):
-            parsed = parse_query(request.q)
+            try:
+                parsed = parse_query(request.q)
+            except QueryError:
+                plain = plain_text(request.q)
+                if request.strict or not plain or plain == request.q:
+                    raise
+                parsed, interpreted_as = parse_query(plain), plain
         else:
             parsed = ParsedQuery()  # a filter alone (a tag chip): every article it lets through
         synonyms = self.synonyms.alternatives
@@ -286,11 +305,17 @@ class SearchEngine:
             kwargs["groupedby"] = facet_types()
         results, partial = _run(searcher, Exhaustive(compiled.strict), kwargs)
         fallback = False
+        all_words = None
         if len(results) == 0 and compiled.loose is not None and not partial:
             results, partial = _run(searcher, Exhaustive(compiled.loose), kwargs)
             fallback = len(results) > 0
+            all_words = 0 if fallback else None
         if partial and len(results) == 0:
             raise TooExpensive()
+        if compiled.rank_loose and compiled.every is not None and not partial:
+            counting = {**kwargs, "limit": 1, "sortedby": None, "groupedby": None}
+            every, partial = _run(searcher, Exhaustive(compiled.every), counting)
+            all_words = len(every)
         ranked = [(results.docnum(i), _relevance(results.score(i))) for i in range(results.scored_length())]
         if partial or out_of_time():
             # What is left of the budget goes to the page itself.
@@ -325,6 +350,8 @@ class SearchEngine:
             facets=facet_counts(results) if request.facets else None,
             suggestion=suggestion if suggestion != request.q else None,
             partial=partial,
+            interpreted_as=interpreted_as,
+            all_words=None if partial else all_words,
         )
 
     def _hit(self, stored: dict[str, Any], score: float | None, terms: list[str], snippets: bool) -> Hit:

@@ -104,6 +104,27 @@ class QueryError(ValueError):
         self.field = field
 
 
+#: What a plain-text reading of a query drops: quotes and brackets, and
+#: operators and signs standing alone.
+_QUOTES_RE = re.compile('["“”()（）]')
+_OPERATORS = {"OR", "AND", "NOT", "|", "||", "&&", "-", "+"}
+
+
+def plain_text(text: str) -> str:
+    """``text`` with its query syntax taken as plain words: quotes and
+    brackets dropped, lone operators dropped, leading signs dropped and
+    ``field:`` prefixes turned into words. For a search box, where an
+    unbalanced quote or a dangling OR is a typo, not a request."""
+    words = []
+    for token in _QUOTES_RE.sub(" ", text).split():
+        if token.upper() in _OPERATORS:
+            continue
+        token = token.lstrip("-+")
+        head, colon, rest = token.partition(":")
+        words.extend(w for w in ((head, rest) if colon else (token,)) if w)
+    return " ".join(words)
+
+
 class TooExpensive(QueryError):
     """The time budget ran out before the query found anything to show."""
 
@@ -414,6 +435,9 @@ class CompiledQuery:
     rank_loose: bool
     filter: wq.Query | None
     exclude: wq.Query | None
+    #: For a question ranked by any word: the documents holding every
+    #: word (counted, not ranked). None otherwise.
+    every: wq.Query | None = None
 
 
 def compile_query(
@@ -468,10 +492,14 @@ def compile_query(
         if optional and not question:
             loose = WithBonus(loose, wq.Or(optional))
     rank_loose = question and loose is not None
+    every = None
     if rank_loose:
         # Nothing to fall back to: the question is ranked by any word at once.
+        every = AllWords(required) if required else None
         strict, loose = Weighted(loose, weights.weighting(question=True)), None
-    return CompiledQuery(strict=strict, loose=loose, rank_loose=rank_loose, filter=filter_q, exclude=exclude_q)
+    return CompiledQuery(
+        strict=strict, loose=loose, rank_loose=rank_loose, filter=filter_q, exclude=exclude_q, every=every
+    )
 
 
 def _is_question(parsed: ParsedQuery, seg: Segmentation | None, weights: Weights) -> bool:

@@ -260,3 +260,10 @@ def test_control_characters_from_documents_never_reach_a_terminal(runner, tmp_pa
             stripped = re.sub(r"\x1b\[[0-9;]*m", "", result.output)
             assert [c for c in controls if c in stripped] == [], (args, stripped)
             assert "owned" not in stripped or "\x1b]" not in result.output
+
+
+def test_question_counts_say_how_many_hold_every_word(runner, index_dir):
+    data = json.loads(run(runner, index_dir, "query", "海外仓物流怎么做", "--json").output)
+    assert 0 < data["all_words"] < data["total"]
+    human = run(runner, index_dir, "query", "海外仓物流怎么做").output
+    assert f"{data['total']} results ({data['all_words']} hold every word; the rest hold some of them)" in human

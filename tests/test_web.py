@@ -3,6 +3,8 @@ escaping case."""
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from openapi_spec_validator import validate
 
@@ -51,6 +53,8 @@ def test_api_search_shape_and_facets(client):
         "facets",
         "suggestion",
         "partial",
+        "interpreted_as",
+        "all_words",
     }
     assert data["size"] == 3 and len(data["results"]) == 3 and data["total"] > 3
     hit = data["results"][0]
@@ -111,9 +115,11 @@ def test_api_and_page_offer_did_you_mean(client):
         ({"q": "电商", "sort": "random"}, "sort", "invalid_parameter"),
         ({"q": "电商", "since": "2024-02-30"}, "since", "invalid_parameter"),
         ({"q": "电商", "since": "2024-05-01", "until": "2024-01-01"}, "since", "bad_query"),
-        ({"q": '"跨境电商'}, "q", "bad_query"),
-        ({"q": "电商 OR"}, "q", "bad_query"),
-        ({"q": "date:2024-13"}, "q", "bad_query"),
+        # Broken syntax is searched as plain words unless strict=1 (see
+        # test_broken_syntax_is_searched_as_plain_text_unless_strict).
+        ({"q": '"跨境电商', "strict": "1"}, "q", "bad_query"),
+        ({"q": "电商 OR", "strict": "1"}, "q", "bad_query"),
+        ({"q": "date:2024-13", "strict": "1"}, "q", "bad_query"),
     ],
 )
 def test_api_search_bad_input_is_400_json(client, args, field, code):
@@ -179,7 +185,7 @@ def test_openapi_document_is_valid_and_covers_every_api_route(client):
     }
     assert routes == documented
     params = {p["name"] for p in spec["paths"]["/api/search"]["get"]["parameters"]}
-    assert params == {"q", "page", "size", "sort", "tag", "source", "site", "since", "until", "recent"}
+    assert params == {"q", "page", "size", "sort", "tag", "source", "site", "since", "until", "recent", "strict"}
 
 
 def test_search_page_renders_results_facets_and_paging(client):
@@ -203,7 +209,10 @@ def test_search_page_filters_are_visible_and_removable(client):
 def test_search_page_empty_and_error_states(client):
     empty = client.get("/", query_string={"q": "zzqxv", "tag": "物流"}).get_data(as_text=True)
     assert "没有找到与" in empty and "去掉所有筛选条件" in empty
-    bad = client.get("/", query_string={"q": '"跨境'})
+    # An unclosed quote is now searched as plain text (see
+    # test_broken_syntax_is_searched_as_plain_text_unless_strict); a query
+    # with nothing but an operator is still an error.
+    bad = client.get("/", query_string={"q": "OR"})
     assert bad.status_code == 400 and "无法理解这个查询" in bad.get_data(as_text=True)
     assert client.get("/", query_string={"q": "电商", "year": "abc"}).status_code == 400
 
@@ -271,3 +280,49 @@ def test_a_damaged_index_is_a_503_without_a_traceback(make_index):
         body = r.get_data(as_text=True)
         assert "Traceback" not in body and 'File "' not in body and "Werkzeug" not in body
     assert client.get("/api/search?q=物流").get_json()["error"]["code"] == "index_damaged"
+
+
+@pytest.mark.parametrize(
+    ("q", "searched"),
+    [('"未闭合 物流', "未闭合 物流"), ("物流 OR", "物流"), ("-广告", "广告"), ("date:明天 物流", "date 明天 物流")],
+)
+def test_broken_syntax_is_searched_as_plain_text_unless_strict(client, q, searched):
+    data = client.get("/api/search", query_string={"q": q}).get_json()
+    assert data["interpreted_as"] == searched
+    assert data["total"] == client.get("/api/search", query_string={"q": searched}).get_json()["total"] > 0
+    strict = client.get("/api/search", query_string={"q": q, "strict": "1"})
+    assert strict.status_code == 400 and strict.get_json()["error"]["code"] == "bad_query"
+    page = client.get("/", query_string={"q": q})
+    assert page.status_code == 200
+    assert "已按普通文字搜索" in page.get_data(as_text=True)
+    clean = client.get("/api/search", query_string={"q": "物流"}).get_json()
+    assert clean["interpreted_as"] is None
+
+
+@pytest.mark.parametrize("q", ["物流" * 600, "OR", "物流 page"])
+def test_page_messages_are_in_chinese(client, q):
+    extra = {"page": "0"} if q == "物流 page" else {}
+    resp = client.get("/", query_string={"q": q, **extra})
+    assert resp.status_code == 400
+    text = resp.get_data(as_text=True)
+    notice = text.split('role="alert"', 1)[1].split("</section>", 1)[0]
+    words = re.sub(r"<[^>]+>", "", notice)
+    words = re.sub(r"(OR|title|author|tag|source|date|site):?", "", words)  # the query syntax itself
+    assert not re.search(r"[A-Za-z]{3,}", words), notice
+
+
+def test_questions_and_fallbacks_say_how_many_hold_every_word(client):
+    def search(q: str) -> dict:
+        return client.get("/api/search", query_string={"q": q}).get_json()
+
+    question = search("海外仓物流怎么做")
+    every = search("海外仓 物流")  # its content words, all required
+    assert not every["fallback"] and question["all_words"] == every["total"]
+    assert 0 < question["all_words"] < question["total"]
+    page = client.get("/", query_string={"q": "海外仓物流怎么做"}).get_data(as_text=True)
+    rest = question["total"] - question["all_words"]
+    assert f"其中 {question['all_words']} 篇包含全部词语，其余 {rest} 篇只包含部分词语" in page
+    fallback = search("亚马逊 火星")
+    assert fallback["fallback"] and fallback["all_words"] == 0 and fallback["total"] > 0
+    plain = search("亚马逊")
+    assert plain["all_words"] is None

@@ -37,6 +37,7 @@ def search_request(args: dict[str, Any], facets: bool = True) -> SearchRequest:
         until=args["until"],
         recent=args["recent"],
         facets=facets,
+        strict=args["strict"],
     )
 
 

@@ -63,6 +63,13 @@ class SearchArgs(_Args):
     recent = fields.Boolean(
         load_default=False, metadata={"description": "Blend a date decay into relevance (news-like corpora)."}
     )
+    strict = fields.Boolean(
+        load_default=False,
+        metadata={
+            "description": "Refuse a query with broken syntax (400) instead of searching it as plain words"
+            " (interpreted_as in the answer)."
+        },
+    )
 
 
 class PageArgs(SearchArgs):
@@ -137,6 +144,17 @@ class SearchResponse(Schema):
     facets = fields.Nested(FacetsSchema)
     suggestion = fields.String(
         allow_none=True, metadata={"description": "A corrected query (pinyin, typos) when this one found little."}
+    )
+    interpreted_as = fields.String(
+        allow_none=True,
+        metadata={"description": "The plain words searched when the query's syntax was broken (not strict)."},
+    )
+    all_words = fields.Integer(
+        allow_none=True,
+        metadata={
+            "description": "For a question or a fallback (ranked by any word): how many of total hold every"
+            " word; the rest hold some. Null otherwise."
+        },
     )
     partial = fields.Boolean(
         metadata={

@@ -97,6 +97,46 @@ def day(value: str | None) -> str:
     return (value or "")[:10]
 
 
+#: The parser's refusals, in the page's language (its messages are the
+#: API's, in English).
+_CHINESE_MESSAGES = [
+    (
+        "more work than one search may take",
+        "这个查询需要的计算量超出了单次搜索的上限（单字或排除词太多）；请换用更长的词语，或给短语加上引号。",
+    ),
+    ("longer than", "查询太长了，请缩短后再试。"),
+    ("more than", "查询中的词语或运算符太多了，请删去一些。"),
+    ("nothing to search for", "查询中没有可以搜索的文字。"),
+    ("is empty", "请输入要搜索的内容。"),
+    ("date", "日期写法无效，请使用 2024、2024-03 或 2024-03-01..2024-06-30 这样的格式。"),
+    ("since is after until", "开始日期晚于结束日期。"),
+]
+_FIELD_NAMES = {
+    "q": "查询",
+    "page": "页码",
+    "size": "每页条数",
+    "sort": "排序方式",
+    "year": "年份",
+    "since": "开始日期",
+    "until": "结束日期",
+    "tag": "标签",
+    "source": "来源",
+    "site": "站点",
+    "recent": "recent 参数",
+    "strict": "strict 参数",
+}
+_CHINESE_FIELDS = {"page": "页码无效，或结果页太深。", "size": "每页条数无效。", "sort": "排序方式无效。"}
+
+
+def chinese_message(err: QueryError) -> str:
+    if err.field in _CHINESE_FIELDS:
+        return _CHINESE_FIELDS[err.field]
+    for needle, message in _CHINESE_MESSAGES:
+        if needle in err.message:
+            return message
+    return "无法理解这个查询，请检查引号、OR 和字段（如 title:）的写法。"
+
+
 @bp.get("/")
 def index():
     q = request.args.get("q", "").strip()
@@ -110,9 +150,9 @@ def index():
         args, year = _page_args()
         result = eng.search(search_request(args))
     except ValidationError as err:
-        error = validation_to_api_error(err).message
+        error = f"{_FIELD_NAMES.get(validation_to_api_error(err).field or '', '参数')}无效，请检查后重试。"
     except QueryError as err:
-        error = err.message
+        error = chinese_message(err)
     if error:
         return render_template("results.html", q=q, error=error, result=None, link=link), 400
     assert result is not None
