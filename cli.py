@@ -453,6 +453,9 @@ def query_cmd(
         click.echo(_json(result.to_dict()))
         return
     first = (result.page - 1) * result.size + 1
+    if result.corrected:
+        typed, searched = _printable(result.corrected["from"]), _printable(result.corrected["to"])
+        click.echo(f"Showing results for {searched} ({typed} found nothing)")
     if result.suggestion:
         click.echo(f"Did you mean: {_printable(result.suggestion)}")
     if result.total == 0:

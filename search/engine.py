@@ -82,6 +82,9 @@ class SearchRequest:
     #: False for a search box: a query the parser rejects for its syntax
     #: (an unbalanced quote, a dangling OR) is searched as plain words.
     strict: bool = True
+    #: A query that finds nothing is answered with its correction, when
+    #: one finds every word (as search engines do with a typo).
+    autocorrect: bool = True
     #: Blend a date decay into relevance (for news-like corpora).
     recent: bool = False
 
@@ -129,6 +132,9 @@ class SearchResult:
     #: For an any-word ranking (a question, a fallback): how many of the
     #: ``total`` hold every word; the rest hold some. None otherwise.
     all_words: int | None = None
+    #: ``{"from": typed, "to": searched}`` when the typed query found
+    #: nothing and these are its correction's results.
+    corrected: dict[str, str] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -145,6 +151,7 @@ class SearchResult:
             "partial": self.partial,
             "interpreted_as": self.interpreted_as,
             "all_words": self.all_words,
+            "corrected": self.corrected,
         }
 
 
@@ -338,6 +345,10 @@ class SearchEngine:
         suggestion = None
         if (fallback or len(results) < SUGGEST_BELOW) and parsed.groups and not partial:
             suggestion = self._speller.suggest(searcher.reader(), self._version or "", request.q, self.segmentation)
+        if suggestion and suggestion != request.q and request.autocorrect and (fallback or not len(results)):
+            instead = self._search(dataclasses.replace(request, q=suggestion, autocorrect=False), searcher, started)
+            if instead.total and not instead.fallback and not instead.partial:
+                return dataclasses.replace(instead, corrected={"from": request.q, "to": suggestion})
         return SearchResult(
             query=request.q,
             total=len(results),

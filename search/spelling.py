@@ -28,6 +28,12 @@ RARE = 2
 MAX_AGE = 3600.0
 
 
+#: Letters of pinyin split into words (a long run costs quadratic time).
+_MAX_PINYIN_LETTERS = 60
+#: Letters of the longest pinyin word looked up (six syllables).
+_MAX_WORD_LETTERS = 36
+
+
 class Speller:
     def __init__(self) -> None:
         self._lock = threading.Lock()
@@ -79,25 +85,60 @@ class Speller:
                 continue
             norm = normalize(chunk)
             if norm.isascii() and norm.isalpha():
-                candidate = self._by_pinyin.get(norm) or (self._by_initials.get(norm) if len(norm) >= 3 else None)
-                if candidate and self._doc_freq(reader, norm) < RARE:
-                    out.append(candidate)
-                    changed = True
-                    continue
-                out.append(chunk)
+                candidate = None
+                if self._doc_freq(reader, norm) < RARE:
+                    candidate = (
+                        self._by_pinyin.get(norm)
+                        or (self._by_initials.get(norm) if len(norm) >= 3 else None)
+                        or self._pinyin_words(norm)
+                    )
+                out.append(candidate or chunk)
+                changed = changed or candidate is not None
                 continue
             words = query_words(chunk, seg)
-            fixed = []
-            for word in words:
-                replacement = None
-                if len(word) >= 2 and all(is_cjk(c) for c in word) and self._doc_freq(reader, word) < RARE:
-                    candidate = self._by_pinyin.get("".join(lazy_pinyin(word)))
-                    if candidate and candidate != word:
-                        replacement = candidate
-                fixed.append(replacement or word)
-                changed = changed or replacement is not None
-            out.append("".join(fixed) if any(r != w for r, w in zip(fixed, words, strict=True)) else chunk)
+            fixed = self._homophones(reader, words, lazy_pinyin)
+            changed = changed or fixed != words
+            out.append("".join(fixed) if fixed != words else chunk)
         return " ".join(out) if changed else None
+
+    def _pinyin_words(self, letters: str) -> str | None:
+        """Pinyin of any length as index words: ``shujutoushi`` is 数据 +
+        透视 when no single word reads so. The split into words (each a
+        whole number of syllables) uses as few words as it can."""
+        if len(letters) > _MAX_PINYIN_LETTERS:
+            return None
+        best: list[list[str] | None] = [[]] + [None] * len(letters)
+        for end in range(1, len(letters) + 1):
+            for start in range(max(0, end - _MAX_WORD_LETTERS), end):
+                head = best[start]
+                word = self._by_pinyin.get(letters[start:end])
+                if head is not None and word and (best[end] is None or len(head) + 1 < len(best[end])):
+                    best[end] = [*head, word]
+        found = best[-1]
+        return "".join(found) if found and len(found) > 1 else None
+
+    def _homophones(self, reader, words: list[str], lazy_pinyin) -> list[str]:
+        """``words`` with rare Chinese stretches replaced by a frequent index
+        word that reads the same: a word (亚码逊 → 亚马逊), or a word and
+        the character jieba cut off it (防火 + 强 → 防火墙)."""
+        out: list[str] = []
+        i = 0
+        while i < len(words):
+            for span in (3, 2, 1):
+                stretch = "".join(words[i : i + span])
+                if i + span > len(words) or len(stretch) < 2 or not all(is_cjk(c) for c in stretch):
+                    continue
+                if span == 1 and self._doc_freq(reader, stretch) >= RARE:
+                    continue
+                candidate = self._by_pinyin.get("".join(lazy_pinyin(stretch)))
+                if candidate and candidate != stretch and len(candidate) == len(stretch):
+                    out.append(candidate)
+                    i += span
+                    break
+            else:
+                out.append(words[i])
+                i += 1
+        return out
 
     @staticmethod
     def _doc_freq(reader, word: str) -> int:

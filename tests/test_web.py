@@ -95,9 +95,11 @@ def test_api_search_fallback_flag(client):
 
 
 def test_api_and_page_offer_did_you_mean(client):
-    data = client.get("/api/search", query_string={"q": "yamaxun"}).get_json()
+    # With autocorrect=0 (the page's 仍然搜索 link) a query finding nothing
+    # gets the did-you-mean instead of its correction's results.
+    data = client.get("/api/search", query_string={"q": "yamaxun", "autocorrect": "0"}).get_json()
     assert data["suggestion"] == "亚马逊"
-    page = client.get("/", query_string={"q": "yamaxun"}).get_data(as_text=True)
+    page = client.get("/", query_string={"q": "yamaxun", "autocorrect": "0"}).get_data(as_text=True)
     assert "你是不是要找" in page and "亚马逊" in page
     assert client.get("/api/search", query_string={"q": "亚马逊", "recent": "1"}).get_json()["total"] > 0
 
@@ -326,3 +328,34 @@ def test_questions_and_fallbacks_say_how_many_hold_every_word(client):
     assert fallback["fallback"] and fallback["all_words"] == 0 and fallback["total"] > 0
     plain = search("亚马逊")
     assert plain["all_words"] is None
+
+
+def test_a_query_finding_nothing_is_answered_with_its_correction(client):
+    data = client.get("/api/search", query_string={"q": "yamaxun"}).get_json()
+    assert data["corrected"] == {"from": "yamaxun", "to": "亚马逊"} and data["suggestion"] is None
+    assert data["total"] > 0 and all("亚马逊" in r["title_html"] + r["snippet_html"] for r in data["results"][:3])
+    exact = client.get("/api/search", query_string={"q": "yamaxun", "autocorrect": "0"}).get_json()
+    assert exact["corrected"] is None and exact["total"] == 0 and exact["suggestion"] == "亚马逊"
+    for typed, meant in [("ymx", "亚马逊"), ("亚码逊", "亚马逊"), ("kuajingdianshang", "跨境电商")]:
+        assert client.get("/api/search", query_string={"q": typed}).get_json()["corrected"]["to"] == meant
+    found = client.get("/api/search", query_string={"q": "物流"}).get_json()
+    assert found["corrected"] is None
+    page = client.get("/", query_string={"q": "yamaxun"}).get_data(as_text=True)
+    assert "已显示“亚马逊”的搜索结果。仍然搜索：" in page and "autocorrect=0" in page
+
+
+def test_long_pinyin_and_homophone_typos_are_corrected_from_the_vocabulary(make_index):
+    ix = make_index(
+        [{"id": f"fw{i}", "title": f"防火墙设置第{i}课", "body": "配置防火墙规则，开放端口。"} for i in range(3)]
+        + [{"id": f"sj{i}", "title": f"数据透视表入门{i}", "body": "用数据透视表汇总销售数据。"} for i in range(3)]
+    )
+    client = create_app(ix.settings).test_client()
+
+    def corrected(q: str) -> dict | None:
+        return client.get("/api/search", query_string={"q": q}).get_json()["corrected"]
+
+    assert corrected("防火强") == {"from": "防火强", "to": "防火墙"}
+    assert corrected("fanghuoqiang") == {"from": "fanghuoqiang", "to": "防火墙"}
+    long = corrected("shujutoushi")
+    assert long is not None and long["to"].startswith("数据") and "透视" in long["to"]
+    assert corrected("防火墙") is None

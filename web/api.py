@@ -38,6 +38,7 @@ def search_request(args: dict[str, Any], facets: bool = True) -> SearchRequest:
         recent=args["recent"],
         facets=facets,
         strict=args["strict"],
+        autocorrect=args["autocorrect"],
     )
 
 

@@ -63,6 +63,10 @@ class SearchArgs(_Args):
     recent = fields.Boolean(
         load_default=False, metadata={"description": "Blend a date decay into relevance (news-like corpora)."}
     )
+    autocorrect = fields.Boolean(
+        load_default=True,
+        metadata={"description": "Answer a query that finds nothing with its correction (corrected in the answer)."},
+    )
     strict = fields.Boolean(
         load_default=False,
         metadata={
@@ -88,7 +92,20 @@ class PageArgs(SearchArgs):
     )
 
     #: What the page's own links may carry over; nothing else reaches them.
-    LINK_ARGS = ("q", "tag", "source", "site", "since", "until", "year", "sort", "size", "recent", "page")
+    LINK_ARGS = (
+        "q",
+        "tag",
+        "source",
+        "site",
+        "since",
+        "until",
+        "year",
+        "sort",
+        "size",
+        "recent",
+        "page",
+        "autocorrect",
+    )
 
 
 class DocArgs(_Args):
@@ -144,6 +161,14 @@ class SearchResponse(Schema):
     facets = fields.Nested(FacetsSchema)
     suggestion = fields.String(
         allow_none=True, metadata={"description": "A corrected query (pinyin, typos) when this one found little."}
+    )
+    corrected = fields.Dict(
+        keys=fields.String(),
+        values=fields.String(),
+        allow_none=True,
+        metadata={
+            "description": 'The typed query and its correction ({"from", "to"}) when these are the correction\'s results.'
+        },
     )
     interpreted_as = fields.String(
         allow_none=True,
