@@ -48,6 +48,7 @@ from search.query import (
 )
 from search.rescore import question_units, rescore_by_units
 from search.spelling import Speller
+from search.suggest import Completions
 from search.synonyms import Synonyms
 
 SORTS = ("relevance", "date")
@@ -173,6 +174,7 @@ class SearchEngine:
         self._cache: OrderedDict[tuple, SearchResult] = OrderedDict()
         self.synonyms = Synonyms(settings.synonyms)
         self._speller = Speller()
+        self._completions = Completions()
 
     # -- the open searcher --------------------------------------------------
 
@@ -217,6 +219,7 @@ class SearchEngine:
         except (IndexMissing, IndexDamaged):
             return  # requests answer 503 until an index is there and whole
         self._speller.prepare(searcher.reader(), self._version or "")
+        self._completions.prepare(searcher.reader(), self._version or "", self.segmentation)
         # The bulk scorers read each segment's field lengths once; read them
         # now rather than in the first queries.
         scored = [name for name, field in searcher.schema.items() if field.scorable]
@@ -384,6 +387,31 @@ class SearchEngine:
             site=site,
             display_url=display_url(stored.get("url"), stored["id"], site),
         )
+
+    def suggest(self, text: str, limit: int = 8) -> list[str]:
+        """Completions of the search box from the index's own phrases. When
+        nothing completes the whole box (several words typed), the last word
+        is completed and each such query is kept only if some article holds
+        every one of its words."""
+        searcher = self.searcher()
+        self._completions.prepare(searcher.reader(), self._version or "", self.segmentation)
+        found = self._completions.complete(text, limit)
+        words = text.split()
+        if found or len(words) < 2:
+            return found
+        head = " ".join(words[:-1])
+        out: list[str] = []
+        for phrase in self._completions.complete(words[-1], limit * 2):
+            q = f"{head} {phrase}"
+            try:
+                answer = self.search(SearchRequest(q=q, size=1, snippets=False, autocorrect=False))
+            except QueryError:
+                continue
+            if answer.total and not answer.fallback and not answer.partial:
+                out.append(q)
+                if len(out) >= limit:
+                    break
+        return out
 
     # -- documents ----------------------------------------------------------
 

@@ -1,45 +1,125 @@
-"""Completions for the search box: the word being typed, finished from the
-index's own vocabulary (titles and tags first, by how many articles use it).
+"""Completions for the search box, from what the index's articles hold.
 
-For Chinese typed without spaces the unfinished part is the last word jieba
-finds in it, so ``跨境电`` completes to ``跨境电商`` when the index holds
-``电商``.
+Completing the last word typed on its own invented queries: 跨境电 became
+跨境电器 (跨境 + a word starting with 电), which no article holds. The
+completions here are whole phrases taken from the index: each title's
+words and runs of two or three consecutive words, and the same of each
+tag, ranked by how many articles hold them. A phrase is offered when it starts with what
+was typed (normalized, so Traditional input completes to the same
+phrases), or when its pinyin or its initials start with typed letters
+(``ya``, ``yamax``, ``ymx`` → 亚马逊). The table is built once per index
+generation and keeps the most used phrases only.
 """
 
 from __future__ import annotations
 
+import bisect
+import re
+import threading
 from collections import Counter
+from collections.abc import Iterable
 
 from indexer.analysis import Segmentation, is_cjk, normalize, query_words
+from search.query import STOPWORDS
 
-#: Fields whose words are offered, with the weight of an article using one.
-SUGGEST_FIELDS = (("title", 3), ("tags", 3), ("body", 1))
-#: Most lexicon entries looked at per field (a short prefix can match many).
+#: Phrases kept (the most used).
+MAX_PHRASES = 50_000
+#: Words in the longest title phrase offered.
+MAX_PHRASE_WORDS = 3
+#: Where a title's words stop touching: punctuation, and spaces other than
+#: one between Latin letters or digits (TikTok Shop stays one phrase).
+_BREAK_RE = re.compile(r"[^\w ]+|(?<![a-z0-9]) +| +(?![a-z0-9])")
+#: Matches looked at for one completion (a short prefix can match many).
 MAX_EXPANSIONS = 2_000
 
 
-def suggest(reader, text: str, limit: int = 8, seg: Segmentation | None = None) -> list[str]:
-    """Up to ``limit`` completions of ``text`` (the whole box, completed)."""
-    if not text or not text.strip():
-        return []
-    typed = text.rstrip()
-    norm = normalize(typed)
-    head_len = len(norm) - len(norm.split()[-1])
-    tail = norm[head_len:]
-    if tail and is_cjk(tail[-1]):
-        words = query_words(tail, seg)
-        partial = words[-1] if words and tail.endswith(words[-1]) else tail[-1]
-    else:
-        partial = tail
-    if not partial:
-        return []
-    stem = typed[: len(typed) - len(partial)] if len(typed) == len(norm) else norm[: len(norm) - len(partial)]
-    scores: Counter[str] = Counter()
-    for fieldname, weight in SUGGEST_FIELDS:
-        for i, raw in enumerate(reader.expand_prefix(fieldname, partial)):
-            if i >= MAX_EXPANSIONS:
-                break
-            word = raw.decode("utf-8") if isinstance(raw, bytes) else raw
-            if word != partial:
-                scores[word] += weight * reader.doc_frequency(fieldname, word)
-    return [stem + word for word, _score in scores.most_common(limit)]
+def _join(words: Iterable[str]) -> str:
+    """Words as one would type them: Chinese run together, a space where
+    Latin letters or digits meet."""
+    out = ""
+    for word in words:
+        if out and not (is_cjk(out[-1]) or is_cjk(word[0])):
+            out += " "
+        out += word
+    return out
+
+
+class _Prefixes:
+    """Keys in sorted order, each with its phrase, looked up by prefix."""
+
+    def __init__(self, pairs: Iterable[tuple[str, str]]) -> None:
+        items = sorted(pairs)
+        self._keys = [k for k, _p in items]
+        self._phrases = [p for _k, p in items]
+
+    def starting_with(self, prefix: str) -> Iterable[str]:
+        i = bisect.bisect_left(self._keys, prefix)
+        end = min(len(self._keys), i + MAX_EXPANSIONS)
+        while i < end and self._keys[i].startswith(prefix):
+            yield self._phrases[i]
+            i += 1
+
+
+class Completions:
+    """The phrase table of one index generation."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._version: str | None = None
+        self._df: dict[str, int] = {}
+        self._text = _Prefixes(())
+        self._pinyin = _Prefixes(())
+        self._initials = _Prefixes(())
+
+    def prepare(self, reader, version: str, seg: Segmentation | None = None) -> None:
+        generation = version.split(":", 1)[0]
+        with self._lock:
+            if generation != self._version:
+                self._build(reader, seg)
+                self._version = generation
+
+    def _build(self, reader, seg: Segmentation | None) -> None:
+        from pypinyin import lazy_pinyin
+
+        df: Counter[str] = Counter()
+        for docnum, stored in reader.iter_docs():
+            if reader.is_deleted(docnum):
+                continue
+            phrases: set[str] = set()
+            # Words are joined only where they touch in the title or tag:
+            # 表单；子… gives 表单 and 子…, never 表单子.
+            for text in (stored.get("title") or "", *(stored.get("tags") or ())):
+                for run in _BREAK_RE.split(normalize(text)):
+                    words = query_words(run, seg)
+                    for n in range(1, MAX_PHRASE_WORDS + 1):
+                        for i in range(len(words) - n + 1):
+                            # A phrase does not begin or end with a particle (表格的).
+                            if words[i] not in STOPWORDS and words[i + n - 1] not in STOPWORDS:
+                                phrases.add(_join(words[i : i + n]))
+            df.update(p for p in phrases if len(p) >= 2)
+        kept = dict(df.most_common(MAX_PHRASES))
+        pinyin: list[tuple[str, str]] = []
+        initials: list[tuple[str, str]] = []
+        for phrase in kept:
+            if all(is_cjk(c) for c in phrase):
+                syllables = lazy_pinyin(phrase)
+                pinyin.append(("".join(syllables), phrase))
+                initials.append(("".join(s[0] for s in syllables if s), phrase))
+        self._df = kept
+        self._text = _Prefixes((p, p) for p in kept)
+        self._pinyin = _Prefixes(pinyin)
+        self._initials = _Prefixes(initials)
+
+    def complete(self, text: str, limit: int = 8) -> list[str]:
+        """Phrases of the index that finish ``text``, most used first."""
+        key = normalize(text).strip()
+        if not key:
+            return []
+        found = set(self._text.starting_with(key))
+        letters = key.replace(" ", "")
+        if letters.isascii() and letters.isalpha():
+            found.update(self._pinyin.starting_with(letters))
+            if len(letters) >= 2:
+                found.update(self._initials.starting_with(letters))
+        found.discard(key)
+        return sorted(found, key=lambda p: (-self._df[p], len(p), p))[:limit]

@@ -166,3 +166,22 @@ def sample_index(tmp_path_factory) -> IndexHarness:
     summary = index_paths(harness.settings, [str(SAMPLE)])
     assert summary.added >= 50 and not summary.rejected
     return harness
+
+
+@pytest.fixture(scope="session")
+def crawl_index(tmp_path_factory) -> Path:
+    """The shared crawl of three documentation sites, indexed once per test
+    run with the example site rules (the quick way to index it), by the
+    real command."""
+    html = shared_corpus("html")
+    index = tmp_path_factory.mktemp("crawl") / "index"
+    env = {**os.environ, "ZHSEARCH_INDEX": str(index)}
+    rules = ROOT / "indexer" / "data" / "site-rules.example.toml"
+    subprocess.run(
+        [*search_command(), "index", "--site-rules", str(rules), str(html)],
+        check=True,
+        env=env,
+        capture_output=True,
+        timeout=600,
+    )
+    return index

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ROOT, SHARED_CORPORA, running_server, search_command
+from conftest import running_server, search_command
 
 CHROMIUM = os.environ.get("ZHSEARCH_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -103,23 +103,9 @@ def test_type_query_see_marks_page_filter_and_open_article(server, page, tmp_pat
 
 
 @pytest.fixture(scope="module")
-def crawl_server(tmp_path_factory):
-    """`search serve` over the shared crawl of three documentation sites,
-    indexed with the example site rules (the quick way to index it)."""
-    html = SHARED_CORPORA / "html"
-    if not html.is_dir():
-        pytest.skip(f"the shared html crawl is not at {html} (set ZHSEARCH_SHARED_CORPORA)")
-    index = tmp_path_factory.mktemp("crawl") / "index"
-    env = {**os.environ, "ZHSEARCH_INDEX": str(index)}
-    rules = ROOT / "indexer" / "data" / "site-rules.example.toml"
-    subprocess.run(
-        [*search_command(), "index", "--site-rules", str(rules), str(html)],
-        check=True,
-        env=env,
-        capture_output=True,
-        timeout=600,
-    )
-    with running_server(index) as (base, _proc):
+def crawl_server(crawl_index):
+    """`search serve` over the shared crawl of three documentation sites."""
+    with running_server(crawl_index) as (base, _proc):
         yield base
 
 

@@ -8,7 +8,9 @@ import time
 
 import pytest
 
-from search.engine import SearchRequest
+from indexer.analysis import normalize
+from indexer.config import Settings
+from search.engine import SearchEngine, SearchRequest
 from search.query import QueryError
 
 ARTICLES = [
@@ -613,3 +615,41 @@ def test_character_document_frequencies_from_the_gram_lexicon(make_index):
     assert unit_document_frequency(searcher, "火") == 0
     words = content_words(parse_query("TikTok的保险是否覆盖白蚁？"))
     assert question_units(words) == ["tiktok", "保", "险", "覆", "盖", "白", "蚁"]
+
+
+def _every_suggestion_finds_every_word(engine, prefixes) -> int:
+    """Asks for completions of each prefix and searches each one offered:
+    it must find articles holding every one of its words. The number of
+    distinct suggestions checked."""
+    checked: set[str] = set()
+    for prefix in prefixes:
+        for suggestion in engine.suggest(prefix):
+            if suggestion in checked:
+                continue
+            checked.add(suggestion)
+            answer = engine.search(SearchRequest(q=suggestion, size=1, snippets=False, autocorrect=False))
+            assert answer.total > 0 and not answer.fallback, (prefix, suggestion)
+    return len(checked)
+
+
+def _title_prefixes(engine, every: int = 1) -> list[str]:
+    titles = [d.get("title") or "" for d in engine.searcher().all_stored_fields()][::every]
+    return sorted({normalize(t)[:n] for t in titles for n in (1, 2, 3, 4) if normalize(t)[:n].strip()})
+
+
+def test_suggestions_come_from_the_index_and_always_find_every_word(sample_index):
+    engine = sample_index.engine
+    assert _every_suggestion_finds_every_word(engine, _title_prefixes(engine)) > 200
+    # No invented words: 跨境电器 and 跨境电脑前 were offered for 跨境电.
+    assert all(s.startswith("跨境电商") for s in engine.suggest("跨境电")) and engine.suggest("跨境电")
+    assert engine.suggest("跨境")  # a word alone completes to the phrases holding it
+    for typed in ("ya", "yamax", "ymx", "亞馬", "亚马"):
+        assert engine.suggest(typed)[0] == "亚马逊", typed
+    assert engine.suggest("tik")[0].startswith("tiktok")
+
+
+def test_suggestions_on_the_crawl_always_find_every_word(crawl_index):
+    engine = SearchEngine(Settings.load({"index": crawl_index}, environ={}))
+    assert _every_suggestion_finds_every_word(engine, _title_prefixes(engine, every=40)) > 100
+    assert engine.suggest("条件格") == ["条件格式"] or all(s.startswith("条件格式") for s in engine.suggest("条件格"))
+    assert engine.suggest("数据透")[0].startswith("数据透视")

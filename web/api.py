@@ -8,7 +8,6 @@ from typing import Any
 from flask import Blueprint, abort, jsonify, request
 
 from search.engine import SearchRequest
-from search.suggest import suggest
 from web import engine
 from web.schemas import (
     DocArgs,
@@ -71,8 +70,7 @@ def document(doc_id: str):
 @bp.get("/suggest")
 def suggestions():
     args = SuggestArgs().load(request.args)
-    eng = engine()
-    words = suggest(eng.searcher().reader(), args["q"], seg=eng.segmentation)
+    words = engine().suggest(args["q"])
     return jsonify(SuggestResponse().dump({"q": args["q"], "suggestions": words}))
 
 
