@@ -340,9 +340,10 @@ class SearchEngine:
         if rescore:
             ranked = _by_recency(searcher, ranked)
         terms = parsed.highlight_terms(self.segmentation, synonyms)
+        lone = parsed.lone_characters()
         offset = (request.page - 1) * size
         hits = [
-            self._hit(searcher.stored_fields(docnum), score, terms, request.snippets)
+            self._hit(searcher.stored_fields(docnum), score, terms, request.snippets, lone)
             for docnum, score in ranked[offset:limit]
         ]
         suggestion = None
@@ -368,7 +369,9 @@ class SearchEngine:
             all_words=None if partial else all_words,
         )
 
-    def _hit(self, stored: dict[str, Any], score: float | None, terms: list[str], snippets: bool) -> Hit:
+    def _hit(
+        self, stored: dict[str, Any], score: float | None, terms: list[str], snippets: bool, lone: frozenset[str]
+    ) -> Hit:
         title = stored.get("title")
         body = stored.get("body")
         # An index built before sites were stored: the URL's host.
@@ -377,8 +380,8 @@ class SearchEngine:
             id=stored["id"],
             url=stored.get("url"),
             title=title,
-            title_html=highlight_all(title, terms) if snippets else "",
-            snippet_html=snippet(body, terms, self.settings.snippet_chars) if snippets else "",
+            title_html=highlight_all(title, terms, lone) if snippets else "",
+            snippet_html=snippet(body, terms, self.settings.snippet_chars, lone) if snippets else "",
             tags=list(stored.get("tags") or []),
             source=stored.get("source"),
             author=stored.get("author"),

@@ -12,10 +12,10 @@ from __future__ import annotations
 import functools
 import re
 import unicodedata
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from html import escape
 
-from indexer.analysis import t2s_converter
+from indexer.analysis import is_cjk, t2s_converter
 
 #: Where a snippet would rather start or end: after Chinese (and Latin)
 #: sentence punctuation or a line break.
@@ -112,9 +112,15 @@ def _same_class(a: str, b: str) -> bool:
     return False
 
 
-def find_matches(norm: str, terms: Sequence[str]) -> list[tuple[int, int, str]]:
+def find_matches(norm: str, terms: Sequence[str], lone: Collection[str] = ()) -> list[tuple[int, int, str]]:
     """Spans of ``terms`` in the normalized text, merged where they overlap;
-    Latin words and numbers only match whole (``15`` not inside ``2015``)."""
+    Latin words and numbers only match whole (``15`` not inside ``2015``).
+
+    A single Chinese character (a part jieba cut off a query word: 表 of
+    数据透视表, 行 of a question) is marked only where it touches another
+    match, as part of the query word, unless it is in ``lone``: characters
+    the query asks for on their own. Marked everywhere, it lit up 图表 and
+    工作表 for 数据透视表."""
     spans: list[tuple[int, int, str]] = []
     for term in terms:
         if not term:
@@ -127,6 +133,7 @@ def find_matches(norm: str, terms: Sequence[str]) -> list[tuple[int, int, str]]:
             if before_ok and after_ok:
                 spans.append((start, end, term))
             start = norm.find(term, start + 1)
+    spans = _without_lone_characters(spans, lone)
     spans.sort()
     merged: list[tuple[int, int, str]] = []
     for s, e, t in spans:
@@ -136,6 +143,34 @@ def find_matches(norm: str, terms: Sequence[str]) -> list[tuple[int, int, str]]:
         else:
             merged.append((s, e, t))
     return merged
+
+
+def _without_lone_characters(spans: list[tuple[int, int, str]], lone: Collection[str]) -> list[tuple[int, int, str]]:
+    """``spans`` less the single Chinese characters that neither the query
+    asks for alone nor touch a longer match (directly, or through a chain
+    of such characters)."""
+    single = [sp for sp in spans if len(sp[2]) == 1 and is_cjk(sp[2]) and sp[2] not in lone]
+    if not single:
+        return spans
+    kept = [sp for sp in spans if not (len(sp[2]) == 1 and is_cjk(sp[2]) and sp[2] not in lone)]
+    edges = {pos for s, e, _t in kept for pos in (s, e)}
+    covered = [(s, e) for s, e, _t in kept]
+    pending = sorted(single)
+    changed = True
+    while changed and pending:
+        changed = False
+        rest = []
+        for sp in pending:
+            s, e, _t = sp
+            if s in edges or e in edges or any(cs < e and s < ce for cs, ce in covered):
+                kept.append(sp)
+                edges.update((s, e))
+                covered.append((s, e))
+                changed = True
+            else:
+                rest.append(sp)
+        pending = rest
+    return kept
 
 
 def _to_original(spans, mapping: list[int] | None, text_len: int) -> list[tuple[int, int, str]]:
@@ -166,16 +201,16 @@ def _render(text: str, start: int, end: int, spans) -> str:
     return "".join(out)
 
 
-def highlight_all(text: str | None, terms: Sequence[str]) -> str:
+def highlight_all(text: str | None, terms: Sequence[str], lone: Collection[str] = ()) -> str:
     """The whole text (a title), escaped, with every match marked."""
     if not text:
         return ""
     norm, mapping = normalize_with_map(text)
-    spans = _to_original(find_matches(norm, terms), mapping, len(text))
+    spans = _to_original(find_matches(norm, terms, lone), mapping, len(text))
     return _render(text, 0, len(text), spans)
 
 
-def snippet(text: str | None, terms: Sequence[str], size: int = 140) -> str:
+def snippet(text: str | None, terms: Sequence[str], size: int = 140, lone: Collection[str] = ()) -> str:
     """The passage of about ``size`` characters holding the most distinct
     matched words (then the most matches), cut at sentence punctuation where
     one is near, escaped, with ``<mark>`` around the matches."""
@@ -183,7 +218,7 @@ def snippet(text: str | None, terms: Sequence[str], size: int = 140) -> str:
         return ""
     text_len = len(text)
     norm, mapping = normalize_with_map(text)
-    spans = _to_original(find_matches(norm, terms), mapping, text_len)
+    spans = _to_original(find_matches(norm, terms, lone), mapping, text_len)
     if text_len <= size:
         return _with_ellipses(text, 0, text_len, spans)
     if not spans:
@@ -226,7 +261,29 @@ def _start_at_sentence(text: str, first_match: int, size: int) -> int:
             return _skip_space(text, k + 1)
     if lo == 0:
         return _skip_space(text, 0)
-    return _skip_space(text, max(0, first_match - size // 6))
+    # No sentence start near: after the nearest comma or space before the
+    # match, else a little before it, never inside a Latin word or number
+    # (a snippet began "…breOffice").
+    near = max(lo, first_match - size // 6)
+    for k in range(first_match - 1, near - 1, -1):
+        if text[k] in _PAUSES or text[k].isspace():
+            return _skip_space(text, k + 1)
+    start = near
+    while start > lo and _is_word_char(text[start - 1]) and _is_word_char(text[start]):
+        start -= 1
+    if start > lo or not _is_word_char(text[start]):
+        return _skip_space(text, start)
+    while start < first_match and _is_word_char(text[start]):
+        start += 1
+    return _skip_space(text, start)
+
+
+#: Where a clause ends inside a sentence.
+_PAUSES = '，、,：:（(「“"'
+
+
+def _is_word_char(ch: str) -> bool:
+    return ch.isascii() and ch.isalnum()
 
 
 def _end_at_sentence(text: str, start: int, end: int, size: int) -> int:

@@ -179,6 +179,18 @@ class ParsedQuery:
                 seen.append(t)
         return seen
 
+    def lone_characters(self) -> frozenset[str]:
+        """The Chinese characters the query asks for on their own (a word of
+        one character, or a phrase of one): these are marked wherever they
+        stand; other single characters only as part of a query word."""
+        out = set()
+        for group in self.groups:
+            for clause in group:
+                value = normalize(clause.value).strip()
+                if clause.kind in ("words", "phrase") and len(value) == 1 and is_cjk(value):
+                    out.add(value)
+        return frozenset(out)
+
     @property
     def has_positive(self) -> bool:
         return bool(self.groups)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -69,3 +71,26 @@ def test_folding_the_changed_characters_equals_walking_the_text(text):
     walked, walked_map = _fold_each(text)
     assert norm == walked
     assert (mapping if mapping is not None else list(range(len(text)))) == walked_map
+
+
+def test_a_character_cut_off_a_query_word_is_marked_only_inside_it():
+    """数据透视表 is cut 数据 + 透视 + 表: its 表 lit up 图表 and 工作表."""
+    text = "在工作表中插入图表，然后创建数据透视表。"
+    marked = highlight_all(text, ["数据", "透视", "表"])
+    assert "<mark>数据透视表</mark>" in marked
+    assert "图<mark>" not in marked and "工作<mark>" not in marked and marked.count("<mark>") == 1
+    # A character asked for on its own is marked wherever it stands.
+    alone = highlight_all(text, ["表"], lone={"表"})
+    assert alone.count("<mark>表</mark>") == 3
+    # Characters touching each other through a chain are kept together.
+    assert highlight_all("冻结首行和首列", ["冻结", "首", "行"]) == "<mark>冻结首行</mark>和首列"
+
+
+def test_snippets_do_not_start_inside_a_latin_word():
+    text = "甲" * 100 + "LibreOffice" + "乙乙" + "数据透视表" + "丙" * 100
+    out = snippet(text, ["数据透视表"], size=60)
+    assert out.startswith("…LibreOffice"), out
+    spaced = "甲" * 100 + "打开 LibreOffice Calc 后创建数据透视表" + "丙" * 100
+    out = snippet(spaced, ["数据透视表"], size=60)
+    assert out.startswith("…"), out
+    assert re.match(r"…(LibreOffice|Calc|后)", out), out

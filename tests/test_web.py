@@ -55,6 +55,7 @@ def test_api_search_shape_and_facets(client):
         "partial",
         "interpreted_as",
         "all_words",
+        "corrected",
     }
     assert data["size"] == 3 and len(data["results"]) == 3 and data["total"] > 3
     hit = data["results"][0]
@@ -187,7 +188,20 @@ def test_openapi_document_is_valid_and_covers_every_api_route(client):
     }
     assert routes == documented
     params = {p["name"] for p in spec["paths"]["/api/search"]["get"]["parameters"]}
-    assert params == {"q", "page", "size", "sort", "tag", "source", "site", "since", "until", "recent", "strict"}
+    assert params == {
+        "q",
+        "page",
+        "size",
+        "sort",
+        "tag",
+        "source",
+        "site",
+        "since",
+        "until",
+        "recent",
+        "strict",
+        "autocorrect",
+    }
 
 
 def test_search_page_renders_results_facets_and_paging(client):
