@@ -4,11 +4,15 @@ escaping case."""
 from __future__ import annotations
 
 import re
+from html import escape, unescape
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
 from openapi_spec_validator import validate
 
 from web import create_app
+
+from conftest import IndexHarness
 
 XSS_RECORDS = [
     {
@@ -373,3 +377,101 @@ def test_long_pinyin_and_homophone_typos_are_corrected_from_the_vocabulary(make_
     long = corrected("shujutoushi")
     assert long is not None and long["to"].startswith("数据") and "透视" in long["to"]
     assert corrected("防火墙") is None
+
+
+def _hrefs(html: str) -> list[str]:
+    return [unescape(h) for h in re.findall(r'href="([^"]*)"', html)]
+
+
+def test_pager_has_first_and_last_page_links(client):
+    first = client.get("/", query_string={"q": "卖家"}).get_data(as_text=True)
+    last_page = int(re.search(r'class="last" href="[^"]*page=(\d+)"', first).group(1))
+    assert last_page >= 4 and "首页" not in first  # page 1 is in the window
+    last = client.get("/", query_string={"q": "卖家", "page": last_page}).get_data(as_text=True)
+    assert f'aria-current="page">{last_page}<' in last and "下一页" not in last and 'class="last"' not in last
+    assert '<a class="first" href="/?q=%E5%8D%96%E5%AE%B6">首页</a>' in last
+    assert client.get(f"/?q=%E5%8D%96%E5%AE%B6&page={last_page}").get_data(as_text=True).count('class="hit"') > 0
+
+
+def test_a_page_past_the_end_says_so_and_links_to_the_last(client):
+    first = client.get("/", query_string={"q": "卖家"}).get_data(as_text=True)
+    last_page = int(re.search(r'class="last" href="[^"]*page=(\d+)"', first).group(1))
+    r = client.get("/", query_string={"q": "卖家", "page": 99})
+    html = r.get_data(as_text=True)
+    assert r.status_code == 200 and "第 99 页已超出结果范围" in html
+    assert f'<a href="/?q=%E5%8D%96%E5%AE%B6&amp;page={last_page}">转到最后一页（第 {last_page} 页）</a>' in html
+    assert 'class="hit"' not in html and 'aria-label="分页"' not in html
+    assert "已超出结果范围" not in client.get("/", query_string={"q": "卖家", "page": last_page}).get_data(as_text=True)
+
+
+def _placeholder(html: str) -> str:
+    return unescape(re.search(r'<input id="q"[^>]* placeholder="([^"]*)"', html).group(1))
+
+
+def test_placeholder_comes_from_the_index_own_words(client, make_index, tmp_path):
+    sample = _placeholder(client.get("/").get_data(as_text=True))
+    assert sample.startswith("输入关键词，如：") and "卖家" in sample
+    for word in sample.removeprefix("输入关键词，如：").split("、"):
+        assert client.get("/api/search", query_string={"q": word}).get_json()["total"] > 1, word
+    ix = make_index([{"id": f"i{n}", "title": f"汽车保险理赔 第{n}问", "body": "保险"} for n in range(5)])
+    other = _placeholder(create_app(ix.settings).test_client().get("/").get_data(as_text=True))
+    assert "保险" in other and "卖家" not in other and "跨境" not in other
+    empty = IndexHarness(tmp_path / "untitled")
+    empty.add([{"id": "untitled", "body": "只有正文"}])
+    assert _placeholder(create_app(empty.settings).test_client().get("/").get_data(as_text=True)) == "输入关键词"
+
+
+def test_home_tags_apply_the_tag_filter(client):
+    home = client.get("/").get_data(as_text=True)
+    tag_links = [h for h in _hrefs(home) if "tag" in h]
+    assert tag_links and all(set(parse_qs(urlsplit(h).query)) == {"tag"} for h in tag_links)
+    assert 'id="q" name="q" type="search" value="" ' in home and " autofocus" in home
+    html = client.get(tag_links[0]).get_data(as_text=True)
+    tag = parse_qs(urlsplit(tag_links[0]).query)["tag"][0]
+    assert 'id="q" name="q" type="search" value="" ' in html  # nothing put into the box
+    assert f'<input type="hidden" name="tag" value="{tag}">' in html and f"标签：{tag}" in html
+    assert "<h1" in html and " autofocus" not in html
+
+
+def test_results_link_to_the_article_page_with_the_search(client):
+    html = client.get("/", query_string={"q": "跨境电商", "tag": "物流"}).get_data(as_text=True)
+    doc_links = [h for h in _hrefs(html) if h.startswith("/doc")]
+    assert doc_links and all(re.fullmatch(r"/doc/sample-\d{3}\?q=[^&#]+&tag=[^&#]+", h) for h in doc_links), doc_links
+    assert parse_qs(urlsplit(doc_links[0]).query) == {"q": ["跨境电商"], "tag": ["物流"]}
+
+
+def test_article_page_keeps_and_marks_the_query(client):
+    r = client.get("/doc/sample-046", query_string={"q": "跨境电商", "tag": "物流", "page": "2"})
+    html = r.get_data(as_text=True)
+    assert r.status_code == 200 and 'value="跨境电商"' in html
+    body = html[html.index('<div class="body">') :]
+    assert body.count("<mark") >= 2 and body.index('<mark id="first-match">') == body.index("<mark")
+    assert '<a class="jump" href="#first-match">跳到第一处匹配</a>' in html
+    back = next(h for h in _hrefs(html) if "返回搜索结果" in html.split(f'href="{escape(h)}"', 1)[1][:20])
+    assert parse_qs(urlsplit(back).query) == {"q": ["跨境电商"], "tag": ["物流"], "page": ["2"]}
+    assert urlsplit(back).path == "/"
+    # Without a query: no marks, no jump, no way back to results there were none of.
+    plain = client.get("/doc/sample-046").get_data(as_text=True)
+    assert "<mark" not in plain and "跳到第一处匹配" not in plain and "返回搜索结果" not in plain
+    # A query the article does not hold, or one the parser cannot read.
+    assert "正文中没有" in client.get("/doc/sample-046", query_string={"q": "zzqxv"}).get_data(as_text=True)
+    assert client.get("/doc/sample-046", query_string={"q": '"跨境'}).status_code == 200
+
+
+def test_article_page_marks_are_the_only_markup(xss_client):
+    html = xss_client.get("/doc/xss-1", query_string={"q": "跨境 <script>"}).get_data(as_text=True)
+    assert "<script>alert" not in html and "<img src=x" not in html and "<svg" not in html
+    title = re.search(r'<article class="doc">\s*<h1>(.*?)</h1>', html, re.S).group(1)
+    body = re.search(r'<div class="body">(.*?)</div>', html, re.S).group(1).replace("<p>", "").replace("</p>", "")
+    assert "<mark>跨境</mark>" in title and '<mark id="first-match">跨境</mark>' in body
+    for fragment in (title, body):
+        assert re.sub(r'<mark( id="first-match")?>|</mark>', "", fragment).count("<") == 0, fragment
+
+
+def test_article_page_keeps_line_breaks_and_indentation_when_marking(make_index):
+    body = "示例代码如下：\n  apt-get install 软件包\n\t软件包  已安装"
+    ix = make_index([{"id": "code", "title": "安装软件包", "body": body}])
+    html = create_app(ix.settings).test_client().get("/doc/code", query_string={"q": "软件包"}).get_data(as_text=True)
+    para = re.search(r'<div class="body">\s*<p>(.*?)</p>', html, re.S).group(1)
+    assert para.replace("<mark>", "").replace('<mark id="first-match">', "").replace("</mark>", "") == body
+    assert para.count("<mark") == 2

@@ -1,18 +1,22 @@
 """The HTML pages: the search page and the article page. Rendered on the
-server so they work without JavaScript; the script only adds suggestions."""
+server so they work without JavaScript; the script adds suggestions, results
+while typing (it fetches these same pages) and keyboard shortcuts."""
 
 from __future__ import annotations
 
 import datetime as dt
+import re
 from typing import Any
 from urllib.parse import urlencode, urlsplit
 
 from flask import Blueprint, abort, render_template, request, url_for
-from markupsafe import Markup
+from markupsafe import Markup, escape
 from marshmallow import ValidationError
 
-from search.engine import MAX_RESULT_DEPTH
-from search.query import QueryError
+from search.engine import MAX_RESULT_DEPTH, SearchEngine
+from search.frequent import cached_frequent_title_words
+from search.highlight import highlight_all
+from search.query import QueryError, parse_query
 from web import engine
 from web.api import search_request
 from web.errors import validation_to_api_error
@@ -21,6 +25,13 @@ from web.schemas import PageArgs
 bp = Blueprint("views", __name__)
 
 SORT_LABELS = {"relevance": "相关度", "date": "最新"}
+#: The box's example when the index has no titles to take words from.
+DEFAULT_PLACEHOLDER = "输入关键词"
+#: Ids that read the same as a path segment (``/doc/sample-001``); any
+#: other id goes in the query string, which nothing normalises.
+_PATH_SAFE_ID = re.compile(r"[A-Za-z0-9_~-][A-Za-z0-9_.~-]*")
+#: The anchor of the article page's first marked word.
+FIRST_MATCH_ID = "first-match"
 
 
 def safe_url(url: str | None) -> str | None:
@@ -78,11 +89,22 @@ def _filtered() -> bool:
 
 
 @bp.app_template_global()
-def doc_link(doc_id: str) -> str:
-    """The article page of any id, as a query argument: an id in the path
-    (``..``, ``a/../b``, a leading ``/``, a line break) can be resolved by
-    the browser to another page, or not routed at all."""
-    return url_for("views.document_by_id") + "?" + urlencode({"id": doc_id})
+def doc_link(doc_id: str, from_search: bool = False) -> str:
+    """The article page of an id. A plain id goes in the path
+    (``/doc/sample-001``); any other as a query argument, since an id in the
+    path (``..``, ``a/../b``, a leading ``/``, a line break) can be resolved
+    by the browser to another page, or not routed at all.
+
+    ``from_search`` carries this page's search along (``q``, filters, sort,
+    page): the article page marks the query's words, and links back to
+    exactly these results; the link can be shared with its marks.
+    """
+    search = [(name, v) for name in PageArgs.LINK_ARGS for v in request.args.getlist(name)] if from_search else []
+    if _PATH_SAFE_ID.fullmatch(doc_id):
+        base, args = url_for("views.document", doc_id=doc_id), search
+    else:
+        base, args = url_for("views.document_by_id"), [("id", doc_id), *search]
+    return base + ("?" + urlencode(args) if args else "")
 
 
 @bp.app_template_global()
@@ -137,12 +159,26 @@ def chinese_message(err: QueryError) -> str:
     return "无法理解这个查询，请检查引号、OR 和字段（如 title:）的写法。"
 
 
+def placeholder(eng: SearchEngine) -> str:
+    """The box's example: the index's own most frequent title words, so it
+    suggests something this index can answer."""
+    words = cached_frequent_title_words(eng)
+    return "输入关键词，如：" + "、".join(words) if words else DEFAULT_PLACEHOLDER
+
+
 @bp.get("/")
 def index():
     q = request.args.get("q", "").strip()
     eng = engine()
     if not q and not _filtered():
-        return render_template("home.html", facets=eng.overview(), stats=eng.stats(), link=link)
+        return render_template(
+            "home.html",
+            facets=eng.overview(),
+            stats=eng.stats(),
+            link=link,
+            placeholder=placeholder(eng),
+            autofocus=True,
+        )
     error = None
     result = None
     year = None
@@ -154,7 +190,9 @@ def index():
     except QueryError as err:
         error = chinese_message(err)
     if error:
-        return render_template("results.html", q=q, error=error, result=None, link=link), 400
+        return render_template(
+            "results.html", q=q, error=error, result=None, link=link, placeholder=placeholder(eng)
+        ), 400
     assert result is not None
     last_page = max(1, min(-(-result.total // result.size), MAX_RESULT_DEPTH // result.size))
     return render_template(
@@ -175,7 +213,10 @@ def index():
         sort_labels=SORT_LABELS,
         last_page=last_page,
         pages=_page_window(result.page, last_page),
+        past_end=bool(result.total) and result.page > last_page,
+        filtered=_filtered(),
         link=link,
+        placeholder=placeholder(eng),
     )
 
 
@@ -203,12 +244,52 @@ def document(doc_id: str):
     doc = eng.document(doc_id)
     if doc is None:
         abort(404, description="没有找到这篇文章。")
-    paragraphs = [p.strip() for p in (doc.get("body") or "").split("\n\n") if p.strip()]
+    q = request.args.get("q", "").strip()
+    terms = _highlight_terms(eng, q)
+    paragraphs = [_marked(p.strip(), terms) for p in (doc.get("body") or "").split("\n\n") if p.strip()]
+    marks = sum(p.count("<mark>") for p in paragraphs)
+    for i, p in enumerate(paragraphs):
+        if "<mark>" in p:
+            paragraphs[i] = Markup(str(p).replace("<mark>", f'<mark id="{FIRST_MATCH_ID}">', 1))
+            break
     return render_template(
         "doc.html",
         doc=doc,
+        q=q,
+        title_html=Markup(highlight_all(doc.get("title") or doc["id"], terms)),
+        marks=marks,
+        first_match=FIRST_MATCH_ID,
+        back=link(page=request.args.get("page", 1, type=int)) if q or _filtered() else None,
         url=safe_url(doc.get("url")),
         paragraphs=paragraphs,
         related=[(r, safe_url(r.get("url"))) for r in eng.related(doc_id)],
         now=dt.date.today(),
+        placeholder=placeholder(eng),
+    )
+
+
+def _highlight_terms(eng: SearchEngine, q: str) -> list[str]:
+    """The words the results page marked for this query (none for a query
+    the parser cannot read: the article is still worth showing)."""
+    if not q:
+        return []
+    try:
+        return parse_query(q).highlight_terms(eng.segmentation, eng.synonyms.alternatives)
+    except QueryError:
+        return []
+
+
+#: Runs of spaces that carry layout (indented code, aligned columns), kept
+#: as they are: the highlighter folds white space as snippets need.
+_LAYOUT_SPACE = re.compile(r"(\n|\t|\s{2,})")
+
+
+def _marked(text: str, terms: list[str]) -> Markup:
+    """One paragraph, escaped, with the query's words marked and its line
+    breaks and indentation kept (the page shows it ``pre-wrap``)."""
+    if not terms:
+        return escape(text)
+    pieces = _LAYOUT_SPACE.split(text)
+    return Markup(
+        "".join(str(escape(piece)) if i % 2 else highlight_all(piece, terms) for i, piece in enumerate(pieces))
     )
