@@ -355,3 +355,18 @@ def test_keyboard_and_accessibility(server, page):
     # Every page has a heading of its own.
     page.goto(server + "/doc/sample-001")
     assert page.locator("h1").count() == 1
+
+
+def test_a_typo_is_answered_with_its_correction(server, page):
+    """yamaxun showed 0 results and a link; now the corrected results, and
+    a way to search as typed."""
+    page.goto(server + "/")
+    page.keyboard.type("yamaxun", delay=30)
+    notice = page.locator("p.notice", has_text="已显示")
+    notice.wait_for(timeout=10_000)
+    assert "已显示“亚马逊”的搜索结果。仍然搜索：yamaxun" in notice.inner_text()
+    assert page.locator("li.hit").count() > 0
+    page.locator("p.notice a", has_text="yamaxun").click()
+    page.wait_for_selector("p.notice >> text=你是不是要找")
+    assert page.locator("li.hit").count() == 0
+    assert "autocorrect=0" in page.url
