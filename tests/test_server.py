@@ -76,4 +76,4 @@ def test_a_long_query_typed_into_the_box_reaches_the_page(server):
     got, headers, body = _exchange(server, f"GET /?q={query} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode())
     assert got == 400 and "x-frame-options" in headers, body[:300]
     page = body.decode("utf-8")
-    assert 'role="alert"' in page and "more than 48 words" in page, page[-800:]
+    assert 'role="alert"' in page and "查询中的词语或运算符太多了" in page, page[-800:]  # "more than 48 words"
