@@ -254,6 +254,9 @@ class SearchEngine:
                 self._cache.move_to_end(key)
         if cached is not None:
             return dataclasses.replace(cached, took_ms=(time.perf_counter() - started) * 1000)
+        # Loading the segmenter (once per process) is not this query's work:
+        # a cold command-line search spent a second of its budget on it.
+        get_segmenter(self.segmentation)
         try:
             with time_budget(self.settings.query_budget_ms / 1000):
                 result = self._search(request, searcher, started)
