@@ -44,7 +44,7 @@ def search_request(args: dict[str, Any], facets: bool = True) -> SearchRequest:
 @bp.get("/search")
 def search():
     args = SearchArgs().load(request.args)
-    result = engine().search(search_request(args))
+    result = engine().search(search_request(args, facets=args["facets"]))
     return jsonify(SearchResponse().dump(result.to_dict()))
 
 

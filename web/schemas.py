@@ -63,6 +63,10 @@ class SearchArgs(_Args):
     recent = fields.Boolean(
         load_default=False, metadata={"description": "Blend a date decay into relevance (news-like corpora)."}
     )
+    facets = fields.Boolean(
+        load_default=True,
+        metadata={"description": "Count tags, sources, sites and years over every match (false skips that work)."},
+    )
     autocorrect = fields.Boolean(
         load_default=True,
         metadata={"description": "Answer a query that finds nothing with its correction (corrected in the answer)."},
