@@ -157,7 +157,7 @@ def command(group: click.Group, *args, free_text: bool = False, **kwargs):
                 raise
             except _EXPECTED_ERRORS as err:
                 if kw.get("as_json"):
-                    raise JsonError(_message(err), _error_code(err), getattr(err, "field", None)) from None
+                    raise JsonError(_message(err), getattr(err, "code", "error"), getattr(err, "field", None)) from None
                 raise click.ClickException(_message(err)) from None
             except click.ClickException as err:
                 if kw.get("as_json") and not isinstance(err, JsonError):
@@ -167,15 +167,6 @@ def command(group: click.Group, *args, free_text: bool = False, **kwargs):
         return group.command(*args, cls=Command, free_text=free_text, **kwargs)(_index_option(wrapper))
 
     return decorate
-
-
-def _error_code(err: Exception) -> str:
-    """The code an error has in JSON: the API's where the API has one."""
-    if isinstance(err, QueryError):
-        return err.code
-    return {IndexMissing: "no_index", IndexDamaged: "index_damaged", IndexBusy: "index_busy"}.get(
-        type(err), "run_refused" if isinstance(err, RunRefused) else "error"
-    )
 
 
 #: Characters a terminal acts on (escape sequences, bells, carriage returns,

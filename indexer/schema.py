@@ -19,12 +19,13 @@ from whoosh.fields import COLUMN, DATETIME, ID, STORED, TEXT, Schema
 from whoosh.system import pack_uint
 
 from indexer.analysis import (
-    LINE_GAP,
+    LINE_GAP as LINE_GAP,  # the gap between lines' positions, part of this schema's layout
+)
+from indexer.analysis import (
     LONG_TEXT_CHARS,
     Segmentation,
     gram_analyzer,
     gram_chunks,
-    index_gram_lines,
     index_words,
     keyword_analyzer,
     normalize,
@@ -62,8 +63,8 @@ class WordField(TEXT):
 
 
 class GramField(TEXT):
-    """A positional gram field indexed straight from ``index_gram_lines``
-    (the same terms and positions as its analyzer, ``GramTokenizer``); the
+    """A positional gram field indexed straight from ``gram_chunks`` (the
+    same terms and positions as its analyzer, ``GramTokenizer``); the
     values are Whoosh's ``Positions`` encoding."""
 
     def index(self, value, **kwargs) -> Iterator[Posting]:
@@ -71,17 +72,8 @@ class GramField(TEXT):
             yield from super().index(value, **kwargs)
             return
         boost = self.format.field_boost
-        if len(value) > LONG_TEXT_CHARS:
-            for positions in partitioned_gram_positions(normalize(value)):
-                yield from _gram_postings(positions, boost)
-            return
-        positions: defaultdict[str, list[int]] = defaultdict(list)
-        base = 0
-        for grams in index_gram_lines(value):
-            for pos, gram in enumerate(grams, base):
-                positions[gram].append(pos)
-            base += len(grams) + LINE_GAP
-        yield from _gram_postings(positions, boost)
+        for positions in partitioned_gram_positions(normalize(value)):
+            yield from _gram_postings(positions, boost)
 
 
 #: Grams of a long text given positions at once (some 25 MB of them).
@@ -89,8 +81,8 @@ PART_GRAMS = 100_000
 
 
 def partitioned_gram_positions(normalized: str, part_grams: int = PART_GRAMS) -> Iterator[dict[str, list[int]]]:
-    """The positions of each gram of a long text, for one share of its
-    grams at a time (by hash): a text of a million distinct grams needs
+    """The positions of each gram of a text, for one share of its grams at
+    a time (by hash; a text under ``part_grams`` is one share): a text of a million distinct grams needs
     a dictionary as large, but its shares need only a part each. Every
     share reads the whole text again, a few seconds for 5 MB."""
     parts = len(normalized) // part_grams + 1
@@ -98,7 +90,7 @@ def partitioned_gram_positions(normalized: str, part_grams: int = PART_GRAMS) ->
         positions: defaultdict[str, list[int]] = defaultdict(list)
         for base, grams in gram_chunks(normalized):
             for pos, gram in enumerate(grams, base):
-                if hash(gram) % parts == part:
+                if parts == 1 or hash(gram) % parts == part:
                     positions[gram].append(pos)
         yield positions
 

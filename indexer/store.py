@@ -35,14 +35,21 @@ _TOC_RE = re.compile(r"^_MAIN_(\d+)\.toc$")
 class IndexMissing(Exception):
     """There is no index at the configured place."""
 
+    #: The error's code in JSON answers (API and ``--json``).
+    code = "no_index"
+
 
 class IndexBusy(Exception):
     """Another process is writing to this index."""
+
+    code = "index_busy"
 
 
 class IndexDamaged(Exception):
     """The live generation cannot be read as it is (a truncated table of
     contents or segment); ``search check`` says more."""
+
+    code = "index_damaged"
 
 
 LOCK_FILE = ".writer.lock"

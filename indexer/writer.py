@@ -56,6 +56,8 @@ class RunRefused(Exception):
     """A --prune or --rebuild that would delete what it could not see, or
     too much; nothing was changed."""
 
+    code = "run_refused"
+
 
 @dataclass(frozen=True)
 class Rejection:

@@ -74,14 +74,14 @@ def register(app: Flask) -> None:
     @app.errorhandler(IndexMissing)
     def _missing(err: IndexMissing):
         if _is_api():
-            return error_response(503, "no_index", str(err))
+            return error_response(503, err.code, str(err))
         return render_template("error.html", status=503, message="索引尚未建立，请先运行 search index。"), 503
 
     @app.errorhandler(IndexDamaged)
     def _damaged(err: IndexDamaged):
         app.logger.error("%s", err)
         if _is_api():
-            return error_response(503, "index_damaged", str(err))
+            return error_response(503, err.code, str(err))
         return render_template("error.html", status=503, message="索引已损坏，暂时无法搜索；请运行 search check。"), 503
 
     @app.errorhandler(RequestTimedOut)
