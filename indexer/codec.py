@@ -21,6 +21,7 @@ reader opens the result; segments written here are read through
 from __future__ import annotations
 
 import heapq
+import io
 import itertools
 import operator
 import pickle
@@ -36,17 +37,21 @@ from whoosh.codec.whoosh3 import (
     WHOOSH3_HEADER_MAGIC,
     W3Codec,
     W3FieldWriter,
+    W3Segment,
     W3TermInfo,
     W3TermsReader,
     _lenfield,
 )
 from whoosh.filedb import filetables
+from whoosh.filedb.compound import CompoundStorage
+from whoosh.filedb.structfile import BufferFile
 from whoosh.reading import TermNotFound
 from whoosh.system import pack_int, pack_ushort
 from whoosh.util.numlists import GrowableArray
 from whoosh.writing import PostingPool, SegmentWriter
 
 from indexer.analysis import remember_normalized
+from indexer.threads import original_get_ident as _get_ident
 
 #: Postings per block, as Whoosh's default.
 BLOCK_LIMIT = 128
@@ -83,12 +88,135 @@ class FastCodec(W3Codec):
     def field_writer(self, storage, segment):
         return FastFieldWriter(self, storage, segment)
 
+    def new_segment(self, storage, indexname):
+        return MappedSegment(self, indexname)
+
     def terms_reader(self, storage, segment):
         tiname = segment.make_filename(self.TERMS_EXT)
         tilen = storage.file_length(tiname)
         tifile = storage.open_file(tiname)
         postfile = segment.open_file(storage, self.POSTS_EXT)
         return CachingTermsReader(self, tifile, tilen, postfile)
+
+
+class MappedSegment(W3Segment):
+    """A W3 segment whose compound file is read in place.
+
+    Whoosh maps a compound segment file into memory, then copies each file
+    in it into a ``BytesIO`` as it is opened (``BufferFile``): every open
+    of an index copied all of it, 250 MB of private memory for poetry-20k,
+    and 0.1 s of CPU, again on every reopen after a commit. Segments
+    written by ``FastCodec`` are of this class (the table of contents
+    pickles it); older segments open as before.
+    """
+
+    def open_compound_file(self, storage):
+        name = self.make_filename(self.COMPOUND_EXT)
+        return MappedCompoundStorage(storage.open_file(name), use_mmap=storage.supports_mmap)
+
+
+class MappedCompoundStorage(CompoundStorage):
+    def open_file(self, name, *args, **kwargs):
+        if self._source is None:  # not mapped (no mmap here): Whoosh's sub-files
+            return super().open_file(name, *args, **kwargs)
+        if self.is_closed:
+            return super().open_file(name)  # raises Whoosh's StorageError
+        offset, length = self.range(name)
+        return MappedFile(memoryview(self._source)[offset : offset + length], name=name)
+
+
+class MappedFile(BufferFile):
+    """A file over a slice of a memory map, read in place.
+
+    ``get`` (what the terms, column and stored-field readers mostly use)
+    slices the map. Sequential reads (a postings block's header: seek,
+    read an int, read a pickle) keep their position per OS thread: a
+    serving worker's background thread warms a new commit's readers while
+    its requests read the same segments through the old ones, and one
+    shared position let each move the other's (greenlets of one thread do
+    not switch in the middle of such a read).
+    """
+
+    def __init__(self, buf: memoryview, name: str | None = None, onclose=None) -> None:
+        self._buf = buf
+        self._name = name
+        self.onclose = onclose
+        self.is_real = False
+        self.is_closed = False
+        self._at: dict[int, int] = {}
+
+    @property
+    def file(self) -> io.RawIOBase:
+        # What still asks for the file object itself reads from here on.
+        return _ViewStream(self._buf, self.tell())
+
+    def tell(self) -> int:
+        return self._at.get(_thread_id(), 0)
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        base = (0, self.tell(), len(self._buf))[whence]
+        pos = self._at[_thread_id()] = max(0, base + offset)
+        return pos
+
+    def read(self, n: int | None = -1) -> bytes:
+        pos = self.tell()
+        end = len(self._buf) if n is None or n < 0 else min(len(self._buf), pos + n)
+        self._at[_thread_id()] = max(pos, end)
+        return bytes(self._buf[pos:end])
+
+    def readline(self, limit: int = -1) -> bytes:
+        stream = _ViewStream(self._buf, self.tell())
+        line = stream.readline(limit)
+        self._at[_thread_id()] = stream.tell()
+        return line
+
+    def read_pickle(self) -> Any:
+        stream = _ViewStream(self._buf, self.tell())
+        value = pickle.load(stream)
+        self._at[_thread_id()] = stream.tell()
+        return value
+
+    def subset(self, position: int, length: int, name: str | None = None) -> MappedFile:
+        return MappedFile(self._buf[position : position + length], name=name or self._name)
+
+    def close(self) -> None:
+        if self.is_closed:
+            raise Exception("This file is already closed")
+        if self.onclose:
+            self.onclose(self)
+        self.is_closed = True
+
+
+def _thread_id() -> int:
+    return _get_ident()
+
+
+class _ViewStream(io.RawIOBase):
+    """A read-only raw stream over a memoryview, without copying it."""
+
+    def __init__(self, view: memoryview, pos: int = 0) -> None:
+        self._view = view
+        self._pos = pos
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def readinto(self, b) -> int:
+        n = max(0, min(len(b), len(self._view) - self._pos))
+        b[:n] = self._view[self._pos : self._pos + n]
+        self._pos += n
+        return n
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        base = (0, self._pos, len(self._view))[whence]
+        self._pos = max(0, base + offset)
+        return self._pos
+
+    def tell(self) -> int:
+        return self._pos
 
 
 class CachingTermsReader(W3TermsReader):

@@ -22,6 +22,7 @@ import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 from whoosh import index as whoosh_index
 from whoosh.fields import Schema
@@ -231,6 +232,21 @@ class IndexStore:
                 f"{self.root}: a segment cannot be read ({_describe(err)}); run 'search check'"
             ) from None
 
+    def open_toc(self) -> tuple[Index, Any, dict[str, tuple[int, int]]]:
+        """The live index, its latest table of contents (read once, so the
+        segments and the files checked are the same commit's) and its
+        segment files' (size, inode), as ``open_checked``."""
+        ix = self.open()
+        try:
+            toc = ix._read_toc()  # no public accessor; Index.schema re-reads it each time
+            return ix, toc, segment_files(ix, toc.segments)
+        except IndexDamaged:
+            raise
+        except Exception as err:
+            raise IndexDamaged(
+                f"{self.root}: the table of contents or a segment cannot be read ({_describe(err)}); run 'search check'"
+            ) from None
+
     def open_or_create(self, schema: Schema) -> Index:
         if self.exists():
             return self.open()
@@ -268,14 +284,14 @@ class IndexStore:
         return sum(p.stat().st_size for p in path.iterdir() if p.is_file())
 
 
-def segment_files(ix: Index) -> dict[str, tuple[int, int]]:
+def segment_files(ix: Index, segments: list[Any] | None = None) -> dict[str, tuple[int, int]]:
     """Path -> (size, inode) of each compound segment file the table of
     contents names; IndexDamaged when one is missing or not the size its
     header says (Whoosh writes the directory of a compound file at its end
     and records where in its first bytes)."""
     out: dict[str, tuple[int, int]] = {}
     folder = Path(ix.storage.folder)
-    for seg in ix._segments():  # the TOC's list; there is no public accessor
+    for seg in ix._segments() if segments is None else segments:  # no public accessor
         if not seg.is_compound():
             continue
         name = seg.make_filename(seg.COMPOUND_EXT)

@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-import threading
 import time
 from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from whoosh import query as wq
@@ -28,7 +28,9 @@ from indexer.config import Settings
 from indexer.schema import SegmentColumn
 from indexer.sites import display_url, host_of
 from indexer.store import IndexDamaged, IndexMissing, IndexStore, changed_files, is_read_error
+from indexer.threads import native_lock
 from indexer.writer import stored_to_record
+from search.background import Refresher
 from search.budget import OutOfTime, out_of_time, time_budget
 from search.facets import NewestFirst, facet_counts, facet_types
 from search.highlight import highlight_all, snippet
@@ -46,6 +48,7 @@ from search.query import (
     plain_text,
     query_docs,
 )
+from search.readers import ReaderPool
 from search.rescore import question_units, rescore_by_units
 from search.spelling import Speller
 from search.suggest import Completions
@@ -54,6 +57,13 @@ from search.synonyms import Synonyms
 SORTS = ("relevance", "date")
 #: Answers kept per process (for the current index commit only).
 CACHE_SIZE = 512
+#: How often a serving worker's refresher looks for a new commit (seconds).
+REFRESH_SECONDS = 0.2
+#: Answers of the old commit asked most recently that the refresher
+#: computes again for a new one before swapping it in (as Solr's
+#: autowarm), and for how long at most: it delays the commit's freshness.
+AUTOWARM = 32
+AUTOWARM_SECONDS = 0.2
 #: A query finding fewer articles than this gets a did-you-mean.
 SUGGEST_BELOW = 3
 #: With recent=True: how many top results are re-ranked, how fast the
@@ -156,22 +166,38 @@ class SearchResult:
         }
 
 
+@dataclass
+class _Live:
+    """One commit as requests see it."""
+
+    version: str
+    searcher: Searcher
+    #: Its segment files' (size, inode), checked before each use.
+    files: dict[str, tuple[int, int]]
+    segmentation: Any
+    #: Answers for this commit: key -> (request, result).
+    cache: OrderedDict[tuple, tuple[SearchRequest, SearchResult]] = field(default_factory=OrderedDict)
+
+
 class SearchEngine:
-    """Searches one index folder (its live generation)."""
+    """Searches one index folder (its live generation).
+
+    What a request searches is one ``_Live`` state: a searcher over one
+    commit, and the answers cached for it. A new commit becomes a new
+    state, swapped in whole. A one-shot command (and the test client) makes
+    it on the request that first sees the commit; a serving worker starts
+    ``start_refresher`` instead, and its requests never wait for a reopen.
+    """
 
     def __init__(self, settings: Settings, weights: Weights = DEFAULT_WEIGHTS) -> None:
         self.settings = settings
         self.weights = weights
         self.store = IndexStore(settings.index)
-        self._lock = threading.Lock()
-        self._version: str | None = None
-        self._ix = None
-        self._searcher: Searcher | None = None
-        self._retired: Searcher | None = None
-        #: The open segment files' (size, inode), checked before each use.
-        self._files: dict[str, tuple[int, int]] = {}
+        self._refresh_lock = native_lock()
+        self._live: _Live | None = None
+        self._readers = ReaderPool()
+        self._refresher: Refresher | None = None
         self.segmentation = settings.segmentation
-        self._cache: OrderedDict[tuple, SearchResult] = OrderedDict()
         self.synonyms = Synonyms(settings.synonyms)
         self._speller = Speller()
         self._completions = Completions()
@@ -179,65 +205,135 @@ class SearchEngine:
     # -- the open searcher --------------------------------------------------
 
     def searcher(self) -> Searcher:
-        """The current searcher, reopened if the index changed since."""
-        version = self.store.version()
-        with self._lock:
-            if version == self._version and self._searcher is not None:
-                changed = changed_files(self._files)
-                if changed:
-                    # Reading a segment cut short would kill the process.
-                    raise IndexDamaged(f"{changed[0]} changed under the server; run 'search check'")
-            if version != self._version or self._searcher is None:
-                # A fresh searcher rather than Searcher.refresh(): refresh
-                # reuses segment readers whose deletions are stale. The old
-                # searcher is closed one swap later, when no request that
-                # started with it can still be running.
-                if self._retired is not None:
-                    self._retired.close()
-                self._retired = self._searcher
-                self._searcher = None
-                self._ix, self._files = self.store.open_checked()
-                try:
-                    self._searcher = self._ix.searcher(weighting=self.weights.weighting())
-                except Exception as err:
-                    raise IndexDamaged(
-                        f"{self.store.root}: cannot open a searcher ({type(err).__name__}: {err})"
-                    ) from None
-                # Queries are cut the way this index was built.
-                self.segmentation = segmentation_of(self._ix.schema) or self.settings.segmentation
-                self._version = version
-                self._cache.clear()
-            return self._searcher
+        """The current searcher (reopened first, when no refresher runs and
+        the index changed since)."""
+        return self._current().searcher
+
+    def _current(self) -> _Live:
+        live = self._live
+        if live is None or (self._refresher is None and self.store.version() != live.version):
+            with self._refresh_lock:
+                live = self._live
+                if live is None or self.store.version() != live.version:
+                    live = self._refresh()
+        changed = changed_files(live.files)
+        if changed and self.store.version() != live.version:
+            # A newer commit (a merge deletes the segments it merged; a
+            # rebuild replaces a damaged generation): open it now rather
+            # than read files that may have been cut short.
+            with self._refresh_lock:
+                live = self._live if self._live.version == self.store.version() else self._refresh()
+            changed = changed_files(live.files)
+        if changed:
+            # Reading a mapped segment file cut short would kill the process.
+            raise IndexDamaged(f"{changed[0]} changed under the server; run 'search check'")
+        return live
+
+    def _refresh(self, warm: Sequence[tuple[tuple, SearchRequest]] = ()) -> _Live:
+        """Open what the index's latest commit holds (only its new segments
+        are opened), warm it, and make it live."""
+        try:
+            ix, toc, files = self.store.open_toc()
+            reader, opened = self._readers.open(ix, toc)
+            searcher = Searcher(reader, weighting=self.weights.weighting(), closereader=False, fromindex=ix)
+        except (IndexMissing, IndexDamaged):
+            raise
+        except Exception as err:
+            raise IndexDamaged(f"{self.store.root}: cannot open a searcher ({type(err).__name__}: {err})") from None
+        version = f"{Path(ix.storage.folder).name}:{toc.generation}"
+        # Queries are cut the way this index was built.
+        segmentation = segmentation_of(toc.schema) or self.settings.segmentation
+        live = _Live(version, searcher, files, segmentation)
+        # The bulk scorers read each segment's field lengths once: read the
+        # new segments' now rather than in the first queries.
+        scored = [name for name, field in toc.schema.items() if field.scorable]
+        for sub, _offset in searcher.leaf_searchers():
+            if sub.reader() in opened:
+                for name in scored:
+                    field_lengths(sub, name)
+        self.segmentation = segmentation
+        until = time.monotonic() + AUTOWARM_SECONDS
+        for key, request in reversed(warm):  # the most recent first
+            if time.monotonic() > until:
+                break
+            self._warm(live, key, request)
+        self._live = live
+        return live
+
+    def _warm(self, live: _Live, key: tuple, request: SearchRequest) -> None:
+        """Answer a request the previous commit had cached, for the new one."""
+        try:
+            with time_budget(self.settings.query_budget_ms / 1000):
+                result = self._search(request, live, time.perf_counter())
+        except Exception:  # noqa: BLE001 - a request that now fails is simply not cached
+            return
+        if not result.partial:
+            live.cache[(live.version, *key[1:])] = (request, result)
+
+    def start_refresher(self, interval: float = REFRESH_SECONDS) -> None:
+        """Notice commits in a background thread (an OS thread, also under
+        gevent) and swap in each new commit once it is open and warm, as
+        Lucene's ``SearcherManager.maybeRefresh`` does; the did-you-mean
+        and completion tables are rebuilt there too, the old ones serving
+        meanwhile."""
+        if self._refresher is None:
+            self._refresher = Refresher(self, interval)
+            self._refresher.start()
+
+    def refresh_now(self) -> bool:
+        """The refresher's round, in this thread: swap in a new commit if
+        there is one (answers of the old one that were asked recently are
+        computed again first). Whether a new commit was swapped in."""
+        with self._refresh_lock:
+            live = self._live
+            if live is not None and self.store.version() == live.version:
+                return False
+            recent = list(live.cache.copy().items())[-AUTOWARM:] if live is not None else []
+            self._refresh([(key, request) for key, (request, _result) in recent])
+            return True
+
+    def refresh_tables(self) -> None:
+        """Bring the did-you-mean and completion tables up to date with the
+        live commit (when due: see ``Speller.prepare``), in this thread."""
+        live = self._live
+        if live is not None:
+            self._prepare_tables(live)
+
+    def _prepare_tables(self, live: _Live) -> None:
+        reader = live.searcher.reader()
+        self._speller.prepare(reader, live.version)
+        self._completions.prepare(reader, live.version, live.segmentation)
 
     def warm_up(self) -> None:
-        """Load the segmenter, open the index, build the did-you-mean table
-        and read the field lengths now, so the first requests do not pay
-        for them."""
+        """Load the segmenter, open the index, build the did-you-mean and
+        completion tables and read the field lengths now, so the first
+        requests do not pay for them."""
         get_segmenter(self.segmentation)
         try:
-            searcher = self.searcher()
+            live = self._current()
         except (IndexMissing, IndexDamaged):
             return  # requests answer 503 until an index is there and whole
-        self._speller.prepare(searcher.reader(), self._version or "")
-        self._completions.prepare(searcher.reader(), self._version or "", self.segmentation)
-        # The bulk scorers read each segment's field lengths once; read them
-        # now rather than in the first queries.
-        scored = [name for name, field in searcher.schema.items() if field.scorable]
-        for sub, _offset in searcher.leaf_searchers():
-            for name in scored:
-                field_lengths(sub, name)
+        self._prepare_tables(live)
 
     def close(self) -> None:
-        with self._lock:
-            for searcher in (self._searcher, self._retired):
-                if searcher is not None:
-                    searcher.close()
-            self._searcher = self._retired = None
-            self._version = None
+        if self._refresher is not None:
+            self._refresher.stop()
+            self._refresher = None
+        with self._refresh_lock:
+            self._live = None
+            self._readers.close()
 
     @property
     def version(self) -> str | None:
-        return self._version
+        live = self._live
+        return live.version if live is not None else None
+
+    @property
+    def tables_version(self) -> str | None:
+        """The commit that what is derived from the whole index (completion
+        and did-you-mean tables, the search box's examples) is as of: with
+        a refresher, rebuilt now and then rather than on every commit."""
+        return self._completions.version if self._refresher is not None else self.version
 
     # -- searching ----------------------------------------------------------
 
@@ -245,36 +341,37 @@ class SearchEngine:
         """One page of results. Answers are cached per index commit, so a
         repeated query (paging back, a popular search) costs a lookup."""
         started = time.perf_counter()
-        searcher = self.searcher()  # notices a new commit, which empties the cache
+        live = self._current()
         # Every field of the request, the index commit and the synonyms.
-        key = (self._version, self.synonyms.version(), repr(request))
-        with self._lock:
-            cached = self._cache.get(key)
-            if cached is not None:
-                self._cache.move_to_end(key)
+        key = (live.version, self.synonyms.version(), repr(request))
+        cached = live.cache.get(key)
         if cached is not None:
-            return dataclasses.replace(cached, took_ms=(time.perf_counter() - started) * 1000)
+            live.cache.move_to_end(key)
+            return dataclasses.replace(cached[1], took_ms=(time.perf_counter() - started) * 1000)
         # Loading the segmenter (once per process) is not this query's work:
         # a cold command-line search spent a second of its budget on it.
         get_segmenter(self.segmentation)
+        with time_budget(self.settings.query_budget_ms / 1000):
+            result = self._search(request, live, started)
+        # A partial answer depends on how busy the machine was.
+        if not result.partial:
+            live.cache[key] = (request, result)
+            while len(live.cache) > CACHE_SIZE:
+                live.cache.popitem(last=False)
+        return result
+
+    def _search(self, request: SearchRequest, live: _Live, started: float) -> SearchResult:
         try:
-            with time_budget(self.settings.query_budget_ms / 1000):
-                result = self._search(request, searcher, started)
+            return self._search_in(request, live, started)
         except Exception as err:
             if is_read_error(err):
                 raise IndexDamaged(
                     f"{self.store.root}: part of the index cannot be read ({err}); run 'search check'"
                 ) from None
             raise
-        with self._lock:
-            # A partial answer depends on how busy the machine was.
-            if key[0] == self._version and not result.partial:
-                self._cache[key] = result
-                while len(self._cache) > CACHE_SIZE:
-                    self._cache.popitem(last=False)
-        return result
 
-    def _search(self, request: SearchRequest, searcher: Searcher, started: float) -> SearchResult:
+    def _search_in(self, request: SearchRequest, live: _Live, started: float) -> SearchResult:
+        searcher = live.searcher
         size = self.settings.page_size if request.size is None else request.size
         _check_paging(request.page, size, self.settings.max_page_size)
         if request.sort not in SORTS:
@@ -351,9 +448,11 @@ class SearchEngine:
         ]
         suggestion = None
         if (fallback or len(results) < SUGGEST_BELOW) and parsed.groups and not partial:
-            suggestion = self._speller.suggest(searcher.reader(), self._version or "", request.q, self.segmentation)
+            if self._refresher is None:
+                self._speller.prepare(searcher.reader(), live.version)
+            suggestion = self._speller.suggest(searcher.reader(), request.q, self.segmentation)
         if suggestion and suggestion != request.q and request.autocorrect and (fallback or not len(results)):
-            instead = self._search(dataclasses.replace(request, q=suggestion, autocorrect=False), searcher, started)
+            instead = self._search_in(dataclasses.replace(request, q=suggestion, autocorrect=False), live, started)
             if instead.total and not instead.fallback and not instead.partial:
                 return dataclasses.replace(instead, corrected={"from": request.q, "to": suggestion})
         return SearchResult(
@@ -399,8 +498,9 @@ class SearchEngine:
         nothing completes the whole box (several words typed), the last word
         is completed and each such query is kept only if some article holds
         every one of its words."""
-        searcher = self.searcher()
-        self._completions.prepare(searcher.reader(), self._version or "", self.segmentation)
+        live = self._current()
+        if self._refresher is None:
+            self._completions.prepare(live.searcher.reader(), live.version, live.segmentation)
         found = self._completions.complete(text, limit)
         words = text.split()
         if found or len(words) < 2:
@@ -452,7 +552,7 @@ class SearchEngine:
         mtime = max((p.stat().st_mtime for p in path.iterdir() if p.name.endswith(".toc")), default=None)
         return {
             "index": str(store.root),
-            "generation": self._version,
+            "generation": self.version,
             "documents": searcher.doc_count(),
             "last_update": dt.datetime.fromtimestamp(mtime).astimezone().isoformat(timespec="seconds")
             if mtime

@@ -5,7 +5,6 @@ nonsense over a crawl of software manuals."""
 from __future__ import annotations
 
 import re
-import threading
 import weakref
 from typing import Any
 
@@ -15,7 +14,6 @@ _WORDLIKE = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff]{2,}|[a-z][a-z0-9+#.-]{2,}"
 #: How many of the most frequent title terms to consider.
 _CANDIDATES = 60
 
-_lock = threading.Lock()
 #: Per engine: the index commit and limit the words were taken at, and the words.
 _cache: weakref.WeakKeyDictionary[Any, tuple[tuple[str | None, int], list[str]]] = weakref.WeakKeyDictionary()
 
@@ -36,15 +34,14 @@ def frequent_title_words(reader: Any, limit: int = 3) -> list[str]:
 
 
 def cached_frequent_title_words(engine: Any, limit: int = 3) -> list[str]:
-    """``frequent_title_words`` of the engine's live index, computed once per
-    index commit (a few thousand terms, but on every page view it adds up)."""
+    """``frequent_title_words`` of the engine's live index, computed again
+    only when the engine's tables are (a few thousand terms: on every page
+    view, or every commit, it adds up)."""
     reader = engine.searcher().reader()  # notices a new commit
-    key = (engine.version, limit)
-    with _lock:
-        cached = _cache.get(engine)
+    key = (engine.tables_version, limit)
+    cached = _cache.get(engine)
     if cached is not None and cached[0] == key:
         return cached[1]
     words = frequent_title_words(reader, limit)
-    with _lock:
-        _cache[engine] = (key, words)
+    _cache[engine] = (key, words)
     return words

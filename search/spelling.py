@@ -10,7 +10,7 @@ once per index generation (and hourly while incremental commits add words).
 
 from __future__ import annotations
 
-import threading
+import itertools
 import time
 from collections import Counter
 
@@ -23,58 +23,89 @@ MAX_WORDS = 60_000
 #: A query word used by fewer articles than this is worth correcting.
 RARE = 2
 #: Seconds a pinyin table serves incremental commits before it is rebuilt
-#: (building it reads the whole vocabulary: seconds on a large index). A new
+#: (from each segment's vocabulary, counted once per segment). A new
 #: generation (a rebuild) always gets a new table.
-MAX_AGE = 3600.0
+MAX_AGE = 600.0
 
 
 #: Letters of pinyin split into words (a long run costs quadratic time).
 _MAX_PINYIN_LETTERS = 60
 #: Letters of the longest pinyin word looked up (six syllables).
 _MAX_WORD_LETTERS = 36
+#: Words whose pinyin is remembered between builds (a table's worth and more).
+_MEMO_WORDS = 500_000
+_pinyin_memo: dict[str, list[str]] = {}
+
+
+def pinyin_of(word: str) -> list[str]:
+    """``lazy_pinyin(word)``, remembered: a table rebuilt after a commit
+    asks again for nearly every word it asked before."""
+    found = _pinyin_memo.get(word)
+    if found is None:
+        from pypinyin import lazy_pinyin
+
+        if len(_pinyin_memo) >= _MEMO_WORDS:
+            _pinyin_memo.clear()
+        found = _pinyin_memo[word] = lazy_pinyin(word)
+    return found
+
+
+def segment_vocabulary(reader) -> Counter:
+    """word -> documents of one segment holding it (words of two to six
+    CJK characters), counted once per segment: its reader keeps it, and a
+    segment's terms never change."""
+    cache = reader.__dict__.get("_zhsearch_vocabulary")
+    if cache is None:
+        cache = Counter()
+        for fieldname in VOCABULARY_FIELDS:
+            if fieldname not in reader.schema:
+                continue
+            for raw, info in reader.iter_field(fieldname):
+                word = raw.decode("utf-8") if isinstance(raw, bytes) else raw
+                if 2 <= len(word) <= 6 and all(is_cjk(c) for c in word):
+                    cache[word] += info.doc_frequency()
+        reader.__dict__["_zhsearch_vocabulary"] = cache
+    return cache
 
 
 class Speller:
+    """The pinyin table of the live index. A build makes a new table and
+    swaps it in whole, so a suggestion made meanwhile uses the old one."""
+
     def __init__(self) -> None:
-        self._lock = threading.Lock()
         self._version: str | None = None
         self._built_at = 0.0
         self._by_pinyin: dict[str, str] = {}
         self._by_initials: dict[str, str] = {}
 
     def _build(self, reader) -> None:
-        from pypinyin import lazy_pinyin
-
         freq: Counter[str] = Counter()
-        for fieldname in VOCABULARY_FIELDS:
-            if fieldname not in reader.schema:
-                continue
-            for raw, info in reader.iter_field(fieldname):
-                word = raw.decode("utf-8") if isinstance(raw, bytes) else raw
-                if 2 <= len(word) <= 6 and all(is_cjk(c) for c in word) and info.doc_frequency() >= RARE:
-                    freq[word] += info.doc_frequency()
+        for leaf, _offset in reader.leaf_readers():
+            freq.update(segment_vocabulary(leaf))
         by_pinyin: dict[str, str] = {}
         by_initials: dict[str, str] = {}
-        for word, _count in freq.most_common(MAX_WORDS):  # most frequent first: it wins a tie
-            syllables = lazy_pinyin(word)
+        frequent = ((w, n) for w, n in freq.most_common() if n >= RARE)
+        for word, _count in itertools.islice(frequent, MAX_WORDS):  # most frequent first: it wins a tie
+            syllables = pinyin_of(word)
             by_pinyin.setdefault("".join(syllables), word)
             if len(word) >= 3:
                 by_initials.setdefault("".join(s[0] for s in syllables if s), word)
         self._by_pinyin, self._by_initials = by_pinyin, by_initials
 
     def prepare(self, reader, version: str) -> None:
-        """Build the pinyin table if this generation has none (or it is old)."""
+        """Build the pinyin table if this generation has none, or it is
+        older than ``MAX_AGE`` and the index changed since."""
         generation = version.split(":", 1)[0]
-        with self._lock:
-            stale = time.monotonic() - self._built_at > MAX_AGE
-            if generation != self._version or stale:
-                self._build(reader)
-                self._version = generation
-                self._built_at = time.monotonic()
+        current = self._version
+        stale = time.monotonic() - self._built_at > MAX_AGE and version != current
+        if current is None or generation != current.split(":", 1)[0] or stale:
+            self._build(reader)
+            self._version = version
+            self._built_at = time.monotonic()
 
-    def suggest(self, reader, version: str, text: str, seg: Segmentation | None = None) -> str | None:
-        """A corrected query, or None when nothing better is known."""
-        self.prepare(reader, version)
+    def suggest(self, reader, text: str, seg: Segmentation | None = None) -> str | None:
+        """A corrected query, or None when nothing better is known (from
+        the table ``prepare`` made last)."""
         from pypinyin import lazy_pinyin
 
         changed = False

@@ -15,12 +15,13 @@ from __future__ import annotations
 
 import bisect
 import re
-import threading
+import time
 from collections import Counter
 from collections.abc import Iterable
 
 from indexer.analysis import Segmentation, is_cjk, normalize, query_words
 from search.query import STOPWORDS
+from search.spelling import pinyin_of
 
 #: Phrases kept (the most used).
 MAX_PHRASES = 50_000
@@ -60,66 +61,99 @@ class _Prefixes:
             i += 1
 
 
+def _title_phrases(stored: dict, seg: Segmentation | None) -> set[str]:
+    """The phrases one article offers: its title's and tags' words and
+    runs of words, joined only where they touch (表单；子… gives 表单 and
+    子…, never 表单子)."""
+    phrases: set[str] = set()
+    for text in (stored.get("title") or "", *(stored.get("tags") or ())):
+        for run in _BREAK_RE.split(normalize(text)):
+            words = query_words(run, seg)
+            for n in range(1, MAX_PHRASE_WORDS + 1):
+                for i in range(len(words) - n + 1):
+                    # A phrase does not begin or end with a particle (表格的).
+                    if words[i] not in STOPWORDS and words[i + n - 1] not in STOPWORDS:
+                        phrases.add(_join(words[i : i + n]))
+    return {p for p in phrases if len(p) >= 2}
+
+
+class _SegmentPhrases:
+    """Phrase counts over one segment's live articles, kept by its reader:
+    a later commit only takes away the phrases of articles it deleted."""
+
+    def __init__(self, reader, seg: Segmentation | None) -> None:
+        self.counts: Counter[str] = Counter()
+        self.deleted: set[int] = set(reader.deleted_docs()) if reader.has_deletions() else set()
+        for docnum, stored in reader.iter_docs():
+            if docnum not in self.deleted:
+                self.counts.update(_title_phrases(stored, seg))
+
+    def update(self, reader, seg: Segmentation | None) -> None:
+        if not reader.has_deletions():
+            return
+        for docnum in set(reader.deleted_docs()) - self.deleted:
+            self.counts.subtract(_title_phrases(reader.stored_fields(docnum), seg))
+            self.deleted.add(docnum)
+
+
+#: Seconds a table serves incremental commits before it is rebuilt (from
+#: each segment's counts; a new generation always gets a new table).
+MAX_AGE = 600.0
+
+
 class Completions:
-    """The phrase table of one index generation."""
+    """The phrase table of the live index; a build swaps in a new one whole."""
 
     def __init__(self) -> None:
-        self._lock = threading.Lock()
         self._version: str | None = None
-        self._df: dict[str, int] = {}
-        self._text = _Prefixes(())
-        self._pinyin = _Prefixes(())
-        self._initials = _Prefixes(())
+        self._built_at = 0.0
+        self._table = (_Prefixes(()), _Prefixes(()), _Prefixes(()), {})
+
+    @property
+    def version(self) -> str | None:
+        """The index commit the table was built from."""
+        return self._version
 
     def prepare(self, reader, version: str, seg: Segmentation | None = None) -> None:
-        generation = version.split(":", 1)[0]
-        with self._lock:
-            if generation != self._version:
-                self._build(reader, seg)
-                self._version = generation
+        """Build the table if this generation has none, or it is older than
+        ``MAX_AGE`` and the index changed since."""
+        current = self._version
+        stale = time.monotonic() - self._built_at > MAX_AGE and version != current
+        if current is None or version.split(":", 1)[0] != current.split(":", 1)[0] or stale:
+            self._build(reader, seg)
+            self._version = version
+            self._built_at = time.monotonic()
 
     def _build(self, reader, seg: Segmentation | None) -> None:
-        from pypinyin import lazy_pinyin
-
         df: Counter[str] = Counter()
-        for docnum, stored in reader.iter_docs():
-            if reader.is_deleted(docnum):
-                continue
-            phrases: set[str] = set()
-            # Words are joined only where they touch in the title or tag:
-            # 表单；子… gives 表单 and 子…, never 表单子.
-            for text in (stored.get("title") or "", *(stored.get("tags") or ())):
-                for run in _BREAK_RE.split(normalize(text)):
-                    words = query_words(run, seg)
-                    for n in range(1, MAX_PHRASE_WORDS + 1):
-                        for i in range(len(words) - n + 1):
-                            # A phrase does not begin or end with a particle (表格的).
-                            if words[i] not in STOPWORDS and words[i + n - 1] not in STOPWORDS:
-                                phrases.add(_join(words[i : i + n]))
-            df.update(p for p in phrases if len(p) >= 2)
-        kept = dict(df.most_common(MAX_PHRASES))
+        for leaf, _offset in reader.leaf_readers():
+            counted = leaf.__dict__.get("_zhsearch_phrases")
+            if counted is None:
+                counted = leaf.__dict__["_zhsearch_phrases"] = _SegmentPhrases(leaf, seg)
+            else:
+                counted.update(leaf, seg)
+            df.update(counted.counts)
+        kept = {p: n for p, n in df.most_common(MAX_PHRASES) if n > 0}
         pinyin: list[tuple[str, str]] = []
         initials: list[tuple[str, str]] = []
         for phrase in kept:
             if all(is_cjk(c) for c in phrase):
-                syllables = lazy_pinyin(phrase)
+                syllables = pinyin_of(phrase)
                 pinyin.append(("".join(syllables), phrase))
                 initials.append(("".join(s[0] for s in syllables if s), phrase))
-        self._df = kept
-        self._text = _Prefixes((p, p) for p in kept)
-        self._pinyin = _Prefixes(pinyin)
-        self._initials = _Prefixes(initials)
+        self._table = (_Prefixes((p, p) for p in kept), _Prefixes(pinyin), _Prefixes(initials), kept)
 
     def complete(self, text: str, limit: int = 8) -> list[str]:
         """Phrases of the index that finish ``text``, most used first."""
         key = normalize(text).strip()
         if not key:
             return []
-        found = set(self._text.starting_with(key))
+        by_text, by_pinyin, by_initials, df = self._table
+        found = set(by_text.starting_with(key))
         letters = key.replace(" ", "")
         if letters.isascii() and letters.isalpha():
-            found.update(self._pinyin.starting_with(letters))
+            found.update(by_pinyin.starting_with(letters))
             if len(letters) >= 2:
-                found.update(self._initials.starting_with(letters))
+                found.update(by_initials.starting_with(letters))
         found.discard(key)
-        return sorted(found, key=lambda p: (-self._df[p], len(p), p))[:limit]
+        return sorted(found, key=lambda p: (-df[p], len(p), p))[:limit]

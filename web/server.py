@@ -58,7 +58,10 @@ def serve(settings: Settings, host: str, port: int, workers: int | None = None, 
                 self.cfg.set(key, value)
 
         def load(self):
-            return create_app(settings)
+            app = create_app(settings)
+            # Commits are noticed and opened off the request path.
+            app.extensions["zhsearch"].start_refresher()
+            return app
 
     Application().run()
 
