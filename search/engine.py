@@ -32,7 +32,7 @@ from indexer.threads import native_lock
 from indexer.writer import stored_to_record
 from search.background import Refresher
 from search.budget import OutOfTime, out_of_time, time_budget
-from search.facets import NewestFirst, facet_counts, facet_types
+from search.facets import NewestFirst, Tally, facet_counts, overview_counts, segment_facets
 from search.highlight import highlight_all, snippet
 from search.matching import TopScores, field_lengths
 from search.query import (
@@ -251,6 +251,7 @@ class SearchEngine:
             if sub.reader() in opened:
                 for name in scored:
                     field_lengths(sub, name)
+                segment_facets(sub.reader())
         self.segmentation = segmentation
         until = time.monotonic() + AUTOWARM_SECONDS
         for key, request in reversed(warm):  # the most recent first
@@ -411,19 +412,19 @@ class SearchEngine:
         kwargs: dict[str, Any] = {"limit": window, "filter": filter_q, "mask": mask, "optimize": False}
         if request.sort == "date":
             kwargs["sortedby"] = sorting.MultiFacet([NewestFirst(), sorting.ScoreFacet()])
-        if request.facets:
-            kwargs["groupedby"] = facet_types()
-        results, partial = _run(searcher, Exhaustive(compiled.strict), kwargs)
+        tally = Tally() if request.facets else None
+        results, partial = _run(searcher, Exhaustive(compiled.strict), kwargs, tally)
         fallback = False
         all_words = None
         if len(results) == 0 and compiled.loose is not None and not partial:
-            results, partial = _run(searcher, Exhaustive(compiled.loose), kwargs)
+            tally = Tally() if request.facets else None
+            results, partial = _run(searcher, Exhaustive(compiled.loose), kwargs, tally)
             fallback = len(results) > 0
             all_words = 0 if fallback else None
         if partial and len(results) == 0:
             raise TooExpensive()
         if compiled.rank_loose and compiled.every is not None and not partial:
-            counting = {**kwargs, "limit": 1, "sortedby": None, "groupedby": None}
+            counting = {**kwargs, "limit": 1, "sortedby": None}
             every, partial = _run(searcher, Exhaustive(compiled.every), counting)
             all_words = len(every)
         ranked = [(results.docnum(i), _relevance(results.score(i))) for i in range(results.scored_length())]
@@ -464,7 +465,7 @@ class SearchEngine:
             sort=request.sort,
             fallback=fallback,
             hits=hits,
-            facets=facet_counts(results) if request.facets else None,
+            facets=facet_counts(tally.counts(searcher)) if tally is not None else None,
             suggestion=suggestion if suggestion != request.q else None,
             partial=partial,
             interpreted_as=interpreted_as,
@@ -528,8 +529,7 @@ class SearchEngine:
 
     def overview(self) -> dict[str, list[dict[str, Any]]]:
         """Facets over the whole index (for a search page with no query)."""
-        results = self.searcher().search(wq.Every(), limit=1, groupedby=facet_types(), optimize=False)
-        return facet_counts(results)
+        return facet_counts(overview_counts(self.searcher()))
 
     def related(self, doc_id: str, limit: int = 5) -> list[dict[str, Any]]:
         """Articles sharing the most distinctive words of this one (Whoosh's
@@ -586,18 +586,20 @@ def _relevance(key: Any) -> float | None:
     return key
 
 
-def _run(searcher: Searcher, q: wq.Query, kwargs: dict[str, Any]) -> tuple[Results, bool]:
+def _run(searcher: Searcher, q: wq.Query, kwargs: dict[str, Any], tally: Tally | None = None) -> tuple[Results, bool]:
     """``searcher.search(q, **kwargs)``, and whether the time budget ended
     it early (the results then hold what was collected by then). A ranking
     by score alone goes to ``TopScores``, which takes bulk-scored matches
-    in one step."""
+    in one step. ``tally`` notes every match, for facets."""
     limit = kwargs["limit"]
-    if kwargs.get("sortedby") or kwargs.get("groupedby") or limit >= searcher.doc_count():
+    if kwargs.get("sortedby") or limit >= searcher.doc_count():
         collector = searcher.collector(**kwargs)
     else:
         collector = TopScores(limit, usequality=False)
         if kwargs.get("filter") or kwargs.get("mask"):
             collector = FilterCollector(collector, kwargs.get("filter"), kwargs.get("mask"))
+    if tally is not None:
+        tally.attach(collector)
     try:
         searcher.search_with_collector(q, collector)
     except OutOfTime:

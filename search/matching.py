@@ -171,6 +171,10 @@ class TopScores(TopCollector):
     scoring them. The same top documents, ties going to the lower number.
     """
 
+    #: Called with (segment offset, documents) for matches taken in one
+    #: step (``search.facets.Tally`` notes them).
+    on_matches = None
+
     def collect_matches(self) -> None:
         found = _scored(self.matcher) if self.final_fn is None else None
         if found is None:
@@ -178,6 +182,8 @@ class TopScores(TopCollector):
             return
         ids, scores = found
         offset = self.offset
+        if self.on_matches is not None:
+            self.on_matches(offset, ids)
         self.total += len(ids)
         candidates = zip(scores, [-(offset + docnum) for docnum in ids], strict=True)
         best = heapq.nlargest(self.limit, itertools.chain(self.items, candidates))
