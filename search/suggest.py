@@ -83,7 +83,7 @@ class _SegmentPhrases:
 
     def __init__(self, reader, seg: Segmentation | None) -> None:
         self.counts: Counter[str] = Counter()
-        self.deleted: set[int] = set(reader.deleted_docs()) if reader.has_deletions() else set()
+        self.deleted: set[int] = set(reader.deleted_docs_set) if reader.has_deletions() else set()
         for docnum, stored in reader.iter_docs():
             if docnum not in self.deleted:
                 self.counts.update(_title_phrases(stored, seg))
@@ -91,7 +91,7 @@ class _SegmentPhrases:
     def update(self, reader, seg: Segmentation | None) -> None:
         if not reader.has_deletions():
             return
-        for docnum in set(reader.deleted_docs()) - self.deleted:
+        for docnum in reader.deleted_docs_set - self.deleted:
             self.counts.subtract(_title_phrases(reader.stored_fields(docnum), seg))
             self.deleted.add(docnum)
 

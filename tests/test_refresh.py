@@ -131,3 +131,21 @@ def test_a_new_generations_tables_are_built_in_the_background(make_index):
         assert engine.suggest("蓝牙") == []
     finally:
         engine.close()
+
+
+def test_completions_drop_the_phrases_of_deleted_articles(make_index, monkeypatch):
+    import search.suggest
+
+    ix = make_index(
+        [
+            {"id": "x", "title": "蓝牙耳机 评测"},
+            {"id": "y", "title": "蓝牙耳机 选购"},
+            {"id": "z", "title": "蓝牙音箱 评测"},
+        ]
+    )
+    assert "蓝牙音箱" in ix.engine.suggest("蓝牙")
+    ix.add([{"id": "z", "deleted": True}, {"id": "w", "title": "跑步机 评测"}])
+    monkeypatch.setattr(search.suggest, "MAX_AGE", 0.0)  # rebuild on this commit
+    found = ix.engine.suggest("蓝牙")
+    assert "蓝牙耳机" in found and "蓝牙音箱" not in found
+    assert "跑步机" in ix.engine.suggest("跑步")
