@@ -4,7 +4,9 @@ A run reads every record, validates it, and compares its content hash with
 what the index holds for that id, so a re-crawl that changed nothing writes
 nothing. Bad records are collected with their location and never stop the
 run. Everything is committed once at the end: a run that dies before that
-leaves the index as it was.
+leaves the index as it was. Every commit merges segments by the tiered
+policy of ``indexer.merging``, so the index stays a few segments however
+many runs add to it.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from indexer.dedupe import DuplicateFinder, Signature, signature
 from indexer.documents import Article, Tombstone, describe_error, lead_text, load_record
 from indexer.html import HtmlError
 from indexer.mapping import FieldMapper
+from indexer.merging import commit as commit_merging
 from indexer.pages import Draft, draft_page, settle_site, with_site_names
 from indexer.parallel import ParallelWriter
 from indexer.schema import CRAWL_FIELDS, LATER_FIELDS, STORED_FIELDS, VALUE_SEPARATOR, SegmentColumn, build_schema
@@ -437,7 +440,7 @@ def _write(
             if record.id in written_this_run:
                 # Whoosh cannot replace a document it has not committed yet;
                 # commit, so the later record of the same id wins.
-                writer.commit()
+                commit_merging(writer)
                 writer = open_writer(ix, settings)
                 written_this_run.clear()
             if isinstance(record, Tombstone):
@@ -488,7 +491,7 @@ def _write(
             gone = live - set(known)
             guard.check_deletions(len(gone), len(live), "not in the crawl the new generation is built from")
         if summary.added or summary.updated or summary.deleted or summary.pruned or not ix.doc_count_all():
-            writer.commit()
+            commit_merging(writer)
         else:
             writer.cancel()
     except BaseException:
@@ -594,7 +597,7 @@ def delete_ids(settings: Settings, ids: Iterable[str]) -> list[str]:
                         missing.append(doc_id)
                     else:
                         writer.delete_by_term("id", doc_id)
-            writer.commit()
+            commit_merging(writer)
         except BaseException:
             writer.cancel()
             raise
