@@ -23,6 +23,7 @@ from typing import Any
 
 from whoosh import index as whoosh_index
 
+from indexer.known import known_file
 from indexer.merging import retired_file, retired_segments
 from indexer.store import CURRENT, LOCK_FILE, IndexDamaged, IndexMissing, IndexStore, segment_files
 
@@ -137,7 +138,8 @@ def _check_segments(ix, report: CheckReport) -> None:
 def _leftover_files(path: Path, ix) -> list[str]:
     """Files in the live generation that its newest TOC does not use (the
     segments its commit merged away are kept for searchers until the next
-    commit: not leftovers)."""
+    commit, and its table of the documents is kept beside it: neither is a
+    leftover)."""
     used = set()
     tocs = sorted((int(m[1]), name) for name in os.listdir(path) if (m := _TOC_RE.match(name)))
     segids = {seg.segment_id() for seg in ix._segments()}
@@ -145,6 +147,7 @@ def _leftover_files(path: Path, ix) -> list[str]:
         generation, toc = tocs[-1]
         used.add(toc)
         used.add(retired_file(ix.indexname, generation))
+        used.add(known_file(ix.indexname, generation))
         segids |= retired_segments(path, ix.indexname, generation)
     used.update(name for name in os.listdir(path) if name.split(".", 1)[0] in segids)
     used.add(f"{ix.indexname}_WRITELOCK")

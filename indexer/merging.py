@@ -43,6 +43,7 @@ from pathlib import Path
 
 from whoosh.codec.whoosh3 import LENGTHS_COLUMN, WHOOSH3_HEADER_MAGIC, W3TermInfo, _lenfield
 from whoosh.columns import VarBytesColumn
+from whoosh.filedb.filestore import FileStorage
 from whoosh.index import TOC, clean_files
 from whoosh.reading import SegmentReader
 from whoosh.system import pack_ushort
@@ -263,7 +264,10 @@ def merge_segments(storage, schema, indexname: str, segments: Sequence) -> objec
     order; the old ones are untouched (the commit drops them)."""
     codec = FastCodec()
     new = codec.new_segment(storage, indexname)
-    readers = [SegmentReader(storage, schema, seg) for seg in segments]
+    # Read through memory maps whatever the writer's storage does: a merge
+    # reads every posting.
+    mapped = FileStorage(storage.folder) if not storage.supports_mmap else storage
+    readers = [SegmentReader(mapped, schema, seg) for seg in segments]
     try:
         docmaps, count = _docmaps(segments)
         new.set_doc_count(count)
