@@ -25,7 +25,16 @@ from whoosh import index as whoosh_index
 
 from indexer.known import known_file
 from indexer.merging import retired_file, retired_segments
-from indexer.store import CURRENT, LOCK_FILE, IndexDamaged, IndexMissing, IndexStore, segment_files
+from indexer.store import (
+    CURRENT,
+    LOCK_FILE,
+    WATCH_STATE_PREFIX,
+    WATCH_STATE_SUFFIX,
+    IndexDamaged,
+    IndexMissing,
+    IndexStore,
+    segment_files,
+)
 
 _TOC_RE = re.compile(r"^_MAIN_(\d+)\.toc$")
 
@@ -165,6 +174,11 @@ def _leftover_generations(store: IndexStore) -> list[str]:
             leftovers.append(name)  # unfinished rebuild
     finished_older = [g for g in others if g not in leftovers]
     leftovers.extend(finished_older[:-1])
-    extra = {p.name for p in store.root.iterdir() if p.is_file()} - {CURRENT, LOCK_FILE}
+    extra = {p.name for p in store.root.iterdir() if p.is_file() and not _is_watch_state(p.name)} - {CURRENT, LOCK_FILE}
     leftovers.extend(sorted(extra))
     return leftovers
+
+
+def _is_watch_state(name: str) -> bool:
+    """The files ``index --watch`` remembers a folder's indexed files in."""
+    return name.startswith(WATCH_STATE_PREFIX) and name.endswith(WATCH_STATE_SUFFIX)

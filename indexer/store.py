@@ -54,6 +54,10 @@ class IndexDamaged(Exception):
 
 
 LOCK_FILE = ".writer.lock"
+#: ``index --watch`` remembers the files of a watched folder it has indexed
+#: in ``.watch-<digest>.json`` (one per folder) beside the generations.
+WATCH_STATE_PREFIX = ".watch-"
+WATCH_STATE_SUFFIX = ".json"
 #: Descriptors of writer locks this process holds (a forked worker closes
 #: its copies so that the lock dies with the process that took it).
 _held_locks: set[int] = set()
