@@ -367,7 +367,8 @@ def _watch(settings: Settings, folder: Path, poll: float, as_json: bool) -> None
         if not isinstance(err, _EXPECTED_ERRORS):
             raise err
         if as_json:
-            click.echo(_json({"error": {"code": getattr(err, "code", "error"), "message": _message(err)}}, None))
+            error = {"code": getattr(err, "code", "error"), "message": _message(err), "field": None}
+            click.echo(_json({"error": error}, None))
         else:
             click.echo(f"error: {_message(err)}; trying again in {poll:g} s", err=True)
 
