@@ -37,7 +37,8 @@ from bisect import bisect_left
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
-from whoosh.index import Index
+from whoosh.codec.base import Segment
+from whoosh.index import TOC, Index
 
 from indexer.dedupe import BAND_SIZE, BANDS, MIN_RESEMBLANCE, Signature, resemblance
 from indexer.schema import SegmentColumn
@@ -55,7 +56,7 @@ def known_file(indexname: str, generation: int) -> str:
     return f"_{indexname}_{generation}{KNOWN_SUFFIX}"
 
 
-def fingerprint(generation: int, segments: Sequence) -> str:
+def fingerprint(generation: int, segments: Sequence[Segment]) -> str:
     """What a commit's table of contents holds, in 32 hex digits."""
     digest = hashlib.blake2b(struct.pack("!q", generation), digest_size=16)
     for seg in segments:
@@ -156,7 +157,7 @@ class KnownDocuments:
         return table
 
     @classmethod
-    def load(cls, ix: Index, toc=None) -> KnownDocuments | None:
+    def load(cls, ix: Index, toc: TOC | None = None) -> KnownDocuments | None:
         """The live commit's side file, or None when it is missing or does
         not describe that commit exactly."""
         toc = toc if toc is not None else ix._read_toc()
@@ -292,7 +293,9 @@ class KnownDocuments:
 
     # -- writing -----------------------------------------------------------
 
-    def save(self, folder: str | os.PathLike[str], indexname: str, generation: int, segments: Sequence) -> None:
+    def save(
+        self, folder: str | os.PathLike[str], indexname: str, generation: int, segments: Sequence[Segment]
+    ) -> None:
         """Write the table as the side file of the commit ``generation``
         with ``segments`` (before its table of contents is written)."""
         if len(self._ids) - len(self._row) > max(len(self._row), 1_000):

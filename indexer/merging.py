@@ -41,13 +41,16 @@ from dataclasses import dataclass
 from itertools import accumulate
 from pathlib import Path
 
+from whoosh.codec.base import Segment
 from whoosh.codec.whoosh3 import LENGTHS_COLUMN, WHOOSH3_HEADER_MAGIC, W3TermInfo, _lenfield
 from whoosh.columns import VarBytesColumn
-from whoosh.filedb.filestore import FileStorage
+from whoosh.fields import Schema
+from whoosh.filedb.filestore import FileStorage, Storage
 from whoosh.index import TOC, clean_files
 from whoosh.reading import SegmentReader
 from whoosh.system import pack_ushort
 from whoosh.util.numeric import byte_to_length
+from whoosh.writing import SegmentWriter
 
 from indexer.codec import FastCodec, TermPostings
 
@@ -148,9 +151,9 @@ class TieredMerge:
 
     def __init__(self, adding: int = 0) -> None:
         self.adding = adding
-        self.retired: list = []
+        self.retired: list[Segment] = []
 
-    def __call__(self, writer, segments: list) -> list:
+    def __call__(self, writer: SegmentWriter, segments: list[Segment]) -> list[Segment]:
         if any(field.vector or field.separate_spelling() for _name, field in writer.schema.items()):
             return segments  # this merge does not copy term vectors or spelling words
         sizes = [SegmentSize(s.doc_count(), s.doc_count_all()) for s in segments]
@@ -176,9 +179,9 @@ def retired_file(indexname: str, generation: int) -> str:
 
 
 def commit(
-    writer,
+    writer: SegmentWriter,
     adding: int | None = None,
-    before_toc: Callable[[int, list], None] | None = None,
+    before_toc: Callable[[int, list[Segment]], None] | None = None,
 ) -> TieredMerge:
     """Commit ``writer`` with the tiered policy. ``adding``: documents in
     the segment it adds (by default the writer's own count).
@@ -259,7 +262,7 @@ _TERMINFO_SIZE = W3TermInfo._struct.size
 _EXTENT = struct.Struct("!qi")
 
 
-def merge_segments(storage, schema, indexname: str, segments: Sequence) -> object:
+def merge_segments(storage: Storage, schema: Schema, indexname: str, segments: Sequence[Segment]) -> Segment:
     """One new segment holding the live documents of ``segments``, in their
     order; the old ones are untouched (the commit drops them)."""
     codec = FastCodec()
@@ -295,7 +298,7 @@ def merge_segments(storage, schema, indexname: str, segments: Sequence) -> objec
     return new
 
 
-def _docmaps(segments: Sequence) -> tuple[list[list[int] | int], int]:
+def _docmaps(segments: Sequence[Segment]) -> tuple[list[list[int] | int], int]:
     """For each segment, its documents' new numbers: a list (-1 for a
     deleted document), or, when nothing in it is deleted, the number its
     first document gets (the rest follow)."""
