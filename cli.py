@@ -14,6 +14,7 @@ import functools
 import html
 import json
 import re
+import signal
 import sys
 import tempfile
 from importlib import resources
@@ -246,8 +247,22 @@ def main() -> None:
 @click.option(
     "--report", type=click.Path(dir_okay=False, path_type=Path), default=None, help="Write the summary as JSON."
 )
-@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON (with --watch: a line per run).")
 @click.option("--strict", is_flag=True, help="Exit with status 1 when any record was rejected.")
+@click.option(
+    "--watch",
+    "watch_dir",
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    default=None,
+    help="Keep running: index the crawl files that land in DIR, a run per group of new files, until SIGTERM or Ctrl-C.",
+)
+@click.option(
+    "--poll",
+    type=click.FloatRange(min=0.1),
+    default=2.0,
+    show_default=True,
+    help="With --watch: seconds between looks at DIR.",
+)
 def index_cmd(
     settings: Settings,
     paths: tuple[Path, ...],
@@ -261,6 +276,8 @@ def index_cmd(
     report: Path | None,
     as_json: bool,
     strict: bool,
+    watch_dir: Path | None,
+    poll: float,
 ) -> None:
     """Add, update and delete articles from crawl output: JSON Lines (.jsonl
     .jl .ndjson, also .gz .bz2 .xz; - for standard input), JSON arrays
@@ -274,6 +291,8 @@ def index_cmd(
     two URLs is indexed once. Bad records are reported with their location
     and skipped. --prune and --rebuild refuse when some input could not be
     read, or when they would delete more than half of the index (--force).
+    --watch DIR indexes files as they land in DIR (write them under a .part
+    name and rename them when complete).
     """
     from indexer.mapping import load_field_config, parse_field_options
     from indexer.sources import find_files, total_bytes
@@ -281,14 +300,19 @@ def index_cmd(
     targets = [str(p) for p in paths]
     if sample:
         targets.append(str(sample_data_path()))
-    if not targets:
-        raise click.UsageError("give at least one PATH (or --sample)")
+    if watch_dir is not None and (targets or rebuild or prune or report or strict):
+        raise click.UsageError("--watch DIR takes no PATH, --sample, --rebuild, --prune, --report or --strict")
+    if not targets and watch_dir is None:
+        raise click.UsageError("give at least one PATH (or --sample, or --watch DIR)")
     if site_rules:
         settings = settings.replace(site_rules=site_rules)
     if config_file or field_pairs:
         field_map = load_field_config(config_file) if config_file else {}
         field_map.update(parse_field_options(field_pairs))
         settings = settings.replace(field_map=field_map)
+    if watch_dir is not None:
+        _watch(settings, watch_dir, poll, as_json)
+        return
     found = find_files(targets)
     options = {"rebuild": rebuild, "prune": prune, "force": force, "discovery": found}
     if sys.stderr.isatty() and not as_json:
@@ -308,10 +332,64 @@ def index_cmd(
         sys.exit(1)
 
 
-def _print_summary(settings: Settings, summary) -> None:
+def _watch(settings: Settings, folder: Path, poll: float, as_json: bool) -> None:
+    """``index --watch``: runs until SIGTERM or SIGINT, then exits 0."""
+    from indexer.watch import Stopped, Watcher
+
+    watcher = Watcher(settings, folder, poll=poll)
+
+    def stop(_signum, _frame) -> None:
+        watcher.request_stop()
+
+    previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGTERM, signal.SIGINT)}
+    settings.segmentation.segmenter()  # the dictionary, once for every run
+    before = len(watcher.indexed)
+    if as_json:
+        click.echo(_json({"watching": str(folder), "index": str(settings.index), "indexed_before": before}, None))
+    else:
+        click.echo(
+            f"watching {folder} for crawl files (every {poll:g} s) into {settings.index}; "
+            f"{before} file(s) indexed before, not read again",
+            err=True,
+        )
+
+    def on_run(run) -> None:
+        if as_json:
+            click.echo(_json({"index": str(settings.index), "watched": run.files, **run.summary.to_dict()}, None))
+            return
+        shown = ", ".join(run.files[:3]) + (f" and {len(run.files) - 3} more" if len(run.files) > 3 else "")
+        _print_summary(settings, run.summary, label=f"{folder}: {shown}")
+
+    def on_unknown(name: str) -> None:
+        click.echo(f"ignored {name}: not of a format search index reads", err=True)
+
+    def on_error(err: BaseException) -> None:
+        if not isinstance(err, _EXPECTED_ERRORS):
+            raise err
+        if as_json:
+            error = {"code": getattr(err, "code", "error"), "message": _message(err), "field": None}
+            click.echo(_json({"error": error}, None))
+        else:
+            click.echo(f"error: {_message(err)}; trying again in {poll:g} s", err=True)
+
+    interrupted = False
+    try:
+        watcher.watch(on_run, on_unknown, on_error)
+    except Stopped:
+        interrupted = True
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    if interrupted:
+        click.echo("stopped during a run: nothing of it was committed; its files are read at the next start", err=True)
+    else:
+        click.echo("stopped", err=True)
+
+
+def _print_summary(settings: Settings, summary, label: str | None = None) -> None:
     pruned = f", {summary.pruned} pruned" if summary.pruned else ""
     click.echo(
-        f"{settings.index}: {summary.added} added, {summary.updated} updated, "
+        f"{label or settings.index}: {summary.added} added, {summary.updated} updated, "
         f"{summary.unchanged} unchanged, {summary.deleted} deleted{pruned}, {len(summary.rejected)} rejected "
         f"({summary.records} records from {summary.files} files in {summary.seconds:.1f} s; "
         f"{summary.documents} documents in the index)"

@@ -23,7 +23,18 @@ from typing import Any
 
 from whoosh import index as whoosh_index
 
-from indexer.store import CURRENT, LOCK_FILE, IndexDamaged, IndexMissing, IndexStore, segment_files
+from indexer.known import known_file
+from indexer.merging import retired_file, retired_segments
+from indexer.store import (
+    CURRENT,
+    LOCK_FILE,
+    WATCH_STATE_PREFIX,
+    WATCH_STATE_SUFFIX,
+    IndexDamaged,
+    IndexMissing,
+    IndexStore,
+    segment_files,
+)
 
 _TOC_RE = re.compile(r"^_MAIN_(\d+)\.toc$")
 
@@ -134,14 +145,20 @@ def _check_segments(ix, report: CheckReport) -> None:
 
 
 def _leftover_files(path: Path, ix) -> list[str]:
-    """Files in the live generation that its newest TOC does not use."""
+    """Files in the live generation that its newest TOC does not use (the
+    segments its commit merged away are kept for searchers until the next
+    commit, and its table of the documents is kept beside it: neither is a
+    leftover)."""
     used = set()
-    for seg in ix._segments():
-        segid = seg.segment_id()
-        used.update(name for name in os.listdir(path) if name.startswith(f"{segid}."))
     tocs = sorted((int(m[1]), name) for name in os.listdir(path) if (m := _TOC_RE.match(name)))
+    segids = {seg.segment_id() for seg in ix._segments()}
     if tocs:
-        used.add(tocs[-1][1])
+        generation, toc = tocs[-1]
+        used.add(toc)
+        used.add(retired_file(ix.indexname, generation))
+        used.add(known_file(ix.indexname, generation))
+        segids |= retired_segments(path, ix.indexname, generation)
+    used.update(name for name in os.listdir(path) if name.split(".", 1)[0] in segids)
     used.add(f"{ix.indexname}_WRITELOCK")
     return [f"{path.name}/{name}" for name in sorted(os.listdir(path)) if name not in used]
 
@@ -157,6 +174,11 @@ def _leftover_generations(store: IndexStore) -> list[str]:
             leftovers.append(name)  # unfinished rebuild
     finished_older = [g for g in others if g not in leftovers]
     leftovers.extend(finished_older[:-1])
-    extra = {p.name for p in store.root.iterdir() if p.is_file()} - {CURRENT, LOCK_FILE}
+    extra = {p.name for p in store.root.iterdir() if p.is_file() and not _is_watch_state(p.name)} - {CURRENT, LOCK_FILE}
     leftovers.extend(sorted(extra))
     return leftovers
+
+
+def _is_watch_state(name: str) -> bool:
+    """The files ``index --watch`` remembers a folder's indexed files in."""
+    return name.startswith(WATCH_STATE_PREFIX) and name.endswith(WATCH_STATE_SUFFIX)

@@ -4,7 +4,9 @@ A run reads every record, validates it, and compares its content hash with
 what the index holds for that id, so a re-crawl that changed nothing writes
 nothing. Bad records are collected with their location and never stop the
 run. Everything is committed once at the end: a run that dies before that
-leaves the index as it was.
+leaves the index as it was. Every commit merges segments by the tiered
+policy of ``indexer.merging``, so the index stays a few segments however
+many runs add to it.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from marshmallow import ValidationError
@@ -26,13 +29,16 @@ from whoosh.writing import SegmentWriter
 from indexer.analysis import normalize, normalize_keyword
 from indexer.codec import FastCodec, FastSegmentWriter
 from indexer.config import Settings
-from indexer.dedupe import DuplicateFinder, Signature, signature
+from indexer.dedupe import Signature, signature
 from indexer.documents import Article, Tombstone, describe_error, lead_text, load_record
 from indexer.html import HtmlError
+from indexer.known import KNOWN_SUFFIX, KnownDocuments, live_columns
 from indexer.mapping import FieldMapper
+from indexer.merging import commit as commit_merging
+from indexer.merging import remove_notes
 from indexer.pages import Draft, draft_page, settle_site, with_site_names
 from indexer.parallel import ParallelWriter
-from indexer.schema import CRAWL_FIELDS, LATER_FIELDS, STORED_FIELDS, VALUE_SEPARATOR, SegmentColumn, build_schema
+from indexer.schema import CRAWL_FIELDS, LATER_FIELDS, STORED_FIELDS, VALUE_SEPARATOR, build_schema
 from indexer.siterules import SiteRule, load_rules
 from indexer.sources import (
     BadRecord,
@@ -232,29 +238,16 @@ def _as_naive_datetime(value: dt.date | dt.datetime) -> dt.datetime:
 
 def existing_hashes(ix: Index) -> dict[str, str]:
     """id -> content hash of every live document."""
-    return {doc_id: digest for doc_id, digest, _sig in _live_columns(ix)}
+    return {doc_id: digest for doc_id, digest, _sig in live_columns(ix)}
 
 
-def _live_columns(ix: Index) -> Iterator[tuple[str, str, Signature | None]]:
-    """(id, content hash, duplicate signature) of every live document, read
-    from columns (no stored-field decoding), so a re-crawl starts quickly."""
-    with ix.reader() as reader:
-        if reader.doc_count_all() == 0:
-            return
-        ids = SegmentColumn(reader, "id")
-        hashes = SegmentColumn(reader, "hash")
-        # Segments written before signatures were kept have none.
-        sigs = SegmentColumn(reader, "dupsig")
-        for docnum in range(reader.doc_count_all()):
-            if reader.is_deleted(docnum):
-                continue
-            doc_id = ids[docnum]
-            value = hashes[docnum]
-            yield (
-                doc_id.decode("utf-8") if isinstance(doc_id, bytes) else doc_id,
-                value.decode("ascii") if value else "",
-                Signature.from_bytes(sigs[docnum]),
-            )
+@dataclass
+class KnownCache:
+    """The table of what the index holds, kept by a long-lived writer
+    between its runs; each run checks that it still describes the live
+    commit (another process may have written since) before using it."""
+
+    table: KnownDocuments | None = None
 
 
 def open_writer(ix: Index, settings: Settings, fresh: bool = False) -> SegmentWriter:
@@ -284,6 +277,7 @@ def index_paths(
     prune: bool = False,
     force: bool = False,
     discovery: Discovery | None = None,
+    cache: KnownCache | None = None,
 ) -> IndexSummary:
     """Upsert every record found under ``paths`` into the configured index.
 
@@ -294,6 +288,7 @@ def index_paths(
     be read, and, unless ``force``, when they would delete more than half
     of the live documents. A named path of an unknown format, or from which
     no record was read, is a ``SourceError``, also with nothing changed.
+    ``cache``: the table of what the index holds, kept from an earlier run.
     """
     started = time.perf_counter()
     found = discovery if discovery is not None else find_files(paths)
@@ -307,10 +302,11 @@ def index_paths(
         summary.repaired = store.repair_current()
         if rebuild:
             previous = store.current_name()
-            live = _live_ids(store)
+            live = _live_ids(store, cache)
             name, ix = store.create_generation(build_schema(settings.segmentation))
+            known = KnownDocuments()
             try:
-                _write(settings, ix, found, summary, on_bytes, guard, known={}, finder=DuplicateFinder(), live=live)
+                _write(settings, ix, found, summary, on_bytes, guard, known, live=live)
             except BaseException:
                 ix.close()
                 store.remove_generation(name)
@@ -319,13 +315,15 @@ def index_paths(
             store.remove_stale_generations(keep=previous)
             summary.rebuilt = name
         else:
-            ix = store.open_or_create(build_schema(settings.segmentation))
-            known: dict[str, str] = {}
-            finder = DuplicateFinder()
-            for doc_id, digest, sig in _live_columns(ix):
-                known[doc_id] = digest
-                finder.add(doc_id, sig)
-            _write(settings, ix, found, summary, on_bytes, guard, known=known, finder=finder, prune=prune)
+            ix = store.open_or_create(build_schema(settings.segmentation), mapped=False)
+            known = KnownDocuments.open(ix, cache.table if cache is not None else None)
+            try:
+                _write(settings, ix, found, summary, on_bytes, guard, known, prune=prune)
+            finally:
+                if cache is not None:
+                    cache.table = known
+        if rebuild and cache is not None:
+            cache.table = known
     summary.seconds = time.perf_counter() - started
     return summary
 
@@ -368,7 +366,7 @@ class _Guard:
         )
 
 
-def _live_ids(store: IndexStore) -> set[str]:
+def _live_ids(store: IndexStore, cache: KnownCache | None = None) -> set[str]:
     """The ids a rebuild would replace, for its size guard; none when the
     live generation is missing or damaged (the rebuild is then the repair)."""
     try:
@@ -376,7 +374,7 @@ def _live_ids(store: IndexStore) -> set[str]:
     except (IndexMissing, IndexDamaged):
         return set()
     try:
-        return {doc_id for doc_id, _digest, _sig in _live_columns(ix)}
+        return KnownDocuments.open(ix, cache.table if cache is not None else None).ids()
     except Exception:  # noqa: BLE001 - a live index that cannot be read is what a rebuild replaces
         return set()
     finally:
@@ -410,8 +408,7 @@ def _write(
     summary: IndexSummary,
     on_bytes: Callable[[int], None] | None,
     guard: _Guard,
-    known: dict[str, str],
-    finder: DuplicateFinder,
+    known: KnownDocuments,
     prune: bool = False,
     live: set[str] | None = None,
 ) -> None:
@@ -437,25 +434,24 @@ def _write(
             if record.id in written_this_run:
                 # Whoosh cannot replace a document it has not committed yet;
                 # commit, so the later record of the same id wins.
-                writer.commit()
+                _commit(writer, known)
                 writer = open_writer(ix, settings)
                 written_this_run.clear()
             if isinstance(record, Tombstone):
                 if record.id in known:
                     writer.delete_by_term("id", record.id)
-                    del known[record.id]
-                    finder.remove(record.id)
+                    known.remove(record.id)
                     summary.deleted += 1
                 else:
                     summary.unchanged += 1
                 continue
             digest = record.content_hash()
-            previous = known.get(record.id)
+            previous = known.digest(record.id)
             if previous == digest:
                 summary.unchanged += 1
                 continue
             sig = signature(record.title, record.body)
-            original = finder.find(record.id, sig)
+            original = known.find_duplicate(record.id, sig)
             if original is not None:
                 summary.duplicates.append(Duplicate(location, record.id, original))
                 continue
@@ -467,34 +463,53 @@ def _write(
                 summary.added += 1
             else:
                 writer.update_document(**fields)
-                finder.remove(record.id)
                 summary.updated += 1
-            finder.add(record.id, sig)
-            known[record.id] = digest
+            known.put(record.id, digest, sig)
             written_this_run.add(record.id)
         summary.unmapped_fields.update(mapper.unmapped)
         guard.check_seen(summary)
         guard.check_readable(summary)
         if prune:
-            going = sorted(set(known) - seen - summary.protected)
+            going = sorted(known.ids() - seen - summary.protected)
             if seen_urls and going:
                 going = _not_revisited(ix, going, seen_urls)
             guard.check_deletions(len(going), live_before, "not in this crawl")
             for doc_id in going:
                 writer.delete_by_term("id", doc_id)
-                del known[doc_id]
+                known.remove(doc_id)
                 summary.pruned += 1
         if live is not None:
-            gone = live - set(known)
+            gone = live - known.ids()
             guard.check_deletions(len(gone), len(live), "not in the crawl the new generation is built from")
         if summary.added or summary.updated or summary.deleted or summary.pruned or not ix.doc_count_all():
-            writer.commit()
+            _commit(writer, known)
         else:
             writer.cancel()
+            if known.source == "columns" and known.fingerprint is not None:
+                # Nothing to commit, but the next run need not read the
+                # columns again: the table describes the live commit.
+                _save_for_live_commit(ix, known)
     except BaseException:
         writer.cancel()
         raise
     summary.documents = len(known)
+
+
+def _commit(writer: SegmentWriter, known: KnownDocuments) -> None:
+    """Commit, merging by the tiered policy, with the table of what the
+    index holds written beside the new table of contents (before it, so
+    that no commit is ever without its own); older tables then go."""
+    folder, name = writer.storage.folder, writer.indexname
+    commit_merging(writer, before_toc=lambda generation, segments: known.save(folder, name, generation, segments))
+    remove_notes(Path(folder), name, keep=writer.generation, suffix=KNOWN_SUFFIX)
+
+
+def _save_for_live_commit(ix: Index, known: KnownDocuments) -> None:
+    """Write the table as the side file of the live commit (the writer
+    lock is held, so it is still the live one)."""
+    toc = ix._read_toc()
+    known.save(ix.storage.folder, ix.indexname, toc.generation, toc.segments)
+    remove_notes(Path(ix.storage.folder), ix.indexname, keep=toc.generation, suffix=KNOWN_SUFFIX)
 
 
 def _not_revisited(ix: Index, ids: list[str], seen_urls: set[str]) -> list[str]:
@@ -585,16 +600,17 @@ def delete_ids(settings: Settings, ids: Iterable[str]) -> list[str]:
     store = IndexStore(settings.index)
     missing = []
     with store.write_lock(settings.lock_timeout):
-        ix = store.open()
+        ix = store.open(mapped=False)
+        known = KnownDocuments.open(ix)
         writer = open_writer(ix, settings)
         try:
-            with ix.searcher() as searcher:
-                for doc_id in ids:
-                    if searcher.document_number(id=doc_id) is None:
-                        missing.append(doc_id)
-                    else:
-                        writer.delete_by_term("id", doc_id)
-            writer.commit()
+            for doc_id in dict.fromkeys(ids):
+                if doc_id in known:
+                    writer.delete_by_term("id", doc_id)
+                    known.remove(doc_id)
+                else:
+                    missing.append(doc_id)
+            _commit(writer, known)
         except BaseException:
             writer.cancel()
             raise
