@@ -270,7 +270,9 @@ class Crawl:
 
     def next_batch(self, size: int) -> tuple[list[dict], dict[str, int], str]:
         """The next batch's records, the counts its summary must show, and
-        one of its new ids (to watch for)."""
+        one of its new ids (to watch for). The crawl changes when the
+        index has taken them (``apply``): a batch whose command failed
+        left the index as it was, and the final check expects that."""
         n = self.batches
         self.batches += 1
         live = sorted(self.versions)
@@ -278,24 +280,26 @@ class Crawl:
         chosen = set(updates)
         rest = [d for d in live if d not in chosen]
         removals = self.rng.sample(rest, min(int(size * DELETE_SHARE), len(rest)))
-        records = []
-        for d in updates:
-            self.versions[d] += 1
-            self.records[d] = self.article(d, self.versions[d])
-            records.append(self.records[d])
-        for d in removals:
-            del self.versions[d], self.records[d]
-            self.deleted.add(d)
-            records.append({"id": d, "deleted": True})
         new_ids = [f"batch{n}-{i}" for i in range(size - len(updates) - len(removals))]
-        for d in new_ids:
-            self.versions[d] = 1
-            self.records[d] = self.article(d, 1)
-            records.append(self.records[d])
-        self.since_rebuild += 1
-        self.docs_since_rebuild += len(records)
+        records = [
+            *(self.article(d, self.versions[d] + 1) for d in updates),
+            *({"id": d, "deleted": True} for d in removals),
+            *(self.article(d, 1) for d in new_ids),
+        ]
         expected = {"added": len(new_ids), "updated": len(updates), "deleted": len(removals)}
         return records, expected, new_ids[0]
+
+    def apply(self, records: list[dict]) -> None:
+        """The index took these records (from ``next_batch``)."""
+        for r in records:
+            if r.get("deleted"):
+                del self.versions[r["id"]], self.records[r["id"]]
+                self.deleted.add(r["id"])
+            else:
+                self.versions[r["id"]] = self.versions.get(r["id"], 0) + 1
+                self.records[r["id"]] = r
+        self.since_rebuild += 1
+        self.docs_since_rebuild += len(records)
 
     def everything(self) -> Iterator[dict]:
         """Every live document as a record, for a rebuild."""
@@ -341,15 +345,19 @@ class Bench:
 
     def index_records(
         self, name: str, records: list[dict], expected: dict[str, int], *args: str, index: Path | None = None
-    ) -> dict[str, Any]:
-        """Index one file of records; a summary that does not count what
-        was sent (a record dropped as a near-duplicate, say) is an error."""
+    ) -> tuple[dict[str, Any], float, float]:
+        """Index one file of records: the summary, and when the command
+        started and returned (writing the file is not the index's time). A
+        summary that does not count what was sent (a record dropped as a
+        near-duplicate, say) is an error."""
         path = write_jsonl(self.work / f"{name}.jsonl", records)
+        started = time.monotonic()
         try:
             summary = search_json(index or self.index, "index", *args, str(path))
         except (RuntimeError, ValueError) as err:
             self.error(f"{name}: {err}")
-            return {}
+            return {}, started, time.monotonic()
+        returned = time.monotonic()
         path.unlink()
         got = {k: summary.get(k) for k in expected}
         self.summaries.update({"records": len(records), "duplicates": len(summary.get("duplicates") or [])})
@@ -358,15 +366,18 @@ class Bench:
             self.summaries["mismatched"] += 1
             dups = (summary.get("duplicates") or [])[:3]
             self.error(f"{name}: sent {expected}, the summary says {got}; duplicates {dups}")
-        return summary
+        return summary, started, returned
 
-    def batch(self, size: int, watch: bool = True) -> tuple[str, float]:
+    def batch(self, size: int, watch: bool = True) -> tuple[str | None, float]:
         """Index the next batch (one command, one at a time); returns a new
-        id of it and when the command returned. With ``watch``, a thread
-        times how soon that id is served."""
+        id of it (None when the command failed) and when the command
+        returned. With ``watch``, a thread times how soon that id is served."""
         records, expected, new_id = self.crawl.next_batch(size)
-        self.index_records(f"batch-{self.crawl.batches - 1}", records, expected)
-        returned = time.monotonic()
+        summary, _started, returned = self.index_records(f"batch-{self.crawl.batches - 1}", records, expected)
+        if not summary:
+            self.summaries["failed"] += 1
+            return None, returned
+        self.crawl.apply(records)
         if watch:
             t = threading.Thread(target=self._watch, args=(new_id, returned), daemon=True)
             t.start()
@@ -410,15 +421,17 @@ class Bench:
             count += 1
         return start, end, count
 
-    def rebuild(self, into: Path | None = None) -> tuple[float, dict[str, Any]]:
+    def rebuild(self, into: Path | None = None) -> tuple[dict[str, Any], float, float]:
         """``search index --rebuild`` of every live document, of the live
-        index or ``into`` another folder; seconds taken and the summary."""
+        index or ``into`` another folder: the summary, and when the
+        command started and returned."""
         records = list(self.crawl.everything())
-        started = time.monotonic()
-        summary = self.index_records("all", records, {"added": len(records)}, "--rebuild", index=into)
+        summary, started, returned = self.index_records(
+            "all", records, {"added": len(records)}, "--rebuild", index=into
+        )
         if into is None:
             self.crawl.since_rebuild = self.crawl.docs_since_rebuild = 0
-        return time.monotonic() - started, summary
+        return summary, started, returned
 
 
 # --------------------------------------------------------------------------
@@ -449,6 +462,33 @@ def worker_pids(master: int) -> list[int]:
             except (OSError, ValueError, IndexError):
                 continue
     return sorted(children)
+
+
+class WorkerWatch:
+    """The server's worker processes, looked at twice a second: gunicorn
+    replaces a worker that stayed silent for its timeout, and the requests
+    it held, its warm-up and its memory figures go with it."""
+
+    def __init__(self, master: int) -> None:
+        self.master = master
+        self.seen: set[int] = set(worker_pids(master))
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._look, daemon=True)
+
+    def __enter__(self) -> WorkerWatch:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+
+    def _look(self) -> None:
+        while not self._stop.wait(0.5):
+            self.seen.update(worker_pids(self.master))
+
+    def replaced(self, workers: int) -> int:
+        return max(0, len(self.seen) - workers)
 
 
 def cpu_ms(pid: int) -> float:
@@ -502,61 +542,92 @@ def commit_series(bench: Bench, master: int, commits: int, size: int) -> tuple[d
     then workers are sent requests until each has the new segment mapped,
     then after a second more each worker's CPU is read. The same requests,
     sent again with no commit, give what the requests alone cost; their
-    total is shared out evenly over the workers and subtracted."""
+    total is shared out evenly over the workers and subtracted. A batch
+    whose command failed, or during which a worker was replaced, is not
+    measured (and counted)."""
     bench.join_watchers()
     workers = worker_pids(master)
     rss_before = {str(p): rss_mb(p) for p in workers}
-    health = f"{bench.base}/api/health"
-    raw: list[dict[int, float]] = []
+    raw: list[list[float]] = []
     baselines: list[float] = []
-    requests_per_commit: list[int] = []
-    unconfirmed = 0
+    requests: list[int] = []
+    unconfirmed = failed = disturbed = 0
     for _ in range(commits):
-        before_segments = live_segments(bench.index)
-        before = {p: cpu_ms(p) for p in workers}
-        new_id, returned = bench.batch(size, watch=False)
-        seconds, polls = bench.wait_findable(new_id, returned)
-        bench.freshness.append({"id": new_id, "seconds": seconds})
-        new_segments = live_segments(bench.index) - before_segments
-        nudges = 0
-        deadline = time.monotonic() + REOPEN_LIMIT
-        while new_segments and not all(new_segments & opened_files(p) for p in workers):
-            if time.monotonic() > deadline:
-                unconfirmed += 1
-                break
-            nudges += 1
-            answer(health)
-            time.sleep(POLL_SECONDS)
-        time.sleep(SETTLE_SECONDS)
-        raw.append({p: cpu_ms(p) - before[p] for p in workers})
-        requests_per_commit.append(polls + nudges)
-        # The same requests without a commit: misses, one hit, health checks.
-        missing = f"{bench.base}/api/doc/no-such-document?related=0"
-        found = f"{bench.base}/api/doc/{urllib.parse.quote(new_id)}?related=0"
-        before = {p: cpu_ms(p) for p in workers}
-        for url in [missing] * (polls - 1) + [found] + [health] * nudges:
-            answer(url)
-            time.sleep(POLL_SECONDS)
-        time.sleep(SETTLE_SECONDS)
-        baselines.append(sum(cpu_ms(p) - before[p] for p in workers))
-    if worker_pids(master) != workers:
-        bench.error(f"the workers changed during the commits: {workers} -> {worker_pids(master)}")
+        try:
+            measured = _one_commit(bench, workers, size)
+        except OSError:  # a worker went away: its /proc entry with it
+            disturbed += 1
+            workers = worker_pids(master)
+            continue
+        if measured is None:
+            failed += 1
+            continue
+        deltas, baseline, sent, confirmed = measured
+        raw.append(deltas)
+        baselines.append(baseline)
+        requests.append(sent)
+        unconfirmed += not confirmed
+    if disturbed:
+        bench.error(f"workers were replaced during {disturbed} of the commits")
     baseline = statistics.median(baselines) if baselines else 0.0
-    net = [max(0.0, ms - baseline / len(workers)) for row in raw for ms in row.values()]
+    net = [max(0.0, ms - baseline / len(workers)) for row in raw for ms in row]
     cost = {
         "batch_size": size,
         "commits": commits,
+        "measured": len(raw),
+        "failed": failed,
         "workers": len(workers),
         "median_ms_per_worker_per_commit": round(statistics.median(net), 1) if net else None,
         "max_ms_per_worker_per_commit": round(max(net), 1) if net else None,
-        "raw_ms": [[round(ms, 1) for ms in row.values()] for row in raw],
+        "raw_ms": [[round(ms, 1) for ms in row] for row in raw],
         "baseline_ms_all_workers": round(baseline, 1),
-        "requests_per_commit": round(statistics.median(requests_per_commit), 1) if requests_per_commit else None,
+        "requests_per_commit": round(statistics.median(requests), 1) if requests else None,
         "reopen_unconfirmed": unconfirmed,
         "clock_tick_ms": round(1000 / CLOCK_TICKS, 1),
     }
-    rss = {"before_commits_mb": rss_before, "after_commits_mb": {str(p): rss_mb(p) for p in workers}}
+    rss = {"before_commits_mb": rss_before, "after_commits_mb": {str(p): rss_mb(p) for p in worker_pids(master)}}
     return cost, rss
+
+
+def _one_commit(bench: Bench, workers: list[int], size: int) -> tuple[list[float], float, int, bool] | None:
+    """One batch of ``commit_series``: each worker's CPU from before the
+    batch until a second after every worker had it open, that of the same
+    requests without a commit (all workers), how many requests were sent
+    and whether every worker was seen with the new segments. None when
+    the batch's command failed."""
+    health = f"{bench.base}/api/health"
+    before_segments = live_segments(bench.index)
+    before = [cpu_ms(p) for p in workers]
+    new_id, returned = bench.batch(size, watch=False)
+    if new_id is None:
+        return None
+    seconds, polls = bench.wait_findable(new_id, returned)
+    bench.freshness.append({"id": new_id, "seconds": seconds})
+    if seconds is None:
+        bench.error(f"{new_id} was not served within {POLL_LIMIT:.0f} s of its batch")
+    new_segments = live_segments(bench.index) - before_segments
+    nudges = 0
+    confirmed = True
+    deadline = time.monotonic() + REOPEN_LIMIT
+    while new_segments and not all(new_segments & opened_files(p) for p in workers):
+        if time.monotonic() > deadline:
+            confirmed = False
+            break
+        nudges += 1
+        answer(health)
+        time.sleep(POLL_SECONDS)
+    time.sleep(SETTLE_SECONDS)
+    deltas = [cpu_ms(p) - b for p, b in zip(workers, before, strict=True)]
+    # The same requests without a commit: misses, one hit, health checks.
+    missing = f"{bench.base}/api/doc/no-such-document?related=0"
+    found = f"{bench.base}/api/doc/{urllib.parse.quote(new_id)}?related=0"
+    before = [cpu_ms(p) for p in workers]
+    for url in [missing] * (polls - 1) + [found] + [health] * nudges:
+        answer(url)
+        time.sleep(POLL_SECONDS)
+    time.sleep(SETTLE_SECONDS)
+    baseline = sum(cpu_ms(p) - b for p, b in zip(workers, before, strict=True))
+    return deltas, baseline, polls + nudges, confirmed
 
 
 def measure_queries(index: Path, queries: list[str]) -> dict[str, Any]:
@@ -593,11 +664,11 @@ def query_cpu(bench: Bench, batches: int, size: int, queries: list[str], rounds:
     against a fresh rebuild of the same documents: the same queries on
     each, alternately, ``rounds`` times; the lowest CPU of each is kept
     (the machine is shared: the lowest is the least disturbed)."""
-    while bench.crawl.since_rebuild < batches:
+    for _ in range(batches - bench.crawl.since_rebuild):
         bench.batch(size)
     bench.join_watchers()  # their requests would be CPU of this process
     fresh = bench.work / "fresh-index"
-    rebuild_seconds, _summary = bench.rebuild(into=fresh)
+    _summary, started, returned = bench.rebuild(into=fresh)
     measured: dict[str, list[dict]] = {"incremental": [], "rebuilt": []}
     for _ in range(max(1, rounds)):
         measured["incremental"].append(measure_queries(bench.index, queries))
@@ -617,7 +688,7 @@ def query_cpu(bench: Bench, batches: int, size: int, queries: list[str], rounds:
         "ratio": round(inc["cpu_seconds"] / reb["cpu_seconds"], 2) if reb["cpu_seconds"] else None,
         "incremental_segments": inc["segments"],
         "rebuilt_segments": reb["segments"],
-        "rebuild_seconds": round(rebuild_seconds, 1),
+        "rebuild_seconds": round(returned - started, 1),
         "rounds_cpu_seconds": {k: [m["cpu_seconds"] for m in v] for k, v in measured.items()},
     }
 
@@ -716,35 +787,36 @@ def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
         master = server.pid
         for _ in range(args.workers * 2):  # every worker's searcher open
             answer(f"{bench.base}/api/search?" + urllib.parse.urlencode({"q": "预热"}))
-        workers = worker_pids(master)
-        rss_at_start = {str(p): rss_mb(p) for p in workers}
+        rss_at_start = {str(p): rss_mb(p) for p in worker_pids(master)}
         lap("setup")
-        if any(p in phases for p in LOAD_PHASES):
-            figures.update(load_phases(bench, args, phases, dev, words))
-            lap("load_phases")
-        if "commit_cost" in phases or "rss" in phases:
-            cost, rss = commit_series(bench, master, args.commits, args.batch_size)
-            if "commit_cost" in phases:
-                figures["commit_cost"] = cost
-            if "rss" in phases:
-                figures["rss"] = {"at_start_mb": rss_at_start, **rss, "commits": args.commits}
-            lap("commits")
-        if "soak_mix" in phases:
-            figures["soak_mix"] = soak_mix(bench, args)
-            lap("soak_mix")
-        if "query_cpu" in phases:
-            rng = random.Random(11)
-            pairs = [" ".join(rng.sample(words, 2)) for _ in range(args.query_cpu_queries)]
-            fixed = (dev + pairs)[: args.query_cpu_queries]
-            figures["query_cpu"] = query_cpu(
-                bench, args.query_cpu_batches, args.batch_size, fixed, args.query_cpu_rounds
-            )
-            lap("query_cpu")
-        bench.join_watchers()
-        figures["correctness"] = correctness(bench)
-        lap("correctness")
-        if worker_pids(master) != workers:
-            bench.error(f"workers were replaced during the run: {workers} -> {worker_pids(master)}")
+        with WorkerWatch(master) as watch:
+            if any(p in phases for p in LOAD_PHASES):
+                figures.update(load_phases(bench, args, phases, dev, words))
+                lap("load_phases")
+            if "commit_cost" in phases or "rss" in phases:
+                cost, rss = commit_series(bench, master, args.commits, args.batch_size)
+                if "commit_cost" in phases:
+                    figures["commit_cost"] = cost
+                if "rss" in phases:
+                    figures["rss"] = {"at_start_mb": rss_at_start, **rss, "commits": args.commits}
+                lap("commits")
+            if "soak_mix" in phases:
+                figures["soak_mix"] = soak_mix(bench, args)
+                lap("soak_mix")
+            if "query_cpu" in phases:
+                rng = random.Random(11)
+                pairs = [" ".join(rng.sample(words, 2)) for _ in range(args.query_cpu_queries)]
+                fixed = (dev + pairs)[: args.query_cpu_queries]
+                figures["query_cpu"] = query_cpu(
+                    bench, args.query_cpu_batches, args.batch_size, fixed, args.query_cpu_rounds
+                )
+                lap("query_cpu")
+            bench.join_watchers()
+            figures["correctness"] = correctness(bench)
+            lap("correctness")
+        figures["workers_replaced"] = watch.replaced(args.workers)
+        if figures["workers_replaced"]:
+            bench.error(f"{figures['workers_replaced']} workers were replaced (a worker timeout?)")
     finally:
         if server.poll() is None:
             os.killpg(server.pid, signal.SIGTERM)
@@ -788,14 +860,13 @@ def load_phases(bench: Bench, args: argparse.Namespace, phases: list[str], dev: 
             time.sleep(args.idle_seconds)
             out["after"] = clients.window(t0, time.monotonic())
         if "rebuild" in phases:
-            t0 = time.monotonic()
-            seconds, summary = bench.rebuild()
+            summary, t0, returned = bench.rebuild()
             time.sleep(args.rebuild_tail)
             t1 = time.monotonic()
             out["rebuild"] = {
                 **clients.window(t0, t1),
                 **clients.silences(t0, t1),
-                "rebuild_seconds": round(seconds, 1),
+                "rebuild_seconds": round(returned - t0, 1),
                 "documents": summary.get("documents"),
             }
         if "rapid" in phases:
@@ -893,4 +964,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
 
 if __name__ == "__main__":
+    # Stopped from outside: unwind, so that the server and the temporary
+    # folder go too.
+    signal.signal(signal.SIGTERM, lambda signum, _frame: sys.exit(128 + signum))
     sys.exit(0 if main()["ok"] else 1)
