@@ -86,12 +86,13 @@ def get(url: str, timeout: float = 30) -> tuple[int, bytes]:
 def client_url(base: str, r: random.Random, stable: list[str]) -> str:
     """A soak client's next request: a search among a few topics (70 %, so
     mostly repeated and answered from the per-commit cache, as a popular
-    site's searches are) or a document that no batch touches, by id.
-    Other benchmarks send the same mix (serving.py's soak_mix)."""
+    site's searches are) or a document that no batch touches, by id
+    (quoted: a crawl's ids may be Chinese). Other benchmarks send the same
+    mix (serving.py's soak_mix)."""
     if r.random() < 0.7:
         q = r.choice(TOPICS) + (" " + r.choice(["卖家", "广告", "定价", "平台"]) if r.random() < 0.5 else "")
         return f"{base}/api/search?" + urllib.parse.urlencode({"q": q, "size": 10})
-    return f"{base}/api/doc/{r.choice(stable)}"
+    return f"{base}/api/doc/{urllib.parse.quote(r.choice(stable))}"
 
 
 #: Batches indexed (besides the rebuild) whatever ``--seconds`` says.
