@@ -83,6 +83,18 @@ def get(url: str, timeout: float = 30) -> tuple[int, bytes]:
         return err.code, err.read()
 
 
+def client_url(base: str, r: random.Random, stable: list[str]) -> str:
+    """A soak client's next request: a search among a few topics (70 %, so
+    mostly repeated and answered from the per-commit cache, as a popular
+    site's searches are) or a document that no batch touches, by id
+    (quoted: a crawl's ids may be Chinese). Other benchmarks send the same
+    mix (serving.py's soak_mix)."""
+    if r.random() < 0.7:
+        q = r.choice(TOPICS) + (" " + r.choice(["卖家", "广告", "定价", "平台"]) if r.random() < 0.5 else "")
+        return f"{base}/api/search?" + urllib.parse.urlencode({"q": q, "size": 10})
+    return f"{base}/api/doc/{urllib.parse.quote(r.choice(stable))}"
+
+
 #: Batches indexed (besides the rebuild) whatever ``--seconds`` says.
 MIN_BATCHES = 2
 
@@ -132,11 +144,7 @@ def _soak(base, server, clients, workers, seconds, work, env, rng, crawl, stable
     def client(seed: int) -> None:
         r = random.Random(seed)
         while not stop.is_set():
-            if r.random() < 0.7:
-                q = r.choice(TOPICS) + (" " + r.choice(["卖家", "广告", "定价", "平台"]) if r.random() < 0.5 else "")
-                url = f"{base}/api/search?" + urllib.parse.urlencode({"q": q, "size": 10})
-            else:
-                url = f"{base}/api/doc/{r.choice(stable)}"
+            url = client_url(base, r, stable)
             started = time.perf_counter()
             try:
                 status, body = get(url)
