@@ -288,6 +288,24 @@ class IndexStore:
             raise IndexMissing(f"{self.root}: generation {name} is missing or damaged")
         return f"{name}:{max(tocs)}"
 
+    def change_token(self) -> tuple[int, ...] | None:
+        """Two stats that change whenever ``version`` may have: ``CURRENT``
+        (replaced on each switch) and the live generation's folder (a
+        commit adds a table of contents to it). A serving worker polls this
+        several times a second; listing the folder each time cost more."""
+        try:
+            current = os.stat(self.root / CURRENT)
+            name = self.current_name()
+            folder = os.stat(self.root / name) if name else None
+        except OSError:
+            return None
+        return (
+            current.st_ino,
+            current.st_mtime_ns,
+            folder.st_ino if folder else 0,
+            folder.st_mtime_ns if folder else 0,
+        )
+
     def size_bytes(self) -> int:
         try:
             path = self.current_dir()

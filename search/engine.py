@@ -197,6 +197,8 @@ class SearchEngine:
         self._live: _Live | None = None
         self._readers = ReaderPool()
         self._refresher: Refresher | None = None
+        #: ``store.change_token()`` when the refresher last looked.
+        self._seen: tuple[int, ...] | None = None
         self.segmentation = settings.segmentation
         self.synonyms = Synonyms(settings.synonyms)
         self._speller = Speller()
@@ -285,12 +287,17 @@ class SearchEngine:
         """The refresher's round, in this thread: swap in a new commit if
         there is one (answers of the old one that were asked recently are
         computed again first). Whether a new commit was swapped in."""
+        token = self.store.change_token()
+        if token is not None and token == self._seen and self._live is not None:
+            return False
         with self._refresh_lock:
             live = self._live
             if live is not None and self.store.version() == live.version:
+                self._seen = token
                 return False
             recent = list(live.cache.copy().items())[-AUTOWARM:] if live is not None else []
             self._refresh([(key, request) for key, (request, _result) in recent])
+            self._seen = token
             return True
 
     def refresh_tables(self) -> None:
