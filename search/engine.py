@@ -1,9 +1,11 @@
 """The search engine the CLI and the web app talk to.
 
-``SearchEngine`` keeps one Whoosh searcher open per process and reopens it
-only when the index has committed something new (a cheap check of the live
-generation's table of contents on each request), so fresh articles appear
-without a restart and an unchanged index costs nothing to reuse.
+``SearchEngine`` keeps one Whoosh searcher open per process and moves to a
+new one only when the index has committed something new, opening just the
+segments the commit added (``search.readers``), so fresh articles appear
+without a restart and an unchanged index costs nothing to reuse. A serving
+worker does that in a background thread (``search.background``); a command
+does it on the request that first sees the commit.
 """
 
 from __future__ import annotations
