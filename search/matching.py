@@ -22,7 +22,7 @@ from collections.abc import Iterator
 from whoosh import query as wq
 from whoosh.codec.whoosh3 import W3LeafMatcher
 from whoosh.collectors import TopCollector
-from whoosh.matching import ListMatcher, NullMatcher, WrappingMatcher
+from whoosh.matching import FilterMatcher, ListMatcher, NullMatcher, WrappingMatcher
 from whoosh.scoring import BM25FScorer
 from whoosh.util.numeric import byte_to_length
 
@@ -228,6 +228,12 @@ def _add_scores(m, boost: float, searcher, scores: dict[int, float], only: dict[
     """Add ``m``'s scores (times ``boost``) to ``scores``, for the documents
     in ``only`` when given."""
     m, boost = _unwrapped(m, boost)
+    whole, deleted = m, None
+    if type(m) is FilterMatcher and m._exclude and m.boost == 1.0:
+        # A segment with deleted documents wraps each posting list in a
+        # filter that steps over them: scored in bulk here, skipping them.
+        deleted = m._ids
+        m, boost = _unwrapped(m.child, boost)
     scorer = getattr(m, "scorer", None) if isinstance(m, W3LeafMatcher) else getattr(m, "_scorer", None)
     lengths = None
     if type(scorer) is BM25FScorer and isinstance(m, W3LeafMatcher | ListMatcher) and m.is_active() and m.term():
@@ -238,12 +244,13 @@ def _add_scores(m, boost: float, searcher, scores: dict[int, float], only: dict[
         for ids, weights in _blocks(m):
             check_time()
             for docnum, tf in zip(ids, weights, strict=True):
-                if only is not None and docnum not in only:
+                if (only is not None and docnum not in only) or (deleted and docnum in deleted):
                     continue
                 # whoosh.scoring.bm25, term for term, so the scores are the same.
                 s = idf * ((tf * (k1 + 1)) / (tf + k1 * ((1 - b) + b * lengths[docnum] / avgfl)))
                 scores[docnum] = get(docnum, 0.0) + s * boost
         return
+    m = whole
     steps = 0
     while m.is_active():
         docnum = m.id()
