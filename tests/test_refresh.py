@@ -103,6 +103,8 @@ def test_recent_answers_are_computed_again_for_a_new_commit(make_index):
     engine = SearchEngine(ix.settings)
     engine.warm_up()
     first = engine.search(SearchRequest(q="海外仓"))
+    engine.search(SearchRequest(q="海外仓"))  # asked again: worth keeping warm
+    engine.search(SearchRequest(q="物流"))  # asked once
     ix.add(_articles("n", 2, "海外仓"))
     assert engine.refresh_now()
     live = engine._live
