@@ -37,6 +37,16 @@ _MEMO_WORDS = 500_000
 _pinyin_memo: dict[str, list[str]] = {}
 
 
+def table_due(built_for: str | None, built_at: float, version: str, max_age: float) -> bool:
+    """Whether a table built for commit ``built_for`` (at monotonic time
+    ``built_at``) must be built again for ``version``: always for a new
+    generation, and after ``max_age`` seconds for a newer commit of the
+    same one (the rule of both the pinyin and the completion table)."""
+    if built_for is None or version.split(":", 1)[0] != built_for.split(":", 1)[0]:
+        return True
+    return version != built_for and time.monotonic() - built_at > max_age
+
+
 def pinyin_of(word: str) -> list[str]:
     """``lazy_pinyin(word)``, remembered: a table rebuilt after a commit
     asks again for nearly every word it asked before."""
@@ -95,10 +105,7 @@ class Speller:
     def prepare(self, reader, version: str) -> None:
         """Build the pinyin table if this generation has none, or it is
         older than ``MAX_AGE`` and the index changed since."""
-        generation = version.split(":", 1)[0]
-        current = self._version
-        stale = time.monotonic() - self._built_at > MAX_AGE and version != current
-        if current is None or generation != current.split(":", 1)[0] or stale:
+        if table_due(self._version, self._built_at, version, MAX_AGE):
             self._build(reader)
             self._version = version
             self._built_at = time.monotonic()

@@ -21,7 +21,7 @@ from collections.abc import Iterable
 
 from indexer.analysis import Segmentation, is_cjk, normalize, query_words
 from search.query import STOPWORDS
-from search.spelling import pinyin_of
+from search.spelling import pinyin_of, table_due
 
 #: Phrases kept (the most used).
 MAX_PHRASES = 50_000
@@ -117,9 +117,7 @@ class Completions:
     def prepare(self, reader, version: str, seg: Segmentation | None = None) -> None:
         """Build the table if this generation has none, or it is older than
         ``MAX_AGE`` and the index changed since."""
-        current = self._version
-        stale = time.monotonic() - self._built_at > MAX_AGE and version != current
-        if current is None or version.split(":", 1)[0] != current.split(":", 1)[0] or stale:
+        if table_due(self._version, self._built_at, version, MAX_AGE):
             self._build(reader, seg)
             self._version = version
             self._built_at = time.monotonic()
