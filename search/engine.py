@@ -310,17 +310,18 @@ class SearchEngine:
             self._seen = token
             return True
 
-    def refresh_tables(self) -> None:
+    def refresh_tables(self) -> bool:
         """Bring the did-you-mean and completion tables up to date with the
-        live commit (when due: see ``Speller.prepare``), in this thread."""
+        live commit (when due: see ``Speller.prepare``), in this thread.
+        Whether either was built again."""
         live = self._live
-        if live is not None:
-            self._prepare_tables(live)
+        return live is not None and self._prepare_tables(live)
 
-    def _prepare_tables(self, live: _Live) -> None:
+    def _prepare_tables(self, live: _Live) -> bool:
         reader = live.searcher.reader()
-        self._speller.prepare(reader, live.version)
-        self._completions.prepare(reader, live.version, live.segmentation)
+        spelled = self._speller.prepare(reader, live.version)
+        completed = self._completions.prepare(reader, live.version, live.segmentation)
+        return spelled or completed
 
     def warm_up(self) -> None:
         """Load the segmenter, open the index, build the did-you-mean and

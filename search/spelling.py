@@ -102,13 +102,16 @@ class Speller:
                 by_initials.setdefault("".join(s[0] for s in syllables if s), word)
         self._by_pinyin, self._by_initials = by_pinyin, by_initials
 
-    def prepare(self, reader, version: str) -> None:
+    def prepare(self, reader, version: str) -> bool:
         """Build the pinyin table if this generation has none, or it is
-        older than ``MAX_AGE`` and the index changed since."""
-        if table_due(self._version, self._built_at, version, MAX_AGE):
-            self._build(reader)
-            self._version = version
-            self._built_at = time.monotonic()
+        older than ``MAX_AGE`` and the index changed since. Whether it was
+        built."""
+        if not table_due(self._version, self._built_at, version, MAX_AGE):
+            return False
+        self._build(reader)
+        self._version = version
+        self._built_at = time.monotonic()
+        return True
 
     def suggest(self, reader, text: str, seg: Segmentation | None = None) -> str | None:
         """A corrected query, or None when nothing better is known (from

@@ -114,13 +114,15 @@ class Completions:
         """The index commit the table was built from."""
         return self._version
 
-    def prepare(self, reader, version: str, seg: Segmentation | None = None) -> None:
+    def prepare(self, reader, version: str, seg: Segmentation | None = None) -> bool:
         """Build the table if this generation has none, or it is older than
-        ``MAX_AGE`` and the index changed since."""
-        if table_due(self._version, self._built_at, version, MAX_AGE):
-            self._build(reader, seg)
-            self._version = version
-            self._built_at = time.monotonic()
+        ``MAX_AGE`` and the index changed since. Whether it was built."""
+        if not table_due(self._version, self._built_at, version, MAX_AGE):
+            return False
+        self._build(reader, seg)
+        self._version = version
+        self._built_at = time.monotonic()
+        return True
 
     def _build(self, reader, seg: Segmentation | None) -> None:
         df: Counter[str] = Counter()

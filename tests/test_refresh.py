@@ -5,6 +5,7 @@ thread."""
 
 from __future__ import annotations
 
+import gc
 import threading
 import time
 
@@ -86,6 +87,10 @@ def test_the_refresher_swaps_in_commits_without_a_request(make_index):
     engine.warm_up()
     engine.start_refresher()
     try:
+        # What the warm-up made is kept out of the collector's way, and so
+        # is what a commit adds once it is live.
+        frozen = gc.get_freeze_count()
+        assert frozen > 0
         version = engine.version
         ix.add(_articles("n", 2, "支付"))
         deadline = time.monotonic() + 5
@@ -94,8 +99,12 @@ def test_the_refresher_swaps_in_commits_without_a_request(make_index):
         assert engine.version != version, "the refresher did not notice the commit"
         assert engine.version == IndexStore(ix.settings.index).version()
         assert {h.id for h in engine.search(SearchRequest(q="支付")).hits} == {"n0", "n1"}
+        while gc.get_freeze_count() <= frozen and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert gc.get_freeze_count() > frozen
     finally:
         engine.close()
+    assert gc.get_freeze_count() == 0, "a stopped refresher left objects frozen"
 
 
 def test_recent_answers_are_computed_again_for_a_new_commit(make_index):
