@@ -7,6 +7,13 @@ request a deadline; the scoring loops look at the clock now and then (a
 posting block, a few hundred documents) and stop when it has passed, and
 the engine answers with what it has found, marked partial.
 
+The clock is the CPU time of the thread answering (a search never yields
+to another request midway, under gevent either): a wall-clock budget ran
+out for ordinary searches while an indexing run or a burst of requests
+kept the machine busy, so the same query got a full answer, a partial one
+or a refusal depending on the load. Counted in CPU, a query is refused for
+what it costs, the same way every time on the same machine.
+
 The deadline lives in a context variable, so each request (thread or
 greenlet) has its own, and code outside a request runs without one.
 """
@@ -31,7 +38,7 @@ class OutOfTime(TimeLimit):
 @contextmanager
 def time_budget(seconds: float | None) -> Iterator[None]:
     """Run the block with a deadline ``seconds`` from now (none if 0 or None)."""
-    token = _DEADLINE.set(time.monotonic() + seconds if seconds else None)
+    token = _DEADLINE.set(time.thread_time() + seconds if seconds else None)
     try:
         yield
     finally:
@@ -41,10 +48,10 @@ def time_budget(seconds: float | None) -> Iterator[None]:
 def check_time() -> None:
     """Raise ``OutOfTime`` once the current deadline has passed."""
     deadline = _DEADLINE.get()
-    if deadline is not None and time.monotonic() > deadline:
+    if deadline is not None and time.thread_time() > deadline:
         raise OutOfTime
 
 
 def out_of_time() -> bool:
     deadline = _DEADLINE.get()
-    return deadline is not None and time.monotonic() > deadline
+    return deadline is not None and time.thread_time() > deadline

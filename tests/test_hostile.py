@@ -25,7 +25,7 @@ from cli import cli
 from indexer.html import HtmlError, decode, extract
 from indexer.sources import CrawlFile, file_format, read_file
 from indexer.writer import index_paths
-from search.budget import check_time, time_budget
+from search.budget import OutOfTime, check_time, time_budget
 from search.query import MAX_QUERY_CHARS, QueryError, compile_query, parse_query
 from web import create_app
 
@@ -400,11 +400,13 @@ def test_a_request_past_the_worker_timeout_gets_a_json_answer(poems):
 
 
 class _SlowQuery(wq.Term):
-    """A term whose matching takes 60 ms per segment, as a query over a
-    large segment would, looking at the clock as the scorers do."""
+    """A term whose matching takes 60 ms of CPU per segment, as a query
+    over a large segment would, looking at the clock as the scorers do."""
 
     def matcher(self, searcher, context=None):
-        time.sleep(0.06)
+        until = time.thread_time() + 0.06
+        while time.thread_time() < until:
+            pass
         check_time()
         return super().matcher(searcher, context)
 
@@ -427,6 +429,19 @@ def test_a_budget_ending_mid_search_returns_what_was_found(make_index):
     with time_budget(0.01):
         found, partial = _run(searcher, q, {"limit": 10, "filter": None, "mask": None, "optimize": False})
     assert partial and len(found) == 0
+
+
+def test_the_budget_counts_the_searchs_own_cpu_not_waiting():
+    """Time the answering thread spends waiting (for the processor, on a
+    machine busy indexing) is not the query's cost: a search must not be
+    cut short or refused because of the load around it."""
+    with time_budget(0.05):
+        time.sleep(0.12)
+        check_time()  # waited past the budget, did not spend it
+        until = time.thread_time() + 0.08
+        with pytest.raises(OutOfTime):
+            while time.thread_time() < until:
+                check_time()
 
 
 def _index_measuring_memory(index: Path, *paths: Path, env: dict[str, str] | None = None):
