@@ -10,9 +10,16 @@ Phases (``--phases`` picks a subset; they run in this order):
 - after: the ``--idle-seconds`` after the last batch finished;
 - rebuild: ``search index --rebuild`` of the whole crawl under load: the
   longest stretch and the 1-s windows with no request completed;
-- rapid: a ``--rapid-size`` batch every ``--rapid-every`` s for ``--rapid-seconds``;
+- rebuilt: ``--idle-seconds`` of load on the rebuilt index, which holds the
+  after phase's documents (after over rebuilt: what the batches' segments
+  cost, apart from the documents they added);
+- rapid: a ``--rapid-size`` batch every ``--rapid-every`` s for ``--rapid-seconds``,
+  a ``search index`` command each;
+- rapid_watch: the same, each batch a file landing in the folder of one
+  ``search index --watch`` process (the README's way for frequent crawls);
 - commit_cost, rss: no client load; ``--commits`` batches, each worker's CPU
-  per commit (less that of the requests that watch for it) and memory;
+  per commit (less that of the same requests over the same time without
+  a commit) and memory;
 - soak_mix: soak.py's mostly cached mix, without and with batches;
 - query_cpu: CPU of ~300 fresh queries on the index after incremental
   batches and on a fresh rebuild of the same documents.
@@ -55,8 +62,20 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_CORPUS = ROOT.parent / "shared" / "corpora" / "poetry-20k.jsonl"
 DEFAULT_QUERIES = ROOT.parent / "shared" / "corpora" / "queries" / "knownitem_poetry.queries.jsonl"
-PHASES = ("idle", "during", "after", "rebuild", "rapid", "commit_cost", "rss", "soak_mix", "query_cpu")
-LOAD_PHASES = ("idle", "during", "after", "rebuild", "rapid")
+PHASES = (
+    "idle",
+    "during",
+    "after",
+    "rebuild",
+    "rebuilt",
+    "rapid",
+    "rapid_watch",
+    "commit_cost",
+    "rss",
+    "soak_mix",
+    "query_cpu",
+)
+LOAD_PHASES = ("idle", "during", "after", "rebuild", "rebuilt", "rapid", "rapid_watch")
 #: Share of the clients' searches that ask for facets (the search page does).
 FACETS_SHARE = 0.1
 #: In a batch, per record: updates of earlier batch articles, and deletions.
@@ -68,7 +87,6 @@ POLL_SECONDS, POLL_LIMIT = 0.05, 60.0
 REOPEN_LIMIT, SETTLE_SECONDS = 30.0, 1.0
 #: Seconds a request or an indexing command may take.
 REQUEST_TIMEOUT, COMMAND_TIMEOUT = 30.0, 900.0
-CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 _CJK_WORD = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff]{2,}")
 
 
@@ -268,14 +286,18 @@ class Crawl:
             "author": first.get("author"),
         }
 
-    def next_batch(self, size: int) -> tuple[list[dict], dict[str, int], str]:
+    def next_batch(
+        self, size: int, pending: set[str] | frozenset[str] = frozenset()
+    ) -> tuple[list[dict], dict[str, int], str]:
         """The next batch's records, the counts its summary must show, and
         one of its new ids (to watch for). The crawl changes when the
         index has taken them (``apply``): a batch whose command failed
-        left the index as it was, and the final check expects that."""
+        left the index as it was, and the final check expects that.
+        ``pending``: ids of batches handed over but not yet indexed, left
+        alone (a watcher may index two batches in one run)."""
         n = self.batches
         self.batches += 1
-        live = sorted(self.versions)
+        live = sorted(d for d in self.versions if d not in pending)
         updates = self.rng.sample(live, min(int(size * UPDATE_SHARE), len(live)))
         chosen = set(updates)
         rest = [d for d in live if d not in chosen]
@@ -421,6 +443,115 @@ class Bench:
             count += 1
         return start, end, count
 
+    def batches_watched(self, size: int, every: float, seconds: float, poll: float) -> dict[str, Any]:
+        """``batches_every`` through one ``search index --watch`` process:
+        each batch is written under a ``.part`` name and renamed into the
+        watched folder (the hand-over the watcher documents). Returns the
+        start, when the last batch was indexed, how many were handed over,
+        and the watcher's runs. Freshness counts from the rename."""
+        folder = self.work / "landing"
+        folder.mkdir(exist_ok=True)
+        cmd = [
+            *search_cmd(),
+            "--index",
+            str(self.index),
+            "index",
+            "--watch",
+            str(folder),
+            "--poll",
+            str(poll),
+            "--json",
+        ]
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+        handed: dict[str, tuple[list[dict], dict[str, int], str, float]] = {}
+        indexed: dict[str, float] = {}
+        runs: list[int] = []
+        done = threading.Condition()
+
+        def read_runs() -> None:
+            for line in proc.stdout:
+                try:
+                    out = json.loads(line)
+                except ValueError:
+                    continue
+                names = out.get("watched")
+                if names is None:
+                    continue
+                with done:
+                    self._took_watched(out, names, handed, indexed)
+                    runs.append(len(names))
+                    done.notify_all()
+
+        reader = threading.Thread(target=read_runs, daemon=True)
+        reader.start()
+        start = time.monotonic()
+        count = 0
+        try:
+            while count == 0 or start + count * every < start + seconds:
+                time.sleep(max(0.0, start + count * every - time.monotonic()))
+                with done:
+                    pending = {
+                        r["id"] for name, (records, *_rest) in handed.items() if name not in indexed for r in records
+                    }
+                    records, expected, new_id = self.crawl.next_batch(size, pending)
+                name = f"batch-{self.crawl.batches - 1:05d}.jsonl"
+                part = write_jsonl(folder / f"{name}.part", records)
+                with done:
+                    landed = time.monotonic()
+                    os.rename(part, folder / name)
+                    handed[name] = (records, expected, new_id, landed)
+                t = threading.Thread(target=self._watch, args=(new_id, landed), daemon=True)
+                t.start()
+                self._watchers.append(t)
+                count += 1
+            deadline = time.monotonic() + POLL_LIMIT
+            with done:
+                while len(indexed) < len(handed) and proc.poll() is None and time.monotonic() < deadline:
+                    done.wait(timeout=1.0)
+                end = max(indexed.values(), default=time.monotonic())
+        finally:
+            os.killpg(proc.pid, signal.SIGTERM)
+            try:
+                proc.wait(timeout=COMMAND_TIMEOUT)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+            reader.join(timeout=10)
+        if proc.returncode != 0:
+            self.error(f"the watcher exited {proc.returncode} on SIGTERM: {proc.stderr.read()[-400:]}")
+        missing = sorted(set(handed) - set(indexed))
+        if missing:
+            self.summaries["failed"] += len(missing)
+            self.error(f"the watcher did not index {len(missing)} batches: {missing[:3]}")
+        return {
+            "start": start,
+            "end": end,
+            "batches": count,
+            "runs": len(runs),
+            "files_per_run_max": max(runs, default=0),
+        }
+
+    def _took_watched(self, out: dict, names: list[str], handed: dict, indexed: dict[str, float]) -> None:
+        """A watcher run's summary line: its files' batches are in the
+        index (the crawl takes them) if the summary counts what they held."""
+        expected: Counter[str] = Counter()
+        for name in names:
+            if name in handed:
+                expected.update(handed[name][1])
+        got = {k: out.get(k) for k in ("added", "updated", "deleted")}
+        self.summaries.update({"records": sum(len(handed[n][0]) for n in names if n in handed)})
+        self.summaries.update(
+            {"duplicates": len(out.get("duplicates") or []), "rejected": out.get("rejected_count") or 0}
+        )
+        if got != {k: expected.get(k, 0) for k in got} or out.get("duplicates") or out.get("rejected_count"):
+            self.summaries["mismatched"] += 1
+            self.error(f"watcher run over {names[:3]}: sent {dict(expected)}, the summary says {got}")
+        now = time.monotonic()
+        for name in sorted(names):
+            if name in handed and name not in indexed:
+                self.crawl.apply(handed[name][0])
+                indexed[name] = now
+
     def rebuild(self, into: Path | None = None) -> tuple[dict[str, Any], float, float]:
         """``search index --rebuild`` of every live document, of the live
         index or ``into`` another folder: the summary, and when the
@@ -492,9 +623,20 @@ class WorkerWatch:
 
 
 def cpu_ms(pid: int) -> float:
-    """User and system CPU of a process (all its threads), in ms."""
-    fields = _stat_fields(pid)
-    return (int(fields[11]) + int(fields[12])) * 1000 / CLOCK_TICKS
+    """CPU time of a process's threads, in ms, to the nanosecond: the
+    scheduler's own count (``/proc/PID/task/*/schedstat``), where the
+    user and system times of ``/proc/PID/stat`` move in 10 ms ticks, as
+    coarse as the per-commit cost being measured. A serving worker's
+    threads (requests, refresher) live as long as it does, so none of its
+    CPU goes with a thread that ended."""
+    total = 0
+    for task in os.listdir(f"/proc/{pid}/task"):
+        try:
+            with open(f"/proc/{pid}/task/{task}/schedstat", encoding="ascii") as f:
+                total += int(f.read().split()[0])
+        except FileNotFoundError:
+            continue
+    return total / 1e6
 
 
 def rss_mb(pid: int) -> float | None:
@@ -541,8 +683,9 @@ def commit_series(bench: Bench, master: int, commits: int, size: int) -> tuple[d
     either way, after each batch the new id is polled for until served,
     then workers are sent requests until each has the new segment mapped,
     then after a second more each worker's CPU is read. The same requests,
-    sent again with no commit, give what the requests alone cost; their
-    total is shared out evenly over the workers and subtracted. A batch
+    sent again with no commit over as long a time, give what the requests
+    and the workers' own polling cost without a commit; their total is
+    shared out evenly over the workers and subtracted. A batch
     whose command failed, or during which a worker was replaced, is not
     measured (and counted)."""
     bench.join_watchers()
@@ -583,7 +726,6 @@ def commit_series(bench: Bench, master: int, commits: int, size: int) -> tuple[d
         "baseline_ms_all_workers": round(baseline, 1),
         "requests_per_commit": round(statistics.median(requests), 1) if requests else None,
         "reopen_unconfirmed": unconfirmed,
-        "clock_tick_ms": round(1000 / CLOCK_TICKS, 1),
     }
     rss = {"before_commits_mb": rss_before, "after_commits_mb": {str(p): rss_mb(p) for p in worker_pids(master)}}
     return cost, rss
@@ -598,6 +740,7 @@ def _one_commit(bench: Bench, workers: list[int], size: int) -> tuple[list[float
     health = f"{bench.base}/api/health"
     before_segments = live_segments(bench.index)
     before = [cpu_ms(p) for p in workers]
+    started = time.monotonic()
     new_id, returned = bench.batch(size, watch=False)
     if new_id is None:
         return None
@@ -618,14 +761,18 @@ def _one_commit(bench: Bench, workers: list[int], size: int) -> tuple[list[float
         time.sleep(POLL_SECONDS)
     time.sleep(SETTLE_SECONDS)
     deltas = [cpu_ms(p) - b for p, b in zip(workers, before, strict=True)]
-    # The same requests without a commit: misses, one hit, health checks.
+    elapsed = time.monotonic() - started
+    # The same requests without a commit (misses, one hit, health checks),
+    # over the same time: a worker looks for commits several times a
+    # second whether or not one comes, which is not the commit's cost.
     missing = f"{bench.base}/api/doc/no-such-document?related=0"
     found = f"{bench.base}/api/doc/{urllib.parse.quote(new_id)}?related=0"
     before = [cpu_ms(p) for p in workers]
+    started = time.monotonic()
     for url in [missing] * (polls - 1) + [found] + [health] * nudges:
         answer(url)
         time.sleep(POLL_SECONDS)
-    time.sleep(SETTLE_SECONDS)
+    time.sleep(max(SETTLE_SECONDS, elapsed - (time.monotonic() - started)))
     baseline = sum(cpu_ms(p) - b for p, b in zip(workers, before, strict=True))
     return deltas, baseline, polls + nudges, confirmed
 
@@ -869,16 +1016,40 @@ def load_phases(bench: Bench, args: argparse.Namespace, phases: list[str], dev: 
                 "rebuild_seconds": round(returned - t0, 1),
                 "documents": summary.get("documents"),
             }
+        if "rebuilt" in phases:
+            # The rebuilt index holds the after phase's documents, freshly
+            # built; its tables are built in the background first.
+            time.sleep(args.warmup)
+            t0 = time.monotonic()
+            time.sleep(args.idle_seconds)
+            out["rebuilt"] = clients.window(t0, time.monotonic())
         if "rapid" in phases:
             t0, t1, n = bench.batches_every(args.rapid_size, args.rapid_every, args.rapid_seconds)
             out["rapid"] = {**clients.window(t0, t1), "batches": n, "batch_size": args.rapid_size}
+        if "rapid_watch" in phases:
+            if "rapid" in phases:
+                time.sleep(args.warmup)  # the last command's commit and merges settle
+            w = bench.batches_watched(args.rapid_size, args.rapid_every, args.rapid_seconds, args.watch_poll)
+            out["rapid_watch"] = {
+                **clients.window(w["start"], w["end"]),
+                "batches": w["batches"],
+                "batch_size": args.rapid_size,
+                "watcher_runs": w["runs"],
+                "most_files_in_a_run": w["files_per_run_max"],
+            }
     bench.errors.extend(clients.errors)
     idle = out.get("idle", {})
     out["ratios"] = {
         "during_over_idle_qps": _ratio(out.get("during", {}).get("queries_per_second"), idle.get("queries_per_second")),
         "after_over_idle_qps": _ratio(out.get("after", {}).get("queries_per_second"), idle.get("queries_per_second")),
         "during_over_idle_p95": _ratio(out.get("during", {}).get("p95_ms"), idle.get("p95_ms")),
+        "after_over_rebuilt_qps": _ratio(
+            out.get("after", {}).get("queries_per_second"), out.get("rebuilt", {}).get("queries_per_second")
+        ),
         "rapid_over_idle_qps": _ratio(out.get("rapid", {}).get("queries_per_second"), idle.get("queries_per_second")),
+        "rapid_watch_over_idle_qps": _ratio(
+            out.get("rapid_watch", {}).get("queries_per_second"), idle.get("queries_per_second")
+        ),
     }
     return out
 
@@ -949,6 +1120,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap.add_argument("--rapid-seconds", type=float, default=60)
     ap.add_argument("--rapid-every", type=float, default=2)
     ap.add_argument("--rapid-size", type=int, default=50)
+    ap.add_argument("--watch-poll", type=float, default=0.5, help="rapid_watch: the watcher's --poll")
     ap.add_argument("--commits", type=int, default=20, help="batches for commit_cost and rss")
     ap.add_argument("--query-cpu-batches", type=int, default=30, help="incremental batches before query_cpu")
     ap.add_argument("--query-cpu-queries", type=int, default=300, help="queries measured on each index")
