@@ -23,6 +23,7 @@ from web.errors import validation_to_api_error
 from web.schemas import PageArgs
 
 bp = Blueprint("views", __name__)
+_page_schema = PageArgs()  # one for every request (see web.api)
 
 SORT_LABELS = {"relevance": "相关度", "date": "最新"}
 #: The box's example when the index has no titles to take words from.
@@ -76,7 +77,7 @@ def link(**changes: Any) -> str:
 def _page_args() -> tuple[dict[str, Any], int | None]:
     """The page's arguments, validated as the API's are; a year becomes a
     date range."""
-    args = PageArgs().load(request.args)
+    args = _page_schema.load(request.args)
     year = args.pop("year")
     if year is not None:
         args["since"] = dt.date(year, 1, 1)
