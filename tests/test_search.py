@@ -387,7 +387,7 @@ def test_dropping_terms_a_segment_lacks_changes_no_score(sample_index, monkeypat
             tree = sq.compile_query(sq.parse_query(q), engine.segmentation).strict
             dropped += len(list(tree.leaves())) - len(list(sq._present(tree, reader).leaves()))
     assert dropped > 0
-    monkeypatch.setattr(sq, "_present", lambda q, reader: q)
+    monkeypatch.setattr(sq, "_present", lambda q, reader, encoded=None: q)
     for q in queries:
         full = ranked(q)
         assert bool(full) == ("火星基地" not in q), q
