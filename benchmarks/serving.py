@@ -357,6 +357,8 @@ class Bench:
         self.base = ""
         self.errors: list[str] = []
         self.freshness: list[dict[str, Any]] = []
+        #: The phase running (each freshness figure is kept with it).
+        self.phase = "setup"
         self.summaries: Counter[str] = Counter()
         self._watchers: list[threading.Thread] = []
         self._lock = threading.Lock()
@@ -401,15 +403,19 @@ class Bench:
             return None, returned
         self.crawl.apply(records)
         if watch:
-            t = threading.Thread(target=self._watch, args=(new_id, returned), daemon=True)
+            t = threading.Thread(target=self._watch, args=(new_id, returned, "command"), daemon=True)
             t.start()
             self._watchers.append(t)
         return new_id, returned
 
-    def _watch(self, doc_id: str, since: float) -> None:
+    def _watch(self, doc_id: str, since: float, kind: str) -> None:
+        """Time how soon a batch's new article is served: from its command's
+        return ("command") or from its file landing in the watched folder
+        ("watched": that includes the watcher settling and indexing it)."""
+        phase = self.phase
         seconds, _polls = self.wait_findable(doc_id, since)
         with self._lock:
-            self.freshness.append({"id": doc_id, "seconds": seconds})
+            self.freshness.append({"id": doc_id, "seconds": seconds, "kind": kind, "phase": phase})
         if seconds is None:
             self.error(f"{doc_id} was not served within {POLL_LIMIT:.0f} s of its batch")
 
@@ -500,7 +506,7 @@ class Bench:
                     landed = time.monotonic()
                     os.rename(part, folder / name)
                     handed[name] = (records, expected, new_id, landed)
-                t = threading.Thread(target=self._watch, args=(new_id, landed), daemon=True)
+                t = threading.Thread(target=self._watch, args=(new_id, landed, "watched"), daemon=True)
                 t.start()
                 self._watchers.append(t)
                 count += 1
@@ -745,7 +751,7 @@ def _one_commit(bench: Bench, workers: list[int], size: int) -> tuple[list[float
     if new_id is None:
         return None
     seconds, polls = bench.wait_findable(new_id, returned)
-    bench.freshness.append({"id": new_id, "seconds": seconds})
+    bench.freshness.append({"id": new_id, "seconds": seconds, "kind": "command", "phase": bench.phase})
     if seconds is None:
         bench.error(f"{new_id} was not served within {POLL_LIMIT:.0f} s of its batch")
     new_segments = live_segments(bench.index) - before_segments
@@ -941,6 +947,7 @@ def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
                 figures.update(load_phases(bench, args, phases, dev, words))
                 lap("load_phases")
             if "commit_cost" in phases or "rss" in phases:
+                bench.phase = "commit_cost"
                 cost, rss = commit_series(bench, master, args.commits, args.batch_size)
                 if "commit_cost" in phases:
                     figures["commit_cost"] = cost
@@ -948,12 +955,14 @@ def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
                     figures["rss"] = {"at_start_mb": rss_at_start, **rss, "commits": args.commits}
                 lap("commits")
             if "soak_mix" in phases:
+                bench.phase = "soak_mix"
                 figures["soak_mix"] = soak_mix(bench, args)
                 lap("soak_mix")
             if "query_cpu" in phases:
                 rng = random.Random(11)
                 pairs = [" ".join(rng.sample(words, 2)) for _ in range(args.query_cpu_queries)]
                 fixed = (dev + pairs)[: args.query_cpu_queries]
+                bench.phase = "query_cpu"
                 figures["query_cpu"] = query_cpu(
                     bench, args.query_cpu_batches, args.batch_size, fixed, args.query_cpu_rounds
                 )
@@ -972,13 +981,14 @@ def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
             except subprocess.TimeoutExpired:
                 os.killpg(server.pid, signal.SIGKILL)
                 server.wait()
-    fresh = [f["seconds"] for f in bench.freshness if f["seconds"] is not None]
-    figures["freshness"] = {
-        "batches": len(bench.freshness),
-        "median_seconds": round(statistics.median(fresh), 2) if fresh else None,
-        "max_seconds": round(max(fresh), 2) if fresh else None,
-        "not_served": len(bench.freshness) - len(fresh),
+    figures["freshness"] = freshness([f for f in bench.freshness if f["kind"] == "command"])
+    figures["freshness"]["by_phase"] = {
+        phase: freshness([f for f in bench.freshness if f["kind"] == "command" and f["phase"] == phase])
+        for phase in dict.fromkeys(f["phase"] for f in bench.freshness if f["kind"] == "command")
     }
+    watched = [f for f in bench.freshness if f["kind"] == "watched"]
+    if watched:
+        figures["freshness_watched"] = freshness(watched)
     figures["batches"] = {"count": bench.crawl.batches, **bench.summaries}
     figures["errors"] = len(bench.errors)
     figures["first_errors"] = bench.errors[:5]
@@ -989,6 +999,17 @@ def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
     return figures
 
 
+def freshness(measured: list[dict[str, Any]]) -> dict[str, Any]:
+    """Median and longest seconds until a batch's new article was served."""
+    fresh = [f["seconds"] for f in measured if f["seconds"] is not None]
+    return {
+        "batches": len(measured),
+        "median_seconds": round(statistics.median(fresh), 2) if fresh else None,
+        "max_seconds": round(max(fresh), 2) if fresh else None,
+        "not_served": len(measured) - len(fresh),
+    }
+
+
 def load_phases(bench: Bench, args: argparse.Namespace, phases: list[str], dev: list[str], words: list[str]) -> dict:
     """idle, during, after, rebuild and rapid under one continuous load of
     uncached searches; each phase is a window of its completions."""
@@ -996,17 +1017,21 @@ def load_phases(bench: Bench, args: argparse.Namespace, phases: list[str], dev: 
     with Clients(args.clients, UncachedQueries(bench.base, dev, words)) as clients:
         time.sleep(args.warmup)
         if "idle" in phases:
+            bench.phase = "idle"
             t0 = time.monotonic()
             time.sleep(args.idle_seconds)
             out["idle"] = clients.window(t0, time.monotonic())
         if "during" in phases:
+            bench.phase = "during"
             t0, t1, n = bench.batches_every(args.batch_size, args.batch_every, args.during_seconds)
             out["during"] = {**clients.window(t0, t1), "batches": n, "batch_size": args.batch_size}
         if "after" in phases:
+            bench.phase = "after"
             t0 = time.monotonic()
             time.sleep(args.idle_seconds)
             out["after"] = clients.window(t0, time.monotonic())
         if "rebuild" in phases:
+            bench.phase = "rebuild"
             summary, t0, returned = bench.rebuild()
             time.sleep(args.rebuild_tail)
             t1 = time.monotonic()
@@ -1017,6 +1042,7 @@ def load_phases(bench: Bench, args: argparse.Namespace, phases: list[str], dev: 
                 "documents": summary.get("documents"),
             }
         if "rebuilt" in phases:
+            bench.phase = "rebuilt"
             # The rebuilt index holds the after phase's documents, freshly
             # built; its tables are built in the background first.
             time.sleep(args.warmup)
@@ -1024,9 +1050,11 @@ def load_phases(bench: Bench, args: argparse.Namespace, phases: list[str], dev: 
             time.sleep(args.idle_seconds)
             out["rebuilt"] = clients.window(t0, time.monotonic())
         if "rapid" in phases:
+            bench.phase = "rapid"
             t0, t1, n = bench.batches_every(args.rapid_size, args.rapid_every, args.rapid_seconds)
             out["rapid"] = {**clients.window(t0, t1), "batches": n, "batch_size": args.rapid_size}
         if "rapid_watch" in phases:
+            bench.phase = "rapid_watch"
             if "rapid" in phases:
                 time.sleep(args.warmup)  # the last command's commit and merges settle
             w = bench.batches_watched(args.rapid_size, args.rapid_every, args.rapid_seconds, args.watch_poll)
@@ -1097,7 +1125,16 @@ def summary_lines(figures: dict[str, Any]) -> Iterator[str]:
             )
     if "ratios" in figures:
         yield "ratios       " + ", ".join(f"{k} {v}" for k, v in figures["ratios"].items())
-    for name in ("commit_cost", "rss", "query_cpu", "soak_mix", "correctness", "freshness", "batches"):
+    for name in (
+        "commit_cost",
+        "rss",
+        "query_cpu",
+        "soak_mix",
+        "correctness",
+        "freshness",
+        "freshness_watched",
+        "batches",
+    ):
         if name in figures:
             yield f"{name:<12} " + json.dumps(figures[name], ensure_ascii=False)
     yield f"errors       {figures['errors']} {figures['first_errors']}"

@@ -67,8 +67,11 @@ def test_every_phase_serves_and_loses_nothing(tmp_path: Path) -> None:
     c = figures["correctness"]
     assert c["documents"] > RECORDS and c["deleted"] > 0, c
     assert (c["lost"], c["stale"], c["resurrected"], c["errors"]) == (0, 0, 0, 0), c
-    fresh = figures["freshness"]
-    assert fresh["batches"] == figures["batches"]["count"] and fresh["not_served"] == 0, fresh
+    fresh, watched = figures["freshness"], figures["freshness_watched"]
+    assert fresh["batches"] + watched["batches"] == figures["batches"]["count"], (fresh, watched)
+    assert fresh["not_served"] == 0 and watched["not_served"] == 0, (fresh, watched)
+    assert watched["batches"] == figures["rapid_watch"]["batches"], watched
+    assert {"during", "rapid", "commit_cost"} <= set(fresh["by_phase"]), fresh
     assert fresh["max_seconds"] is not None and fresh["max_seconds"] >= fresh["median_seconds"] >= 0, fresh
     batches = figures["batches"]
     assert batches["duplicates"] == 0 and not batches.get("mismatched") and not batches.get("failed"), batches
