@@ -50,6 +50,7 @@ def serve(settings: Settings, host: str, port: int, workers: int | None = None, 
         "errorlog": "-",
         "loglevel": "warning",
         "proc_name": "zhsearch",
+        "worker_exit": _worker_exit,
     }
 
     class Application(BaseApplication):
@@ -64,6 +65,17 @@ def serve(settings: Settings, host: str, port: int, workers: int | None = None, 
             return app
 
     Application().run()
+
+
+def _worker_exit(_server: Any, worker: Any) -> None:
+    """Stop the worker's refresher threads and close its index before the
+    interpreter shuts down: with the threads still running and the
+    refresher's objects still frozen (``search.background``), finalizing
+    printed errors from logging and gevent on every stop."""
+    app = getattr(worker, "wsgi", None)
+    engine = app.extensions.get("zhsearch") if app is not None else None
+    if engine is not None:
+        engine.close()
 
 
 class Worker(GeventWorker):
