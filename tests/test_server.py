@@ -77,3 +77,27 @@ def test_a_long_query_typed_into_the_box_reaches_the_page(server):
     assert got == 400 and "x-frame-options" in headers, body[:300]
     page = body.decode("utf-8")
     assert 'role="alert"' in page and "查询中的词语或运算符太多了" in page, page[-800:]  # "more than 48 words"
+
+
+def test_a_stopped_server_exits_cleanly_after_taking_commits(make_index):
+    """SIGTERM after the workers picked up a commit in the background: exit
+    status 0 and nothing printed on the way out (the refresher's threads
+    and frozen objects used to make every stop print errors)."""
+    import os
+    import signal
+    import urllib.parse
+
+    from tests.conftest import running_server
+
+    ix = make_index([{"id": "a1", "title": "海外仓 动态", "body": "跨境物流的消息。"}])
+    with running_server(ix.settings.index) as (base, proc):
+        ix.add([{"id": "b1", "title": "支付 动态", "body": "跨境支付的消息。"}])
+        deadline = time.monotonic() + 20
+        url = base + "/api/search?" + urllib.parse.urlencode({"q": "支付"})
+        while json.loads(urllib.request.urlopen(url, timeout=10).read())["total"] == 0:
+            assert time.monotonic() < deadline, "the commit was not served"
+            time.sleep(0.1)
+        os.killpg(proc.pid, signal.SIGTERM)
+        out = proc.communicate(timeout=30)[0].decode(errors="replace")
+    assert proc.returncode == 0, out
+    assert "Exception ignored" not in out and "Traceback" not in out, out
