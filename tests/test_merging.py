@@ -5,8 +5,11 @@ unchanged by a merge, searchers undisturbed)."""
 from __future__ import annotations
 
 import math
+import random
+import struct
 
 import pytest
+from whoosh.reading import SegmentReader
 
 from indexer import merging
 from indexer.check import check_index
@@ -168,3 +171,123 @@ def test_merged_away_segments_stay_until_the_next_commit_for_searchers(tmp_path,
     index_paths(settings, [str(batches[4])])
     assert not before & {p.name for p in folder.glob("*.seg")}
     assert check_index(settings.index).leftovers == []
+
+
+def _article(i: int, version: int = 1) -> dict:
+    """An article whose random characters make dozens of terms no other
+    article holds (most of a merge's terms), beside words many share."""
+    rng = random.Random(i * 31 + version)
+    noise = "".join(chr(rng.randrange(0x4E00, 0x9FA5)) for _ in range(24))
+    common = "跨境物流" if i % 3 else "海外仓 支付合规"
+    return {"id": f"a{i}", "title": f"{common}第{i}期", "body": f"{noise}，{common}，版本{version}。k{i}q"}
+
+
+def _renumbered(segment) -> dict[int, int]:
+    """What the merge must do to a segment's document numbers: its live
+    documents, in order, numbered from 0."""
+    live = [n for n in range(segment.doc_count_all()) if not segment.is_deleted(n)]
+    return {old: new for new, old in enumerate(live)}
+
+
+def _expected_terms(storage, schema, segments) -> dict[tuple[str, bytes], tuple[list, list | None]]:
+    """Every term of ``segments`` merged by hand: its live postings,
+    renumbered, and, when all of them come unchanged from one segment, that
+    segment's term info (to compare with the merged one's)."""
+    expected: dict[tuple[str, bytes], tuple[list, list | None]] = {}
+    base = 0
+    for segment in segments:
+        numbers = _renumbered(segment)
+        with SegmentReader(storage, schema, segment) as reader:
+            for fieldname, text in reader.all_terms():
+                postings, _info = expected.setdefault((fieldname, text), ([], None))
+                read = _postings(reader, fieldname, text, deleted_too=True)
+                live = [(base + numbers[n], w, v) for n, w, v in read if n in numbers]
+                if not postings and len(live) == len(read):
+                    info = _stats(reader.term_info(fieldname, text))
+                    info[-2:] = [live[0][0], live[-1][0]]
+                    expected[fieldname, text] = (postings, info)
+                elif live:
+                    expected[fieldname, text] = (postings, None)
+                postings.extend(live)
+        base += len(numbers)
+    return {term: entry for term, entry in expected.items() if entry[0]}
+
+
+def _postings(reader, fieldname: str, text: bytes, deleted_too: bool = False) -> list[tuple]:
+    """(id, weight, value) of a term's postings (a reader's own postings
+    leave out its deleted documents)."""
+    if deleted_too:
+        m = reader._terms.matcher(fieldname, text, reader.schema[fieldname].format)
+    else:
+        m = reader.postings(fieldname, text)
+    out = []
+    while m.is_active():
+        out.append((m.id(), m.weight(), m.value()))
+        m.next()
+    return out
+
+
+def _stats(info) -> list:
+    return [
+        info.weight(),
+        info.doc_frequency(),
+        info.min_length(),
+        info.max_length(),
+        info.max_weight(),
+        info.min_id(),
+        info.max_id(),
+    ]
+
+
+def _merged_stats(reader, fieldname: str, postings: list[tuple]) -> list:
+    """A term's info as the merge must write it from its postings."""
+    lengths = [reader.doc_field_length(n, fieldname) for n, _w, _v in postings]
+    weights = [w for _n, w, _v in postings]
+    return [
+        struct.unpack("!f", struct.pack("!f", sum(weights)))[0],
+        len(postings),
+        min([n for n in lengths if n], default=0),
+        max(lengths),
+        struct.unpack("!f", struct.pack("!f", max(0, *weights)))[0],
+        postings[0][0],
+        postings[-1][0],
+    ]
+
+
+def test_a_merge_renumbers_every_posting_and_term_info(tmp_path, monkeypatch):
+    monkeypatch.setattr(merging, "MERGE_FACTOR", 1_000)
+    monkeypatch.setattr(merging, "MAX_SEGMENTS", 1_000)
+    settings = Settings(index=tmp_path / "ix", index_procs=1)
+    updates = {2: (0, 5, 41, 42), 3: (1, 60, 80, 81)}
+    tombstones = {2: (7, 79), 3: (2, 119)}
+    for run in range(4):
+        batch = [_article(i) for i in range(40 * run, 40 * run + 40)]
+        # New versions and tombstones delete from the segments before.
+        batch += [_article(i, version=run) for i in updates.get(run, ())]
+        batch += [{"id": f"a{i}", "deleted": True} for i in tombstones.get(run, ())]
+        index_paths(settings, [str(write_jsonl(tmp_path / f"run-{run}.jsonl", batch))])
+    ix = IndexStore(settings.index).open()
+    storage, schema = ix.storage, ix.schema
+    segments = ix._segments()
+    assert len(segments) == 4 and segments[0].has_deletions() and not segments[3].has_deletions()
+    # Each order puts a different segment first (numbered from 0, deleted
+    # documents or not) and renumbers the others by an offset or a list.
+    for order in ([0, 1, 2, 3], [3, 1, 0], [2, 0]):
+        chosen = [segments[i] for i in order]
+        expected = _expected_terms(storage, schema, chosen)
+        merged = merging.merge_segments(storage, schema, ix.indexname, chosen)
+        assert merged.doc_count_all() == sum(s.doc_count() for s in chosen)
+        with SegmentReader(storage, schema, merged) as reader:
+            terms = list(reader.all_terms())
+            assert set(terms) == set(expected), order
+            single = 0
+            for fieldname, text in terms:
+                postings, info = expected[fieldname, text]
+                assert _postings(reader, fieldname, text) == postings, (order, fieldname, text)
+                stats = _stats(reader.term_info(fieldname, text))
+                assert stats[:2] == [pytest.approx(sum(w for _n, w, _v in postings), rel=1e-6), len(postings)]
+                assert stats[1:] == _merged_stats(reader, fieldname, postings)[1:], (order, fieldname, text)
+                if info is not None:
+                    assert stats == info, (order, fieldname, text)
+                single += len(postings) == 1
+            assert single > len(terms) / 2  # most terms: one posting, inlined
