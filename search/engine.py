@@ -36,7 +36,7 @@ from search.background import Refresher
 from search.budget import OutOfTime, out_of_time, time_budget
 from search.facets import NewestFirst, Tally, facet_counts, overview_counts, segment_facets
 from search.highlight import highlight_all, snippet
-from search.matching import TopScores, field_lengths
+from search.matching import TopScores
 from search.query import (
     DEFAULT_WEIGHTS,
     Exhaustive,
@@ -55,6 +55,7 @@ from search.rescore import question_units, rescore_by_units
 from search.spelling import Speller
 from search.suggest import Completions
 from search.synonyms import Synonyms
+from search.terms import field_lengths
 
 SORTS = ("relevance", "date")
 #: Answers kept per process (for the current index commit only).
