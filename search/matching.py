@@ -111,14 +111,15 @@ def with_bonus(a: Scored, b) -> Scored:
     return Scored(ids, scores)
 
 
-def _scored(m) -> tuple[list[int], list[float]] | None:
+def _scored(m) -> tuple[list[int], list[float], Scored] | None:
     """The remaining documents and scores of a ``Scored`` matcher, seen
-    through the wrappers that only scale scores; None for anything else."""
+    through the wrappers that only scale scores, and the matcher; None for
+    anything else."""
     m, boost = _unwrapped(m, 1.0)
     if not isinstance(m, Scored):
         return None
     ids, scores = m.remaining()
-    return ids, scores if boost == 1.0 else [s * boost for s in scores]
+    return ids, scores if boost == 1.0 else [s * boost for s in scores], m
 
 
 class Unpruned(WrappingMatcher):
@@ -171,16 +172,25 @@ class TopScores(TopCollector):
     #: step (``search.facets.Tally`` notes them).
     on_matches = None
 
+    def set_subsearcher(self, subsearcher, offset) -> None:
+        # The k-th best score so far: a segment's query that keeps only its
+        # best documents (``search.pruning``) need not keep those below it.
+        if len(self.items) >= self.limit:
+            self.context = self.context.set(floor=self.items[0][0])
+        super().set_subsearcher(subsearcher, offset)
+
     def collect_matches(self) -> None:
         found = _scored(self.matcher) if self.final_fn is None else None
         if found is None:
             super().collect_matches()
             return
-        ids, scores = found
+        ids, scores, scored = found
         offset = self.offset
+        # A query that kept only its best documents counts its matches.
+        matches = getattr(scored, "matches", None)
         if self.on_matches is not None:
-            self.on_matches(offset, ids)
-        self.total += len(ids)
+            self.on_matches(offset, ids if matches is None else matches.ids())
+        self.total += len(ids) if matches is None else matches.count()
         candidates = zip(scores, [-(offset + docnum) for docnum in ids], strict=True)
         best = heapq.nlargest(self.limit, itertools.chain(self.items, candidates))
         best.reverse()  # ascending: a heap, as TopCollector keeps it
