@@ -51,6 +51,7 @@ from whoosh.util.numlists import GrowableArray
 from whoosh.writing import PostingPool, SegmentWriter
 
 from indexer.analysis import remember_normalized
+from indexer.postings import BlockReader
 from indexer.threads import original_get_ident as _get_ident
 
 #: Postings per block, as Whoosh's default.
@@ -90,6 +91,12 @@ class FastCodec(W3Codec):
 
     def new_segment(self, storage, indexname):
         return MappedSegment(self, indexname)
+
+    def postings_reader(self, dbfile, terminfo, format_, term=None, scorer=None):
+        if terminfo.is_inlined():
+            return super().postings_reader(dbfile, terminfo, format_, term=term, scorer=scorer)
+        offset, length = terminfo.extent()
+        return BlockReader(dbfile, offset, length, format_, term=term, scorer=scorer)
 
     def terms_reader(self, storage, segment):
         tiname = segment.make_filename(self.TERMS_EXT)

@@ -34,9 +34,11 @@ from indexer.threads import native_lock
 from indexer.writer import stored_to_record
 from search.background import Refresher
 from search.budget import OutOfTime, out_of_time, time_budget
+from search.counting import query_bits
 from search.facets import NewestFirst, Tally, facet_counts, overview_counts, segment_facets
 from search.highlight import highlight_all, snippet
-from search.matching import TopScores, field_lengths
+from search.matching import TopScores
+from search.pruning import ranked_top
 from search.query import (
     DEFAULT_WEIGHTS,
     Exhaustive,
@@ -55,6 +57,7 @@ from search.rescore import question_units, rescore_by_units
 from search.spelling import Speller
 from search.suggest import Completions
 from search.synonyms import Synonyms
+from search.terms import field_lengths
 
 SORTS = ("relevance", "date")
 #: Answers kept per process (for the current index commit only).
@@ -449,7 +452,20 @@ class SearchEngine:
         if request.sort == "date":
             kwargs["sortedby"] = sorting.MultiFacet([NewestFirst(), sorting.ScoreFacet()])
         tally = Tally() if request.facets else None
-        results, partial = _run(searcher, Exhaustive(compiled.strict), kwargs, tally)
+        first = compiled.strict
+        # A question keeps only its best ``window`` by its first score
+        # (``search.pruning``): ranked by that score alone (``TopScores``),
+        # and with nothing filtered out (a filtered match would take a place
+        # among them).
+        if (
+            compiled.rank_loose
+            and request.sort == "relevance"
+            and filter_q is None
+            and mask is None
+            and window < searcher.doc_count()
+        ):
+            first = ranked_top(first, window)
+        results, partial = _run(searcher, Exhaustive(first), kwargs, tally)
         fallback = False
         all_words = None
         if len(results) == 0 and compiled.loose is not None and not partial:
@@ -460,9 +476,12 @@ class SearchEngine:
         if partial and len(results) == 0:
             raise TooExpensive()
         if compiled.rank_loose and compiled.every is not None and not partial:
-            counting = {**kwargs, "limit": 1, "sortedby": None}
-            every, partial = _run(searcher, Exhaustive(compiled.every), counting)
-            all_words = len(every)
+            if filter_q is None and mask is None:
+                all_words, partial = _count(searcher, compiled.every)
+            else:
+                counting = {**kwargs, "limit": 1, "sortedby": None}
+                every, partial = _run(searcher, Exhaustive(compiled.every), counting)
+                all_words = len(every)
         ranked = [(results.docnum(i), _relevance(results.score(i))) for i in range(results.scored_length())]
         if partial or out_of_time():
             # What is left of the budget goes to the page itself.
@@ -641,6 +660,15 @@ def _run(searcher: Searcher, q: wq.Query, kwargs: dict[str, Any], tally: Tally |
     except OutOfTime:
         return collector.results(), True
     return collector.results(), False
+
+
+def _count(searcher: Searcher, q: wq.Query) -> tuple[int, bool]:
+    """How many documents ``q`` matches, counted without scoring them, and
+    whether the time budget ended the count (then 0)."""
+    try:
+        return sum(query_bits(q, sub).bit_count() for sub, _offset in searcher.leaf_searchers()), False
+    except OutOfTime:
+        return 0, True
 
 
 def _check_paging(page: int, size: int, max_size: int) -> None:

@@ -24,13 +24,9 @@ from whoosh.codec.whoosh3 import W3LeafMatcher
 from whoosh.collectors import TopCollector
 from whoosh.matching import FilterMatcher, ListMatcher, NullMatcher, WrappingMatcher
 from whoosh.scoring import BM25FScorer
-from whoosh.util.numeric import byte_to_length
 
-from indexer.codec import length_bytes
 from search.budget import check_time
-
-#: ``byte_to_length`` for every byte value (field lengths are stored as one).
-_LENGTHS = [byte_to_length(b) for b in range(256)]
+from search.terms import BulkTerm, field_lengths, long_postings
 
 
 class AnyWord(wq.Or):
@@ -115,14 +111,15 @@ def with_bonus(a: Scored, b) -> Scored:
     return Scored(ids, scores)
 
 
-def _scored(m) -> tuple[list[int], list[float]] | None:
+def _scored(m) -> tuple[list[int], list[float], Scored] | None:
     """The remaining documents and scores of a ``Scored`` matcher, seen
-    through the wrappers that only scale scores; None for anything else."""
+    through the wrappers that only scale scores, and the matcher; None for
+    anything else."""
     m, boost = _unwrapped(m, 1.0)
     if not isinstance(m, Scored):
         return None
     ids, scores = m.remaining()
-    return ids, scores if boost == 1.0 else [s * boost for s in scores]
+    return ids, scores if boost == 1.0 else [s * boost for s in scores], m
 
 
 class Unpruned(WrappingMatcher):
@@ -175,16 +172,25 @@ class TopScores(TopCollector):
     #: step (``search.facets.Tally`` notes them).
     on_matches = None
 
+    def set_subsearcher(self, subsearcher, offset) -> None:
+        # The k-th best score so far: a segment's query that keeps only its
+        # best documents (``search.pruning``) need not keep those below it.
+        if len(self.items) >= self.limit:
+            self.context = self.context.set(floor=self.items[0][0])
+        super().set_subsearcher(subsearcher, offset)
+
     def collect_matches(self) -> None:
         found = _scored(self.matcher) if self.final_fn is None else None
         if found is None:
             super().collect_matches()
             return
-        ids, scores = found
+        ids, scores, scored = found
         offset = self.offset
+        # A query that kept only its best documents counts its matches.
+        matches = getattr(scored, "matches", None)
         if self.on_matches is not None:
-            self.on_matches(offset, ids)
-        self.total += len(ids)
+            self.on_matches(offset, ids if matches is None else matches.ids())
+        self.total += len(ids) if matches is None else matches.count()
         candidates = zip(scores, [-(offset + docnum) for docnum in ids], strict=True)
         best = heapq.nlargest(self.limit, itertools.chain(self.items, candidates))
         best.reverse()  # ascending: a heap, as TopCollector keeps it
@@ -227,30 +233,10 @@ def _leaves(q: wq.Query, boost: float, reader) -> Iterator[tuple[wq.Query, float
 def _add_scores(m, boost: float, searcher, scores: dict[int, float], only: dict[int, float] | None = None) -> None:
     """Add ``m``'s scores (times ``boost``) to ``scores``, for the documents
     in ``only`` when given."""
-    m, boost = _unwrapped(m, boost)
-    whole, deleted = m, None
-    if type(m) is FilterMatcher and m._exclude and m.boost == 1.0:
-        # A segment with deleted documents wraps each posting list in a
-        # filter that steps over them: scored in bulk here, skipping them.
-        deleted = m._ids
-        m, boost = _unwrapped(m.child, boost)
-    scorer = getattr(m, "scorer", None) if isinstance(m, W3LeafMatcher) else getattr(m, "_scorer", None)
-    lengths = None
-    if type(scorer) is BM25FScorer and isinstance(m, W3LeafMatcher | ListMatcher) and m.is_active() and m.term():
-        lengths = field_lengths(searcher, m.term()[0])
-    if lengths is not None:
-        idf, avgfl, b, k1 = scorer.idf, scorer.avgfl, scorer.B, scorer.K1
-        get = scores.get
-        for ids, weights in _blocks(m):
-            check_time()
-            for docnum, tf in zip(ids, weights, strict=True):
-                if (only is not None and docnum not in only) or (deleted and docnum in deleted):
-                    continue
-                # whoosh.scoring.bm25, term for term, so the scores are the same.
-                s = idf * ((tf * (k1 + 1)) / (tf + k1 * ((1 - b) + b * lengths[docnum] / avgfl)))
-                scores[docnum] = get(docnum, 0.0) + s * boost
+    term = bulk_term(m, boost, searcher)
+    if term is not None:
+        term.add_to(scores, only)
         return
-    m = whole
     steps = 0
     while m.is_active():
         docnum = m.id()
@@ -260,6 +246,31 @@ def _add_scores(m, boost: float, searcher, scores: dict[int, float], only: dict[
         steps += 1
         if not steps & 255:
             check_time()
+
+
+def bulk_term(m, boost: float, searcher) -> BulkTerm | None:
+    """``m`` (a term's matcher, in one segment) as a ``BulkTerm``, seen
+    through the wrappers that scale its scores and the filter over deleted
+    documents; None when it is not a BM25F term's postings."""
+    m, boost = _unwrapped(m, boost)
+    deleted = None
+    if type(m) is FilterMatcher and m._exclude and m.boost == 1.0:
+        # A segment with deleted documents wraps each posting list in a
+        # filter that steps over them: scored in bulk here, skipping them.
+        deleted = m._ids
+        m, boost = _unwrapped(m.child, boost)
+    scorer = getattr(m, "scorer", None) if isinstance(m, W3LeafMatcher) else getattr(m, "_scorer", None)
+    if type(scorer) is not BM25FScorer or not isinstance(m, W3LeafMatcher | ListMatcher):
+        return None
+    if not m.is_active() or not m.term():
+        return None
+    fieldname, btext = m.term()
+    lengths = field_lengths(searcher, fieldname)
+    if lengths is None:
+        return None
+    reader = searcher.reader()
+    info = reader.term_info(fieldname, btext)
+    return BulkTerm(m, boost, scorer, lengths, deleted, info, long_postings(reader, fieldname, btext, m, info))
 
 
 def _probe_scores(m, boost: float, candidates: list[int], scores: dict[int, float]) -> None:
@@ -284,34 +295,3 @@ def _probe(m, candidates: list[int]) -> Iterator[tuple[int, float]]:
                 return
         if m.id() == docnum:
             yield i, m.score()
-
-
-def _blocks(m) -> Iterator[tuple]:
-    """(ids, weights) of a leaf matcher's postings, a block at a time."""
-    if isinstance(m, ListMatcher):
-        ids = m._ids
-        yield ids, (m._weights or [m._all_weights] * len(ids))
-        return
-    while m.is_active():
-        if m._ids is None:
-            m._read_ids()
-        if m._weights is None:
-            m._read_weights()
-        yield m._ids[m._i :], m._weights[m._i :]
-        m._i = m._blocklength
-        m._next_block()
-
-
-def field_lengths(searcher, fieldname: str) -> list[int] | None:
-    """Every document's length in ``fieldname`` in this segment (0 where
-    it has none), decoded once per segment reader; None when the searcher
-    is not over a single segment."""
-    reader = searcher.reader()
-    if not hasattr(reader, "_perdoc"):
-        return None
-    cache = reader.__dict__.setdefault("_zhsearch_lengths", {})
-    lengths = cache.get(fieldname)
-    if lengths is None:
-        lengths = [_LENGTHS[b] for b in length_bytes(reader._perdoc, fieldname, reader.doc_count_all())]
-        cache[fieldname] = lengths
-    return lengths

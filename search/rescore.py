@@ -20,7 +20,8 @@ document count either way.
 
 from __future__ import annotations
 
-from collections import Counter
+from bisect import bisect_right
+from collections import Counter, OrderedDict
 from collections.abc import Sequence
 
 from whoosh.scoring import bm25
@@ -29,6 +30,7 @@ from whoosh.searching import Searcher
 from indexer.analysis import gram_units, is_cjk, normalize
 from indexer.schema import GRAM_FIELDS
 from search.scoring import rsj_idf
+from search.terms import field_lengths
 
 #: The gram fields whose lexicon gives character statistics, and whose
 #: text (title and body) a candidate is scored on.
@@ -94,16 +96,13 @@ def rescore_by_units(
     chars = [u for u in idf if is_cjk(u)]
     others = [u for u in idf if not is_cjk(u)]
     unit_scores = []
-    for docnum, _score in ranked:
-        stored = searcher.stored_fields(docnum)
-        text = normalize("\n".join(x for x in (stored.get("title"), stored.get("body")) if x))
+    for text, length in candidate_texts(searcher, [docnum for docnum, _score in ranked]):
         # A character is counted where it stands; a Latin or number unit
         # only as a whole unit ("shop" is not in "shopping").
         counts = {u: text.count(u) for u in chars}
         if others:
             found = Counter(u for u, _start, _end in gram_units(text))
             counts.update((u, found[u]) for u in others)
-        length = sum(searcher.doc_field_length(docnum, f, 0) or 0 for f in _STAT_FIELDS)
         unit_scores.append(sum(bm25(idf[u], tf, length, avg, b, k1) for u, tf in counts.items() if tf))
     top = max((s or 0.0) for _d, s in ranked) or 1.0
     best = max(unit_scores) or 1.0
@@ -113,3 +112,46 @@ def rescore_by_units(
     ]
     blended.sort(key=lambda item: -item[1])
     return blended
+
+
+#: Characters of normalized candidate texts kept per segment reader (the
+#: least recently used dropped first): about 8 MB.
+TEXT_CACHE_CHARS = 4_000_000
+
+
+def candidate_texts(searcher: Searcher, docnums: Sequence[int]) -> list[tuple[str, int]]:
+    """The normalized title and body of each document, with its length in
+    the title and body gram fields.
+
+    Normalizing (width, case, script) was the larger part of a second
+    look, and the same answers come up for many questions: the texts are
+    kept with their segment's reader (a segment never changes), within
+    ``TEXT_CACHE_CHARS``, and the lengths read from the segment's length
+    arrays."""
+    leaves = searcher.leaf_searchers()
+    starts = [offset for _sub, offset in leaves]
+    out = []
+    for docnum in docnums:
+        sub, offset = leaves[bisect_right(starts, docnum) - 1]
+        reader = sub.reader()
+        cache: OrderedDict = reader.__dict__.setdefault("_zhsearch_texts", OrderedDict())
+        local = docnum - offset
+        found = cache.get(local)
+        if found is not None:
+            cache.move_to_end(local)
+            out.append(found)
+            continue
+        stored = sub.stored_fields(local)
+        text = normalize("\n".join(x for x in (stored.get("title"), stored.get("body")) if x))
+        lengths = [field_lengths(sub, f) for f in _STAT_FIELDS]
+        if all(each is not None for each in lengths):
+            length = sum(each[local] for each in lengths)
+        else:
+            length = sum(sub.doc_field_length(local, f, 0) or 0 for f in _STAT_FIELDS)
+        found = cache[local] = (text, length)
+        used = reader.__dict__.get("_zhsearch_texts_chars", 0) + len(text)
+        while used > TEXT_CACHE_CHARS and len(cache) > 1:
+            used -= len(cache.popitem(last=False)[1][0])
+        reader.__dict__["_zhsearch_texts_chars"] = used
+        out.append(found)
+    return out
