@@ -21,7 +21,7 @@ from whoosh import query as wq
 from whoosh.matching import FilterMatcher
 
 from search.budget import check_time
-from search.terms import BulkTerm, posting_id_blocks
+from search.terms import BulkTerm, cached, posting_id_blocks
 
 #: Bytes of term bitmaps kept per segment reader (the least recently used
 #: go first): 4,900 terms of a 13,000-document segment.
@@ -63,9 +63,8 @@ def term_bits(reader, fieldname: str, btext: bytes, docs: Iterable[int] | None =
     one segment; ``docs``: those documents, when the caller read them."""
     cache: OrderedDict = reader.__dict__.setdefault("_zhsearch_bitmaps", OrderedDict())
     key = (fieldname, btext)
-    bits = cache.get(key)
+    bits = cached(cache, key)
     if bits is not None:
-        cache.move_to_end(key)
         return bits
     if (fieldname, btext) not in reader:
         return 0

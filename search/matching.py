@@ -26,7 +26,7 @@ from whoosh.matching import FilterMatcher, ListMatcher, NullMatcher, WrappingMat
 from whoosh.scoring import BM25FScorer
 
 from search.budget import check_time
-from search.terms import BulkTerm, field_lengths, long_postings
+from search.terms import BulkTerm, field_lengths, long_postings, probe
 
 
 class AnyWord(wq.Or):
@@ -284,14 +284,5 @@ def _probe_scores(m, boost: float, candidates: list[int], scores: dict[int, floa
 def _probe(m, candidates: list[int]) -> Iterator[tuple[int, float]]:
     """(index, score) of each of the (sorted) candidate documents that
     ``m`` matches, skipping ``m`` to each in turn."""
-    for i, docnum in enumerate(candidates):
-        if not i & 255:
-            check_time()
-        if not m.is_active():
-            return
-        if m.id() < docnum:
-            m.skip_to(docnum)
-            if not m.is_active():
-                return
-        if m.id() == docnum:
-            yield i, m.score()
+    for i, _docnum in probe(m, candidates):
+        yield i, m.score()

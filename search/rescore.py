@@ -30,7 +30,7 @@ from whoosh.searching import Searcher
 from indexer.analysis import gram_units, is_cjk, normalize
 from indexer.schema import GRAM_FIELDS
 from search.scoring import rsj_idf
-from search.terms import field_lengths
+from search.terms import cached, field_lengths
 
 #: The gram fields whose lexicon gives character statistics, and whose
 #: text (title and body) a candidate is scored on.
@@ -136,9 +136,8 @@ def candidate_texts(searcher: Searcher, docnums: Sequence[int]) -> list[tuple[st
         reader = sub.reader()
         cache: OrderedDict = reader.__dict__.setdefault("_zhsearch_texts", OrderedDict())
         local = docnum - offset
-        found = cache.get(local)
+        found = cached(cache, local)
         if found is not None:
-            cache.move_to_end(local)
             out.append(found)
             continue
         stored = sub.stored_fields(local)

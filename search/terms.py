@@ -146,17 +146,40 @@ class BulkTerm:
                 if docnum in wanted and not (deleted and docnum in deleted):
                     scores[docnum] = self.score(tf, lengths[docnum])
             return
-        for i, docnum in enumerate(candidates):
-            if not i & 255:
-                check_time()
+        for _i, docnum in probe(m, candidates):
+            if not (deleted and docnum in deleted):
+                scores[docnum] = self.score(m.weight(), lengths[docnum])
+
+
+def probe(m, candidates: list[int]) -> Iterator[tuple[int, int]]:
+    """(index, document) of each of the (sorted) candidate documents that
+    ``m`` matches, skipping ``m`` to each in turn (``m`` stays on it)."""
+    for i, docnum in enumerate(candidates):
+        if not i & 255:
+            check_time()
+        if not m.is_active():
+            return
+        if m.id() < docnum:
+            m.skip_to(docnum)
             if not m.is_active():
                 return
-            if m.id() < docnum:
-                m.skip_to(docnum)
-                if not m.is_active():
-                    return
-            if m.id() == docnum and not (deleted and docnum in deleted):
-                scores[docnum] = self.score(m.weight(), lengths[docnum])
+        if m.id() == docnum:
+            yield i, docnum
+
+
+def cached(cache: OrderedDict, key):
+    """``cache[key]`` marked as the most recently used, or None.
+
+    The per-segment caches are shared by a serving worker's requests and
+    its refresher thread (which answers recent queries again for a new
+    commit), so an entry can be dropped between the look and the mark."""
+    found = cache.get(key)
+    if found is not None:
+        try:
+            cache.move_to_end(key)
+        except KeyError:
+            pass
+    return found
 
 
 def long_postings(reader, fieldname: str, btext: bytes, m, info) -> tuple[array, array] | None:
@@ -167,9 +190,8 @@ def long_postings(reader, fieldname: str, btext: bytes, m, info) -> tuple[array,
         return None
     cache: OrderedDict = reader.__dict__.setdefault("_zhsearch_postings", OrderedDict())
     key = (fieldname, btext)
-    found = cache.get(key)
+    found = cached(cache, key)
     if found is not None:
-        cache.move_to_end(key)
         return found
     ids = array("i")
     # Weights as the matcher reads them (32-bit floats where a block
