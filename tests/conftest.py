@@ -185,3 +185,30 @@ def crawl_index(tmp_path_factory) -> Path:
         timeout=600,
     )
     return index
+
+
+def term_postings(reader, fieldname: str, text: bytes, deleted_too: bool = False) -> list[tuple]:
+    """(id, weight, value) of a term's postings (a reader's own postings
+    leave out its deleted documents)."""
+    if deleted_too:
+        m = reader._terms.matcher(fieldname, text, reader.schema[fieldname].format)
+    else:
+        m = reader.postings(fieldname, text)
+    out = []
+    while m.is_active():
+        out.append((m.id(), m.weight(), m.value()))
+        m.next()
+    return out
+
+
+def term_stats(info) -> list:
+    """What a term info says, for comparing two of them."""
+    return [
+        info.weight(),
+        info.doc_frequency(),
+        info.min_length(),
+        info.max_length(),
+        info.max_weight(),
+        info.min_id(),
+        info.max_id(),
+    ]

@@ -26,7 +26,7 @@ from indexer.schema import build_schema
 from indexer.writer import document_fields, index_paths
 from search.engine import SearchEngine, SearchRequest
 
-from conftest import SAMPLE
+from conftest import SAMPLE, term_postings, term_stats
 
 TEXTS = [
     "跨境电商卖家在Prime Day前调整广告投放，TikTok Shop的GMV增长了35.5%。",
@@ -62,27 +62,6 @@ def _write(path, writer_factory, records: list[dict]) -> None:
     writer.commit()
 
 
-def _postings(reader, fieldname: str, text: bytes) -> list[tuple]:
-    m = reader.postings(fieldname, text)
-    out = []
-    while m.is_active():
-        out.append((m.id(), m.weight(), m.value()))
-        m.next()
-    return out
-
-
-def _stats(info) -> tuple:
-    return (
-        info.weight(),
-        info.doc_frequency(),
-        info.min_length(),
-        info.max_length(),
-        info.max_weight(),
-        info.min_id(),
-        info.max_id(),
-    )
-
-
 @pytest.fixture(scope="module")
 def two_indexes(tmp_path_factory):
     root = tmp_path_factory.mktemp("codec")
@@ -109,8 +88,11 @@ def test_fast_writer_writes_the_same_terms_statistics_and_postings(two_indexes):
         longest = max(a.doc_frequency(f, t) for f, t in terms)
         assert longest > 2 * BLOCK_LIMIT  # posting lists of several blocks were compared
         for fieldname, text in terms:
-            assert _stats(a.term_info(fieldname, text)) == _stats(b.term_info(fieldname, text)), (fieldname, text)
-            assert _postings(a, fieldname, text) == _postings(b, fieldname, text), (fieldname, text)
+            assert term_stats(a.term_info(fieldname, text)) == term_stats(b.term_info(fieldname, text)), (
+                fieldname,
+                text,
+            )
+            assert term_postings(a, fieldname, text) == term_postings(b, fieldname, text), (fieldname, text)
         for fieldname in ("title", "body", "body_g", "lead"):
             assert a.field_length(fieldname) == b.field_length(fieldname)
             assert [a.doc_field_length(n, fieldname) for n in range(a.doc_count())] == [

@@ -19,7 +19,7 @@ from indexer.store import IndexStore
 from indexer.writer import export_documents, index_paths
 from search.engine import SearchEngine, SearchRequest
 
-from conftest import write_jsonl
+from conftest import term_postings, term_stats, write_jsonl
 
 
 def sizes(*lives: int) -> list[SegmentSize]:
@@ -200,10 +200,10 @@ def _expected_terms(storage, schema, segments) -> dict[tuple[str, bytes], tuple[
         with SegmentReader(storage, schema, segment) as reader:
             for fieldname, text in reader.all_terms():
                 postings, _info = expected.setdefault((fieldname, text), ([], None))
-                read = _postings(reader, fieldname, text, deleted_too=True)
+                read = term_postings(reader, fieldname, text, deleted_too=True)
                 live = [(base + numbers[n], w, v) for n, w, v in read if n in numbers]
                 if not postings and len(live) == len(read):
-                    info = _stats(reader.term_info(fieldname, text))
+                    info = term_stats(reader.term_info(fieldname, text))
                     info[-2:] = [live[0][0], live[-1][0]]
                     expected[fieldname, text] = (postings, info)
                 elif live:
@@ -211,32 +211,6 @@ def _expected_terms(storage, schema, segments) -> dict[tuple[str, bytes], tuple[
                 postings.extend(live)
         base += len(numbers)
     return {term: entry for term, entry in expected.items() if entry[0]}
-
-
-def _postings(reader, fieldname: str, text: bytes, deleted_too: bool = False) -> list[tuple]:
-    """(id, weight, value) of a term's postings (a reader's own postings
-    leave out its deleted documents)."""
-    if deleted_too:
-        m = reader._terms.matcher(fieldname, text, reader.schema[fieldname].format)
-    else:
-        m = reader.postings(fieldname, text)
-    out = []
-    while m.is_active():
-        out.append((m.id(), m.weight(), m.value()))
-        m.next()
-    return out
-
-
-def _stats(info) -> list:
-    return [
-        info.weight(),
-        info.doc_frequency(),
-        info.min_length(),
-        info.max_length(),
-        info.max_weight(),
-        info.min_id(),
-        info.max_id(),
-    ]
 
 
 def _merged_stats(reader, fieldname: str, postings: list[tuple]) -> list:
@@ -283,8 +257,8 @@ def test_a_merge_renumbers_every_posting_and_term_info(tmp_path, monkeypatch):
             single = 0
             for fieldname, text in terms:
                 postings, info = expected[fieldname, text]
-                assert _postings(reader, fieldname, text) == postings, (order, fieldname, text)
-                stats = _stats(reader.term_info(fieldname, text))
+                assert term_postings(reader, fieldname, text) == postings, (order, fieldname, text)
+                stats = term_stats(reader.term_info(fieldname, text))
                 assert stats[:2] == [pytest.approx(sum(w for _n, w, _v in postings), rel=1e-6), len(postings)]
                 assert stats[1:] == _merged_stats(reader, fieldname, postings)[1:], (order, fieldname, text)
                 if info is not None:
