@@ -50,6 +50,7 @@ from whoosh.system import pack_int, pack_ushort
 from whoosh.util.numlists import GrowableArray
 from whoosh.writing import PostingPool, SegmentWriter
 
+from indexer import termfile
 from indexer.analysis import remember_normalized
 from indexer.postings import BlockReader
 from indexer.threads import original_get_ident as _get_ident
@@ -104,6 +105,27 @@ class FastCodec(W3Codec):
         tifile = storage.open_file(tiname)
         postfile = segment.open_file(storage, self.POSTS_EXT)
         return CachingTermsReader(self, tifile, tilen, postfile)
+
+
+class LeanCodec(FastCodec):
+    """``FastCodec`` with the compact terms file of ``indexer.termfile``
+    (a sixth of W3's size); the postings and everything else are W3's.
+
+    The codec is pickled with each segment in the table of contents, so
+    segments written before this codec keep being read as ``FastCodec``
+    segments, and an index may hold both kinds."""
+
+    TERMS_EXT = ".tz"
+
+    def field_writer(self, storage, segment):
+        return LeanFieldWriter(self, storage, segment)
+
+    def terms_reader(self, storage, segment):
+        tiname = segment.make_filename(self.TERMS_EXT)
+        tilen = storage.file_length(tiname)
+        tifile = storage.open_file(tiname)
+        postfile = segment.open_file(storage, self.POSTS_EXT)
+        return LeanTermsReader(self, tifile, tilen, postfile)
 
 
 class MappedSegment(W3Segment):
@@ -275,12 +297,78 @@ class CachingTermsReader(W3TermsReader):
         return 0 if info is None else info.doc_frequency()
 
 
+class LeanTermsReader(CachingTermsReader):
+    """Reads ``indexer.termfile``'s terms file with W3's reader API."""
+
+    def __init__(self, codec, dbfile, length: int, postfile) -> None:
+        self._codec = codec
+        self._dbfile = dbfile
+        # In place when the segment is mapped; otherwise read once.
+        buf = dbfile._buf if isinstance(dbfile, MappedFile) else dbfile.get(0, length)
+        self._table = termfile.TermFileReader(buf)
+        self._fieldmap = self._table.fieldmap
+        self._fieldunmap = [None] * (max(self._fieldmap.values(), default=-1) + 1)
+        for fieldname, num in self._fieldmap.items():
+            self._fieldunmap[num] = fieldname
+        self._postfile = postfile
+        self._infos = {}
+
+    def _info(self, fieldname: str, tbytes: bytes) -> W3TermInfo | None:
+        key = self._keycoder(fieldname, tbytes)
+        infos = self._infos
+        try:
+            return infos[key]
+        except KeyError:
+            pass
+        raw = self._table.get(key)
+        info = None if raw is None else termfile.decode_info(raw)
+        if len(infos) >= self.MAX_ENTRIES:
+            infos.clear()
+        infos[key] = info
+        return info
+
+    def cursor(self, fieldname, fieldobj):
+        raise NotImplementedError("term cursors are not kept by this terms file; iterate terms_from instead")
+
+    def terms(self):
+        return (self._keydecoder(key) for key, _info in self._table.items_from())
+
+    def terms_from(self, fieldname, prefix):
+        return (self._keydecoder(key) for key, _info in self._table.items_from(self._keycoder(fieldname, prefix)))
+
+    def items(self):
+        decode = termfile.decode_info
+        return ((self._keydecoder(key), decode(raw)) for key, raw in self._table.items_from())
+
+    def items_from(self, fieldname, prefix):
+        decode = termfile.decode_info
+        start = self._keycoder(fieldname, prefix)
+        return ((self._keydecoder(key), decode(raw)) for key, raw in self._table.items_from(start))
+
+    def field_items(self, fieldname: str) -> Iterator[tuple[bytes, W3TermInfo]]:
+        """(term bytes, info) of every term of one field, in order."""
+        fieldnum = self._fieldmap.get(fieldname)
+        if fieldnum is None:
+            return
+        prefix = pack_ushort(fieldnum)
+        decode = termfile.decode_info
+        for key, raw in self._table.items_from(prefix):
+            if key[:2] != prefix:
+                return
+            yield key[2:], decode(raw)
+
+    def close(self) -> None:
+        self._infos = {}
+        self._dbfile.close()
+        self._postfile.close()
+
+
 class FastSegmentWriter(SegmentWriter):
     """Whoosh's segment writer with ``FastCodec`` and a ``TermPool``
     (``SegmentWriter`` takes a pool class argument but ignores it)."""
 
     def __init__(self, ix, limitmb: int = 128, **kwargs) -> None:
-        kwargs.setdefault("codec", FastCodec())
+        kwargs.setdefault("codec", LeanCodec())
         super().__init__(ix, limitmb=limitmb, **kwargs)
         self._grouped = not any(field.separate_spelling() or field.vector for _name, field in self.schema.items())
         if self._grouped:
@@ -617,13 +705,21 @@ class FastFieldWriter(W3FieldWriter):
         self._btext = None
         self._fieldobj = None
         self._format = None
-        self._tindex = _TermTable(self._create_file(W3Codec.TERMS_EXT))
-        self._fieldmap = self._tindex.extras["fieldmap"] = {}
+        self._fieldmap: dict[str, int] = {}
+        self._tindex = self._term_table()
         self._postfile = self._create_file(W3Codec.POSTS_EXT)
         self._postwriter = None
         self._infield = False
         self.is_closed = False
         self._level = codec._compression
+
+    def _term_table(self):
+        table = _TermTable(self._create_file(W3Codec.TERMS_EXT))
+        table.extras["fieldmap"] = self._fieldmap
+        return table
+
+    def _postings_out(self, postfile, level: int) -> _PostingsOut:
+        return _PostingsOut(postfile, level)
 
     def add_postings(self, schema, lengths, items) -> None:
         if any(field.separate_spelling() for _name, field in schema.items()):
@@ -635,7 +731,7 @@ class FastFieldWriter(W3FieldWriter):
 
     def add_terms(self, schema, lengths, terms: Iterable[TermPostings]) -> None:
         """Write terms given in (field, term) order with their postings."""
-        out = _PostingsOut(self._postfile, self._level)
+        out = self._postings_out(self._postfile, self._level)
         tindex = self._tindex
         fieldmap = self._fieldmap
         doccount = lengths.doc_count_all() if lengths else 0
@@ -657,6 +753,26 @@ class FastFieldWriter(W3FieldWriter):
             lasttext = tbytes
             tindex.add(prefix + tbytes, out.term(ids, weights, values, fixedsize, field_lengths))
         out.flush()
+
+
+class LeanFieldWriter(FastFieldWriter):
+    """Writes the terms into ``indexer.termfile``'s compact file."""
+
+    def _term_table(self):
+        return termfile.TermFileWriter(self._create_file(LeanCodec.TERMS_EXT))
+
+    def _postings_out(self, postfile, level: int) -> _PostingsOut:
+        return _LeanPostingsOut(postfile, level)
+
+    def finish_term(self) -> None:
+        # Whoosh's own loop (schemas with spelling words) ends each term here.
+        info = self._postwriter.finish_postings()
+        self._tindex.add(pack_ushort(self._fieldid) + self._btext, termfile.encode_info(info))
+
+    def close(self) -> None:
+        self._tindex.close(self._fieldmap)
+        self._postfile.close()
+        self.is_closed = True
 
 
 def _group_postings(items) -> Iterator[TermPostings]:
@@ -707,16 +823,13 @@ class _PostingsOut:
         """Write one term's posting blocks; its terminfo bytes.
         ``field_lengths``: the field's length bytes (``length_bytes``)."""
         n = len(ids)
-        if n == 1:
-            # Most terms: one posting, kept in the term's info itself (W3's
-            # "inlined" postings, which every W3 reader reads): no block,
-            # no postings file read when it is matched.
-            docnum = ids[0]
-            weight = weights[0]
-            lengthbyte = field_lengths[docnum]
-            return _TERMINFO.pack(
-                1, weight, 1, lengthbyte, lengthbyte, weight if weight > 0 else 0, docnum, docnum
-            ) + _inlined(docnum, weight, None if fixedsize == 0 else values[0])
+        if n <= self.inline_limit:
+            # Most terms: a posting or a few, kept in the term's info itself
+            # (W3's "inlined" postings): no block, and no postings file
+            # read when the term is matched.
+            return self.inlined_info(
+                ids, weights, bytes(map(field_lengths.__getitem__, ids)), None if fixedsize == 0 else values
+            )
         parts = [WHOOSH3_HEADER_MAGIC]
         total_weight = 0.0
         maxweight_all = 0.0
@@ -747,21 +860,58 @@ class _PostingsOut:
                 minlength_all = minlength
             if maxlength > maxlength_all:
                 maxlength_all = maxlength
-        terminfo = _TERMINFO.pack(
-            0,
-            total_weight,
+        start = self._out.write(b"".join(parts))
+        return self.extent_info(
             n,
+            total_weight,
+            maxweight_all,
             minlength_all if maxlength_all else 0,
             maxlength_all,
-            maxweight_all,
             ids[0],
             ids[-1],
+            start,
+            self._out.pos - start,
         )
-        start = self._out.write(b"".join(parts))
-        return terminfo + _EXTENT.pack(start, self._out.pos - start)
+
+    #: W3 readers read any number of inlined postings, but Whoosh's own
+    #: writer inlines one, and so does this one.
+    inline_limit = 1
+
+    @staticmethod
+    def inlined_info(ids: list[int], weights: list[float], lengthbytes: bytes, values: list[bytes] | None) -> bytes:
+        """W3's term info of a one-posting term, its posting inlined."""
+        docnum = ids[0]
+        weight = weights[0]
+        lengthbyte = lengthbytes[0]
+        return _TERMINFO.pack(
+            1, weight, 1, lengthbyte, lengthbyte, weight if weight > 0 else 0, docnum, docnum
+        ) + _inlined(docnum, weight, None if values is None else values[0])
+
+    @staticmethod
+    def extent_info(
+        df: int,
+        total: float,
+        maxweight: float,
+        minlength: int,
+        maxlength: int,
+        minid: int,
+        maxid: int,
+        start: int,
+        length: int,
+    ) -> bytes:
+        """W3's term info of a term with posting blocks."""
+        return _TERMINFO.pack(0, total, df, minlength, maxlength, maxweight, minid, maxid) + _EXTENT.pack(start, length)
 
     def flush(self) -> None:
         self._out.flush()
+
+
+class _LeanPostingsOut(_PostingsOut):
+    """The same postings, with term infos in ``indexer.termfile``'s form."""
+
+    inline_limit = termfile.INLINE_LIMIT
+    inlined_info = staticmethod(termfile.inlined_info)
+    extent_info = staticmethod(termfile.extent_info)
 
 
 _PICKLE_INT = Struct("<i")

@@ -52,7 +52,7 @@ from whoosh.system import pack_ushort
 from whoosh.util.numeric import byte_to_length
 from whoosh.writing import SegmentWriter
 
-from indexer.codec import FastCodec, TermPostings
+from indexer.codec import LeanCodec, LeanTermsReader, TermPostings
 
 #: Segments a tier holds when they are merged into one; each tier's
 #: segments are this many times the size of the tier's below. Three (not
@@ -265,7 +265,7 @@ _EXTENT = struct.Struct("!qi")
 def merge_segments(storage: Storage, schema: Schema, indexname: str, segments: Sequence[Segment]) -> Segment:
     """One new segment holding the live documents of ``segments``, in their
     order; the old ones are untouched (the commit drops them)."""
-    codec = FastCodec()
+    codec = LeanCodec()
     new = codec.new_segment(storage, indexname)
     # Read through memory maps whatever the writer's storage does: a merge
     # reads every posting.
@@ -400,6 +400,39 @@ def _field_terms(reader, fieldname: str, fixedsize, docmap, order: int) -> Itera
     """(term, order, ids, weights, values) of one field of one segment, in
     term order, read straight from its terms table and postings file."""
     terms = reader._terms
+    if isinstance(terms, LeanTermsReader):
+        entries = _lean_field_postings(terms, fieldname, fixedsize)
+    else:
+        entries = _w3_field_postings(terms, fieldname, fixedsize)
+    for tbytes, ids, weights, values in entries:
+        if isinstance(docmap, int):
+            if docmap:
+                ids = [docnum + docmap for docnum in ids]
+        else:
+            kept = [i for i, docnum in enumerate(ids) if docmap[docnum] >= 0]
+            if len(kept) != len(ids):
+                if not kept:
+                    continue
+                weights = [weights[i] for i in kept]
+                values = [values[i] for i in kept]
+                ids = [ids[i] for i in kept]
+            ids = [docmap[docnum] for docnum in ids]
+        yield tbytes, order, ids, weights, values
+
+
+def _lean_field_postings(terms: LeanTermsReader, fieldname: str, fixedsize) -> Iterator[tuple]:
+    postfile = terms._postfile
+    for tbytes, info in terms.field_items(fieldname):
+        if info.is_inlined():
+            ids, weights, values = info.inlined_postings()
+            yield tbytes, list(ids), list(weights), list(values)
+        else:
+            start, length = info.extent()
+            yield (tbytes, *_read_postings(postfile.get(start, length), fixedsize))
+
+
+def _w3_field_postings(terms, fieldname: str, fixedsize) -> Iterator[tuple]:
+    """A W3 terms table's terms of one field, read in one pass over it."""
     fieldnum = terms._fieldmap.get(fieldname)
     if fieldnum is None:
         return
@@ -428,19 +461,7 @@ def _field_terms(reader, fieldname: str, fixedsize, docmap, order: int) -> Itera
         else:
             start, length = _EXTENT.unpack_from(info, _TERMINFO_SIZE)
             ids, weights, values = _read_postings(postfile.get(start, length), fixedsize)
-        if isinstance(docmap, int):
-            if docmap:
-                ids = [docnum + docmap for docnum in ids]
-        else:
-            kept = [i for i, docnum in enumerate(ids) if docmap[docnum] >= 0]
-            if len(kept) != len(ids):
-                if not kept:
-                    continue
-                weights = [weights[i] for i in kept]
-                values = [values[i] for i in kept]
-                ids = [ids[i] for i in kept]
-            ids = [docmap[docnum] for docnum in ids]
-        yield tbytes, order, ids, weights, values
+        yield tbytes, ids, weights, values
 
 
 def _read_postings(data: bytes, fixedsize) -> tuple[list[int], list[float], list]:

@@ -27,7 +27,7 @@ from whoosh.util.times import datetime_to_long
 from whoosh.writing import SegmentWriter
 
 from indexer.analysis import normalize, normalize_keyword
-from indexer.codec import FastCodec, FastSegmentWriter
+from indexer.codec import FastSegmentWriter, LeanCodec
 from indexer.config import Settings
 from indexer.dedupe import Signature, signature
 from indexer.documents import Article, Tombstone, describe_error, lead_text, load_record
@@ -264,7 +264,7 @@ def open_writer(ix: Index, settings: Settings, fresh: bool = False) -> SegmentWr
             procs=settings.index_procs,
             batchsize=256,
             limitmb=max(32, settings.writer_memory_mb // settings.index_procs),
-            codec=FastCodec(),
+            codec=LeanCodec(),
         )
     return FastSegmentWriter(ix, limitmb=settings.writer_memory_mb, timeout=5.0, delay=0.1)
 

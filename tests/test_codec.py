@@ -11,14 +11,19 @@ from __future__ import annotations
 
 import json
 import random
+import struct
 
 import pytest
 from whoosh.fields import TEXT
 from whoosh.filedb.filestore import FileStorage
+from whoosh.formats import Positions
+from whoosh.system import pack_uint
+from whoosh.util.numeric import byte_to_length
 from whoosh.writing import SegmentWriter
 
 import indexer.writer as writer_module
-from indexer.codec import BLOCK_LIMIT, CachingTermsReader, FastSegmentWriter
+from indexer import termfile
+from indexer.codec import BLOCK_LIMIT, CachingTermsReader, FastSegmentWriter, LeanTermsReader
 from indexer.config import Settings
 from indexer.dedupe import signature
 from indexer.documents import load_record
@@ -140,3 +145,98 @@ def test_searches_rank_the_same_on_both_writers(tmp_path, monkeypatch):
         b = SearchEngine(fast).search(SearchRequest(q=q, size=20))
         assert a.total == b.total > 0, q
         assert [(h.id, round(h.score, 6)) for h in a.hits] == [(h.id, round(h.score, 6)) for h in b.hits], q
+
+
+# -- the compact terms file ---------------------------------------------------
+
+
+def _w3_inlined_stats(ids, weights, lengthbytes) -> list:
+    """What W3 would say of these postings as a term info."""
+    f32 = lambda value: struct.unpack("!f", struct.pack("!f", value))[0]  # noqa: E731
+    nonzero = [b for b in lengthbytes if b]
+    return [
+        f32(sum(weights)),
+        len(ids),
+        byte_to_length(min(nonzero, default=0)),
+        byte_to_length(max(lengthbytes)),
+        f32(max(0.0, *weights)),
+        ids[0],
+        ids[-1],
+    ]
+
+
+@pytest.mark.parametrize(
+    ("ids", "weights", "values"),
+    [
+        ([0], [1.0], [Positions().encode([0])]),
+        ([7], [3.0], [pack_uint(3)]),  # a frequency
+        ([2**31 + 5], [2.5], [b"\x00\xffraw"]),  # a document number past 32 bits, a fractional weight
+        (
+            [3, 4, 900, 70_000],
+            [1.0, 2.0, 1.0, 5.0],
+            [Positions().encode(p) for p in ([1], [0, 9], [4], [1, 2, 3, 400, 70_000])[:4]],
+        ),
+        ([1, 2], [0.5, 1e-9], [b"", b"\x01" * 300]),
+        ([5, 6, 8], [1.0, 1.0, 1.0], None),  # a format without values
+    ],
+)
+def test_inlined_postings_read_back_as_written(ids, weights, values):
+    lengthbytes = bytes([9, 0, 200, 1][: len(ids)])
+    info = termfile.decode_info(termfile.inlined_info(ids, weights, lengthbytes, values))
+    assert info.is_inlined()
+    assert term_stats(info) == _w3_inlined_stats(ids, weights, lengthbytes)
+    got_ids, got_weights, got_values = info.inlined_postings()
+    assert list(got_ids) == ids and list(got_weights) == weights
+    assert list(got_values) == (values or [None] * len(ids))
+
+
+@pytest.mark.parametrize(("total", "maxweight"), [(12.0, 3.0), (2.0**30 + 1, 7.0), (10.25, 0.1)])
+def test_posting_block_infos_read_back_as_w3_stores_them(total, maxweight):
+    """Weights come back rounded through float32, as W3's term info stores
+    them, whether they were written as integers or not."""
+    raw = termfile.extent_info(40, total, maxweight, 3, 200, 17, 2**33, 1 << 40, 123_456)
+    info = termfile.decode_info(raw)
+    f32 = lambda value: struct.unpack("!f", struct.pack("!f", value))[0]  # noqa: E731
+    assert not info.is_inlined()
+    assert term_stats(info) == [f32(total), 40, byte_to_length(3), byte_to_length(200), f32(maxweight), 17, 2**33]
+    assert info.extent() == (1 << 40, 123_456)
+
+
+def test_term_file_finds_every_key_and_only_those(tmp_path):
+    rng = random.Random(3)
+    alphabet = "跨境电商物流a1"
+    keys = sorted({b"\x00\x01" + "".join(rng.choices(alphabet, k=rng.randint(0, 6))).encode() for _ in range(700)})
+    keys += [b"\x00\x02" + b"k" * (i % 150) + bytes([i % 256]) for i in range(300)]  # long shared prefixes
+    keys = sorted(set(keys))
+    path = tmp_path / "terms"
+    with open(path, "wb") as fh:
+        writer = termfile.TermFileWriter(fh)
+        for i, key in enumerate(keys):
+            writer.add(key, str(i).encode())
+        writer.close({"a": 1, "b": 2})
+    reader = termfile.TermFileReader(memoryview(path.read_bytes()))
+    assert reader.fieldmap == {"a": 1, "b": 2} and reader.count == len(keys)
+    for i, key in enumerate(keys):
+        assert reader.get(key) == str(i).encode()
+    present = set(keys)
+    for probe in [b"", b"\x00", b"\x00\x01\xff", b"\x00\x03", b"\xff" * 4, *(k + b"\x00" for k in keys[::7])]:
+        if probe not in present:
+            assert reader.get(probe) is None, probe
+    assert [k for k, _v in reader.items_from()] == keys
+    for start in (b"", keys[0], keys[17], keys[17] + b"\x00", b"\x00\x02", b"\xff"):
+        assert [k for k, _v in reader.items_from(start)] == [k for k in keys if k >= start]
+
+
+def test_compact_terms_file_is_a_fraction_of_w3s(two_indexes):
+    """The same documents (the stock writer's W3 terms against ours), and
+    posting lists of two to eight documents inlined in the terms file."""
+    stock, fast = two_indexes
+    (stock_segment,) = stock._segments()
+    (fast_segment,) = fast._segments()
+    stock_size = stock_segment.open_compound_file(stock.storage).file_length(stock_segment.make_filename(".trm"))
+    fast_size = fast_segment.open_compound_file(fast.storage).file_length(fast_segment.make_filename(".tz"))
+    assert fast_size < stock_size / 3
+    with fast.reader() as reader:
+        assert isinstance(reader._terms, LeanTermsReader)
+        sizes = {info.doc_frequency() for _term, info in reader._terms.items() if info.is_inlined()}
+        assert sizes == set(range(1, termfile.INLINE_LIMIT + 1))

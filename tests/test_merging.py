@@ -11,7 +11,7 @@ import struct
 import pytest
 from whoosh.reading import SegmentReader
 
-from indexer import merging
+from indexer import codec, merging
 from indexer.check import check_index
 from indexer.config import Settings
 from indexer.merging import MAX_SEGMENTS, MERGE_FACTOR, SegmentSize, plan_merges
@@ -228,7 +228,11 @@ def _merged_stats(reader, fieldname: str, postings: list[tuple]) -> list:
     ]
 
 
-def test_a_merge_renumbers_every_posting_and_term_info(tmp_path, monkeypatch):
+@pytest.mark.parametrize("older", ["lean", "w3"])
+def test_a_merge_renumbers_every_posting_and_term_info(tmp_path, monkeypatch, older):
+    """``older``: the terms file of the first two segments; "w3" is how
+    indexes written before the compact terms file hold them, and a merge
+    reads them into a compact one."""
     monkeypatch.setattr(merging, "MERGE_FACTOR", 1_000)
     monkeypatch.setattr(merging, "MAX_SEGMENTS", 1_000)
     settings = Settings(index=tmp_path / "ix", index_procs=1)
@@ -239,11 +243,16 @@ def test_a_merge_renumbers_every_posting_and_term_info(tmp_path, monkeypatch):
         # New versions and tombstones delete from the segments before.
         batch += [_article(i, version=run) for i in updates.get(run, ())]
         batch += [{"id": f"a{i}", "deleted": True} for i in tombstones.get(run, ())]
-        index_paths(settings, [str(write_jsonl(tmp_path / f"run-{run}.jsonl", batch))])
+        with monkeypatch.context() as patch:
+            if older == "w3" and run < 2:
+                patch.setattr(codec, "LeanCodec", codec.FastCodec)
+            index_paths(settings, [str(write_jsonl(tmp_path / f"run-{run}.jsonl", batch))])
     ix = IndexStore(settings.index).open()
     storage, schema = ix.storage, ix.schema
     segments = ix._segments()
     assert len(segments) == 4 and segments[0].has_deletions() and not segments[3].has_deletions()
+    kinds = [type(segment.codec()) for segment in segments]
+    assert kinds == [codec.FastCodec if older == "w3" else codec.LeanCodec] * 2 + [codec.LeanCodec] * 2
     # Each order puts a different segment first (numbered from 0, deleted
     # documents or not) and renumbers the others by an offset or a list.
     for order in ([0, 1, 2, 3], [3, 1, 0], [2, 0]):
@@ -251,6 +260,7 @@ def test_a_merge_renumbers_every_posting_and_term_info(tmp_path, monkeypatch):
         expected = _expected_terms(storage, schema, chosen)
         merged = merging.merge_segments(storage, schema, ix.indexname, chosen)
         assert merged.doc_count_all() == sum(s.doc_count() for s in chosen)
+        assert type(merged.codec()) is codec.LeanCodec
         with SegmentReader(storage, schema, merged) as reader:
             terms = list(reader.all_terms())
             assert set(terms) == set(expected), order
