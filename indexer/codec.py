@@ -460,13 +460,14 @@ class TermPool(PostingPool):
     run on disk; runs are merged term by term, earlier runs first.
     """
 
-    #: Bytes a pooled term takes in memory, roughly (its dict entry, key,
-    #: tuple and three lists), and each posting filed under it (list slots,
-    #: weight, value). On poetry-20k, with about a third as many terms as
-    #: postings, that is some 240 bytes a posting; a document of unique
-    #: grams costs twice that, and is counted so.
-    TERM_BYTES = 350
-    POSTING_BYTES = 70
+    #: Bytes a pooled term takes in memory, roughly (its dict entry, key
+    #: and list, with its first posting), and each further posting filed
+    #: under it (three list slots; weights and values are mostly shared
+    #: objects). A term's postings are one flat list of (document, weight,
+    #: value) triples: three lists and a tuple per term took twice the
+    #: memory, and most terms have one posting.
+    TERM_BYTES = 200
+    POSTING_BYTES = 30
 
     def __init__(self, tempstore, segment, limitmb: int = 128, **kwargs) -> None:
         super().__init__(tempstore, segment, limitmb=limitmb, **kwargs)
@@ -500,12 +501,10 @@ class TermPool(PostingPool):
                 weight *= boost
             entry = terms.get(tbytes)
             if entry is None:
-                terms[tbytes] = ([docnum], [weight], [value])
-                size += self.TERM_BYTES + self.POSTING_BYTES + len(tbytes) + len(value)
+                terms[tbytes] = [docnum, weight, value]
+                size += self.TERM_BYTES + len(tbytes) + len(value)
             else:
-                entry[0].append(docnum)
-                entry[1].append(weight)
-                entry[2].append(value)
+                entry += (docnum, weight, value)
                 size += self.POSTING_BYTES + len(value)
             length += freq
             count += 1
@@ -527,8 +526,8 @@ class TermPool(PostingPool):
         for fieldname in sorted(self._fields):
             terms = self._fields[fieldname]
             for tbytes in sorted(terms):
-                ids, weights, values = terms[tbytes]
-                yield fieldname, tbytes, ids, weights, values
+                postings = terms[tbytes]
+                yield fieldname, tbytes, postings[0::3], postings[1::3], postings[2::3]
 
     def save(self) -> None:
         if self._count:
@@ -827,9 +826,9 @@ class _PostingsOut:
             # Most terms: a posting or a few, kept in the term's info itself
             # (W3's "inlined" postings): no block, and no postings file
             # read when the term is matched.
-            return self.inlined_info(
-                ids, weights, bytes(map(field_lengths.__getitem__, ids)), None if fixedsize == 0 else values
-            )
+            first = ids[0]
+            lengthbytes = field_lengths[first : first + 1] if n == 1 else bytes(map(field_lengths.__getitem__, ids))
+            return self.inlined_info(ids, weights, lengthbytes, None if fixedsize == 0 else values)
         parts = [WHOOSH3_HEADER_MAGIC]
         total_weight = 0.0
         maxweight_all = 0.0

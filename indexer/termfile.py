@@ -28,7 +28,6 @@ from __future__ import annotations
 import bisect
 import operator
 import pickle
-import struct
 import sys
 from array import array
 from collections.abc import Iterator, Sequence
@@ -76,6 +75,10 @@ def varint(n: int) -> bytes:
         n >>= 7
     out.append(n)
     return bytes(out)
+
+
+_VARINT_TABLE = 1 << 14
+_VARINTS = [varint(i) for i in range(_VARINT_TABLE)]
 
 
 def _read_varint(buf, pos: int) -> tuple[int, int]:
@@ -143,42 +146,73 @@ def inlined_info(
     """The info of a term with a few postings, the postings included
     (Whoosh's "inlined" postings, which it reads as a ``ListMatcher``).
     ``lengthbytes``: each document's field length byte; ``values``: None
-    where the field's format stores none."""
-    flags = _INLINED
+    where the field's format stores none.
+
+    Written for most terms of a build: each posting's weight and value
+    take one of a few forms that repeat (a weight of 1, one position), so
+    their encoding is remembered."""
     n = len(ids)
-    parts = []
-    if n > 1:
-        flags |= _MANY
-        parts.append(varint(n))
-    parts.append(varint(ids[0]))
-    parts += map(varint, map(operator.sub, ids[1:], ids))
-    if all(_small_integral(w, 1 << 53) for w in weights):
-        parts += map(varint, map(int, weights))
-    else:
-        flags |= _FLOAT
-        parts.append(struct.pack(f">{n}d", *weights))
+    if values is None:
+        values = (None,) * n
     if n == 1:
-        parts.append(_SMALL_BYTE[lengthbytes[0]])
+        docnum = ids[0]
+        flags, part = _posting_part(weights[0], values[0])
+        return b"".join(
+            (
+                _SMALL[_INLINED | flags],
+                _VARINTS[docnum] if docnum < _VARINT_TABLE else varint(docnum),
+                _SMALL_BYTE[lengthbytes[0]],
+                part,
+            )
+        )
+    parts = list(map(_posting_part, weights, values))
+    flags = parts[0][0]
+    if any(p[0] != flags for p in parts):
+        # Mixed forms: every posting in the most general one.
+        flags = _FLOAT | _VALUE_RAW if values[0] is not None else _FLOAT
+        parts = [
+            (flags, _F64.pack(w) + (b"" if v is None else varint(len(v)) + v))
+            for w, v in zip(weights, values, strict=True)
+        ]
+    out = [_SMALL[_INLINED | _MANY | flags], varint(n), varint(ids[0])]
+    out += map(varint, map(operator.sub, ids[1:], ids))
+    out.append(_SMALL_BYTE[min(lengthbytes.replace(b"\x00", b""), default=0)])
+    out.append(_SMALL_BYTE[max(lengthbytes)])
+    out += [p[1] for p in parts]
+    return b"".join(out)
+
+
+_PARTS: dict[tuple[float, bytes | None], tuple[int, bytes]] = {}
+
+
+def _posting_part(weight: float, value: bytes | None) -> tuple[int, bytes]:
+    """(flags, bytes) of one inlined posting's weight and value."""
+    key = (weight, value)
+    try:
+        return _PARTS[key]
+    except KeyError:
+        pass
+    if _small_integral(weight, 1 << 53):
+        flags = 0
+        part = varint(int(weight))
     else:
-        parts.append(_SMALL_BYTE[min(lengthbytes.replace(b"\x00", b""), default=0)])
-        parts.append(_SMALL_BYTE[max(lengthbytes)])
-    if values is not None:
-        if all(
-            len(v) == 4 and _small_integral(w, 1 << 32) and v == pack_uint(int(w))
-            for v, w in zip(values, weights, strict=True)
-        ):
-            flags |= _VALUE_FREQ
+        flags = _FLOAT
+        part = _F64.pack(weight)
+    if value is None:
+        pass
+    elif len(value) == 4 and _small_integral(weight, 1 << 32) and value == pack_uint(int(weight)):
+        flags |= _VALUE_FREQ
+    else:
+        payload = _positions_payload(value)
+        if payload is not None:
+            flags |= _VALUE_POSITIONS
+            part += payload
         else:
-            payloads = list(map(_positions_payload, values))
-            if None not in payloads:
-                flags |= _VALUE_POSITIONS
-                parts += payloads
-            else:
-                flags |= _VALUE_RAW
-                for value in values:
-                    parts.append(varint(len(value)))
-                    parts.append(value)
-    return _SMALL[flags] + b"".join(parts)
+            flags = _FLOAT | _VALUE_RAW
+            part = _F64.pack(weight) + varint(len(value)) + value
+    if len(_PARTS) < _PAYLOAD_MEMO_LIMIT and (value is None or len(value) < 64):
+        _PARTS[key] = (flags, part)
+    return flags, part
 
 
 def extent_info(
@@ -248,14 +282,6 @@ def decode_info(buf: bytes) -> W3TermInfo:
             delta, pos = _read_varint(buf, pos)
             docnum += delta
             ids.append(docnum)
-        if flags & _FLOAT:
-            weights = struct.unpack_from(f">{n}d", buf, pos)
-            pos += 8 * n
-        else:
-            weights = []
-            for _ in range(n):
-                weight, pos = _read_varint(buf, pos)
-                weights.append(float(weight))
         minlength = byte_to_length(buf[pos])
         if n == 1:
             maxlength = minlength
@@ -264,24 +290,31 @@ def decode_info(buf: bytes) -> W3TermInfo:
             maxlength = byte_to_length(buf[pos + 1])
             pos += 2
         kind = flags & _VALUE_KIND
-        if kind == _VALUE_NONE:
-            values = (None,) * n
-        elif kind == _VALUE_FREQ:
-            values = tuple(pack_uint(int(w)) for w in weights)
-        else:
-            values = []
-            for _ in range(n):
+        weights = []
+        values = []
+        for _ in range(n):
+            if flags & _FLOAT:
+                (weight,) = _F64.unpack_from(buf, pos)
+                pos += 8
+            else:
+                weight, pos = _read_varint(buf, pos)
+                weight = float(weight)
+            weights.append(weight)
+            if kind == _VALUE_NONE:
+                values.append(None)
+            elif kind == _VALUE_FREQ:
+                values.append(pack_uint(int(weight)))
+            elif kind == _VALUE_POSITIONS:
                 count, pos = _read_varint(buf, pos)
-                if kind == _VALUE_POSITIONS:
-                    deltas = []
-                    for _ in range(count):
-                        d, pos = _read_varint(buf, pos)
-                        deltas.append(d)
-                    values.append(_positions_value(deltas))
-                else:
-                    values.append(bytes(buf[pos : pos + count]))
-                    pos += count
-            values = tuple(values)
+                deltas = []
+                for _ in range(count):
+                    d, pos = _read_varint(buf, pos)
+                    deltas.append(d)
+                values.append(_positions_value(deltas))
+            else:
+                count, pos = _read_varint(buf, pos)
+                values.append(bytes(buf[pos : pos + count]))
+                pos += count
         info._weight = _f32(sum(weights))
         info._df = n
         info._minlength = minlength
@@ -289,7 +322,7 @@ def decode_info(buf: bytes) -> W3TermInfo:
         info._maxweight = _f32(max(0.0, max(weights)))
         info._minid = ids[0]
         info._maxid = ids[-1]
-        info._inlined = (tuple(ids), tuple(weights), values)
+        info._inlined = (tuple(ids), tuple(weights), tuple(values))
         return info
     df, pos = _read_varint(buf, 1)
     if flags & _FLOAT:
@@ -341,11 +374,23 @@ class TermFileWriter:
         else:
             last = self._last
             limit = min(len(last), len(key))
-            shared = 0
+            # Keys of one field share its two-byte number.
+            shared = 2 if last[:2] == key[:2] else 0
             while shared < limit and last[shared] == key[shared]:
                 shared += 1
         suffix = key[shared:]
-        entry = varint(shared) + varint(len(suffix)) + suffix + varint(len(info)) + info
+        small = _SMALL
+        n = len(suffix)
+        size = len(info)
+        entry = b"".join(
+            (
+                small[shared] if shared < 128 else varint(shared),
+                small[n] if n < 128 else varint(n),
+                suffix,
+                small[size] if size < 128 else varint(size),
+                info,
+            )
+        )
         self._parts.append(entry)
         self._pos += len(entry)
         self._in_block += 1
