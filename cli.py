@@ -667,16 +667,38 @@ def check_cmd(settings: Settings, clean: bool, as_json: bool) -> None:
     default=None,
     help="Where to build (default: a temporary folder).",
 )
+@click.option(
+    "--questions",
+    "questions_path",
+    type=click.Path(exists=True, dir_okay=False),
+    default=None,
+    help="Long questions (JSON Lines, as --queries) to time apart.",
+)
+@click.option("--sample", type=int, default=None, help="Time this many questions drawn at random.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of --sample.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object: ours, fts5, ratios.")
-def bench_cmd(settings: Settings, corpus: str, queries_path: str, work: Path | None, as_json: bool) -> None:
+def bench_cmd(
+    settings: Settings,
+    corpus: str,
+    queries_path: str,
+    work: Path | None,
+    questions_path: str | None,
+    sample: int | None,
+    seed: int,
+    as_json: bool,
+) -> None:
     """Build and query our index and an SQLite FTS5 + jieba reference over
     the same corpus and queries; report speed, size, memory and the ratios."""
     from search.bench import run_bench
+    from search.evaluate import load_queries, sample_queries
 
+    questions = None
+    if questions_path:
+        questions = [q.query for q in sample_queries(load_queries(questions_path), sample, seed)]
     with tempfile.TemporaryDirectory(prefix="zhsearch-bench-") as tmp:
         target = work or Path(tmp)
         target.mkdir(parents=True, exist_ok=True)
-        figures = run_bench(corpus, queries_path, target, settings)
+        figures = run_bench(corpus, queries_path, target, settings, questions=questions)
     if as_json:
         click.echo(json.dumps(figures, ensure_ascii=False))
         return
@@ -692,7 +714,10 @@ def bench_cmd(settings: Settings, corpus: str, queries_path: str, work: Path | N
     ]
     for label, key in rows:
         click.echo(f"{label:<22}{figures['ours'][key]:>12}{figures['fts5'][key]:>12}")
-    for label, key in (("query ms", "query_ms"), ("with snippets ms", "query_ms_snippets")):
+    timed = [("query ms", "query_ms"), ("with snippets ms", "query_ms_snippets")]
+    if figures["questions"]:
+        timed.append(("question ms", "question_ms"))
+    for label, key in timed:
         for pct in ("p50", "p95", "p99"):
             click.echo(f"{label + ' ' + pct:<22}{figures['ours'][key][pct]:>12}{figures['fts5'][key][pct]:>12}")
     click.echo("ratios: " + ", ".join(f"{k} {v}" for k, v in figures["ratios"].items()))

@@ -532,19 +532,22 @@ class TermPool(PostingPool):
     def save(self) -> None:
         if self._count:
             path, f = self._new_run()
-            self._write_run(f, self._sorted_terms())
+            self._write_run(f, self._sorted_terms(), len(self.runs))
             self.runs.append(path)
             self._fields = {}
             self._count = 0
             self._bytes = 0
 
-    def _write_run(self, f, items: Iterable[TermPostings]) -> None:
+    def _write_run(self, f, items: Iterable[TermPostings], order: int) -> None:
+        """Write ``items`` as a run; each is stored as (field, term,
+        ``order``, ids, weights, values), so that runs merge as plain
+        tuples, earlier runs first, without a key function."""
         try:
-            chunk: list[TermPostings] = []
+            chunk: list[tuple] = []
             postings = 0
-            for item in items:
-                chunk.append(item)
-                postings += len(item[2])
+            for fieldname, tbytes, ids, weights, values in items:
+                chunk.append((fieldname, tbytes, order, ids, weights, values))
+                postings += len(ids)
                 if len(chunk) >= _RUN_CHUNK or postings >= _RUN_CHUNK_POSTINGS:
                     pickle.dump(chunk, f, 5)
                     chunk = []
@@ -554,7 +557,7 @@ class TermPool(PostingPool):
         finally:
             f.close()
 
-    def _read_run(self, path) -> Iterator[TermPostings]:
+    def _read_run(self, path) -> Iterator[tuple]:
         f = self._open_run(path)
         try:
             while True:
@@ -579,24 +582,32 @@ class TermPool(PostingPool):
             longer = []
             for start in range(0, len(runs), _MERGE_FANIN):
                 path, f = self._new_run()
-                self._write_run(f, self._merged(runs[start : start + _MERGE_FANIN]))
+                self._write_run(f, self._merged(runs[start : start + _MERGE_FANIN]), start)
                 longer.append(path)
             runs = longer
         yield from self._merged(runs)
 
     def _merged(self, runs: list) -> Iterator[TermPostings]:
         """The terms of ``runs`` (each sorted), merged; a term's postings
-        from earlier runs first (runs hold ascending document numbers)."""
-        merged = heapq.merge(*(self._read_run(path) for path in runs), key=lambda t: (t[0], t[1]))
-        for (fieldname, tbytes), group in itertools.groupby(merged, key=lambda t: (t[0], t[1])):
-            ids: list[int] = []
-            weights: list[float] = []
-            values: list[bytes] = []
-            for part in group:
-                ids.extend(part[2])
-                weights.extend(part[3])
-                values.extend(part[4])
-            yield fieldname, tbytes, ids, weights, values
+        from earlier runs first (runs hold ascending document numbers).
+        Most terms are in one run and pass through as they were read."""
+        pending = None
+        joined = False
+        for fieldname, tbytes, _order, ids, weights, values in heapq.merge(*map(self._read_run, runs)):
+            if pending is not None and tbytes == pending[1] and fieldname == pending[0]:
+                if not joined:
+                    pending = (fieldname, tbytes, list(pending[2]), list(pending[3]), list(pending[4]))
+                    joined = True
+                pending[2].extend(ids)
+                pending[3].extend(weights)
+                pending[4].extend(values)
+                continue
+            if pending is not None:
+                yield pending
+            pending = (fieldname, tbytes, ids, weights, values)
+            joined = False
+        if pending is not None:
+            yield pending
 
     def iter_postings(self):
         for fieldname, tbytes, ids, weights, values in self.iter_terms():

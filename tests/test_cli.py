@@ -161,15 +161,41 @@ def test_bench_compares_with_fts5(tmp_path):
         [{"id": f"d{i}", "title": f"跨境物流第{i}期", "body": "海外仓与独立站卖家的旺季备货。" * 5} for i in range(60)],
     )
     queries = write_jsonl(tmp_path / "q.jsonl", [{"qid": "1", "query": "海外仓"}, {"qid": "2", "query": "独立站 旺季"}])
-    result = CliRunner().invoke(cli, ["bench", "--corpus", str(corpus), "--queries", str(queries), "--json"])
+    questions = write_jsonl(
+        tmp_path / "questions.jsonl",
+        [
+            {"qid": "a", "query": "旺季之前独立站卖家应该怎样给海外仓备货？"},
+            {"qid": "b", "query": "跨境物流的第几期讲了海外仓？"},
+            {"qid": "c", "query": "卖家为什么要用海外仓而不是直发？"},
+        ],
+    )
+    result = CliRunner().invoke(
+        cli,
+        ["bench", "--corpus", str(corpus), "--queries", str(queries), "--questions", str(questions), "--sample", "2"]
+        + ["--json"],
+    )
     assert result.exit_code == 0, result.output
     data = json.loads(result.output)
-    assert set(data) >= {"ours", "fts5", "ratios"}
-    assert set(data["ratios"]) == {"build_speed", "query_p95", "query_p95_snippets"}
+    assert set(data) >= {"ours", "fts5", "ratios"} and data["questions"] == 2
+    ratios = data["ratios"]
+    assert set(ratios) == {
+        "build_speed",
+        "query_p95",
+        "query_p95_snippets",
+        "index_size",
+        "peak_memory",
+        "question_p95",
+    }
+    assert ratios["index_size"] == round(data["ours"]["index_mb"] / max(data["fts5"]["index_mb"], 0.1), 3)
+    assert ratios["peak_memory"] == round(data["ours"]["peak_memory_mb"] / data["fts5"]["peak_memory_mb"], 3)
     for side in ("ours", "fts5"):
         assert data[side]["documents"] == 60
         assert data[side]["build_seconds"] > 0 and data[side]["index_mb"] >= 0 and data[side]["peak_memory_mb"] > 0
-        assert set(data[side]["query_ms_snippets"]) == {"p50", "p95", "p99"}
+        assert set(data[side]["query_ms_snippets"]) == set(data[side]["question_ms"]) == {"p50", "p95", "p99"}
+    # Without questions, no question figures; the table says what it measured.
+    result = CliRunner().invoke(cli, ["bench", "--corpus", str(corpus), "--queries", str(queries)])
+    assert result.exit_code == 0, result.output
+    assert "index MB" in result.output and "peak_memory" in result.output and "question" not in result.output
 
 
 def test_words_starting_with_a_dash_are_exclusions_and_options_still_apply(runner, index_dir):
