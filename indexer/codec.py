@@ -357,6 +357,17 @@ class LeanTermsReader(CachingTermsReader):
                 return
             yield key[2:], decode(raw)
 
+    def prefix_doc_frequency(self, fieldname: str, prefix: bytes) -> int:
+        """The sum of the document frequencies of the field's terms that
+        start with ``prefix``, read from their infos' first bytes."""
+        start = self._keycoder(fieldname, prefix)
+        total = 0
+        for key, raw in self._table.items_from(start):
+            if not key.startswith(start):
+                break
+            total += termfile.doc_frequency(raw)
+        return total
+
     def close(self) -> None:
         self._infos = {}
         self._dbfile.close()

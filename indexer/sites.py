@@ -15,6 +15,7 @@ percent-escapes decoded, long trails shortened in the middle.
 
 from __future__ import annotations
 
+import functools
 import posixpath
 from urllib.parse import unquote, urlsplit
 
@@ -26,8 +27,11 @@ MAX_CRUMBS = 6
 _INDEX_PAGES = frozenset({"index", "default", "index.html", "index.htm"})
 
 
+@functools.lru_cache(maxsize=8192)
 def host_of(url: str | None) -> str | None:
-    """The lower-case host of an http(s) URL, without ``www.``; else None."""
+    """The lower-case host of an http(s) URL, without ``www.``; else None.
+    Remembered: every hit of every result page asks for it, and parsing a
+    URL cost more than reading the hit's stored fields."""
     if not url:
         return None
     try:

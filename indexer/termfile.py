@@ -270,6 +270,14 @@ def encode_info(info: W3TermInfo) -> bytes:
     )
 
 
+def doc_frequency(buf: bytes) -> int:
+    """The document frequency in an info, without decoding the rest."""
+    flags = buf[0]
+    if flags & _INLINED and not flags & _MANY:
+        return 1
+    return _read_varint(buf, 1)[0]
+
+
 def decode_info(buf: bytes) -> W3TermInfo:
     """A ``W3TermInfo`` equal to the one W3 would have read."""
     info = W3TermInfo()

@@ -26,7 +26,7 @@ from whoosh.matching import FilterMatcher, ListMatcher, NullMatcher, WrappingMat
 from whoosh.scoring import BM25FScorer
 
 from search.budget import check_time
-from search.terms import BulkTerm, field_lengths, long_postings, probe
+from search.terms import BulkTerm, field_lengths, length_norms, long_postings, probe
 
 
 class AnyWord(wq.Or):
@@ -270,7 +270,8 @@ def bulk_term(m, boost: float, searcher) -> BulkTerm | None:
         return None
     reader = searcher.reader()
     info = reader.term_info(fieldname, btext)
-    return BulkTerm(m, boost, scorer, lengths, deleted, info, long_postings(reader, fieldname, btext, m, info))
+    norms = length_norms(searcher, fieldname, lengths, scorer)
+    return BulkTerm(m, boost, scorer, lengths, norms, deleted, info, long_postings(reader, fieldname, btext, m, info))
 
 
 def _probe_scores(m, boost: float, candidates: list[int], scores: dict[int, float]) -> None:

@@ -44,7 +44,20 @@ LONG_POSTINGS_BYTES = 16 << 20
 class BulkTerm:
     """A term's postings in one segment, scored in bulk (see the module)."""
 
-    __slots__ = ("matcher", "boost", "idf", "avgfl", "b", "k1", "lengths", "deleted", "info", "decoded", "_read")
+    __slots__ = (
+        "matcher",
+        "boost",
+        "idf",
+        "avgfl",
+        "b",
+        "k1",
+        "lengths",
+        "norms",
+        "deleted",
+        "info",
+        "decoded",
+        "_read",
+    )
 
     def __init__(
         self,
@@ -52,6 +65,7 @@ class BulkTerm:
         boost: float,
         scorer,
         lengths: list[int],
+        norms: list[float],
         deleted,
         info,
         decoded: tuple[array, array] | None = None,
@@ -60,6 +74,7 @@ class BulkTerm:
         self.boost = boost
         self.idf, self.avgfl, self.b, self.k1 = scorer.idf, scorer.avgfl, scorer.B, scorer.K1
         self.lengths = lengths
+        self.norms = norms
         self.deleted = deleted
         self.info = info
         #: (documents, weights) of the whole list, when kept decoded.
@@ -100,18 +115,23 @@ class BulkTerm:
     def add_to(self, scores: dict[int, float], only=None) -> None:
         """Add the score of each posting to ``scores`` (those of the
         documents in ``only`` when given)."""
-        idf, avgfl, b, k1, boost = self.idf, self.avgfl, self.b, self.k1, self.boost
-        lengths, deleted = self.lengths, self.deleted
+        idf, k1, boost = self.idf, self.k1, self.boost
+        norms, deleted = self.norms, self.deleted
         get = scores.get
         blocks = (self.decoded,) if self.decoded is not None else _blocks(self._postings())
+        k1p = k1 + 1
+        every = only is None and not deleted
         for ids, weights in blocks:
             check_time()
+            # whoosh.scoring.bm25, term for term, so the scores are the same.
+            if every:
+                for docnum, tf in zip(ids, weights, strict=True):
+                    scores[docnum] = get(docnum, 0.0) + (idf * ((tf * k1p) / (tf + norms[docnum]))) * boost
+                continue
             for docnum, tf in zip(ids, weights, strict=True):
                 if (only is not None and docnum not in only) or (deleted and docnum in deleted):
                     continue
-                # whoosh.scoring.bm25, term for term, so the scores are the same.
-                s = idf * ((tf * (k1 + 1)) / (tf + k1 * ((1 - b) + b * lengths[docnum] / avgfl)))
-                scores[docnum] = get(docnum, 0.0) + s * boost
+                scores[docnum] = get(docnum, 0.0) + (idf * ((tf * k1p) / (tf + norms[docnum]))) * boost
 
     def add_for(self, candidates: dict[int, float], scores: dict[int, float]) -> None:
         """Set ``scores[d]`` for each of the ``candidates`` the term holds:
@@ -240,6 +260,23 @@ def _blocks(m) -> Iterator[tuple]:
         yield m._ids[m._i :], m._weights[m._i :]
         m._i = m._blocklength
         m._next_block()
+
+
+def length_norms(searcher, fieldname: str, lengths: list[int], scorer) -> list[float]:
+    """BM25's length part, ``k1 * ((1 - b) + b * length / avgfl)``, for
+    every document of ``lengths`` (``field_lengths``): the same floats the
+    scoring formula computes (the same operations in the same order), once
+    per segment, field and commit instead of once per posting. Kept with
+    the segment's reader for the latest average length (a commit changes
+    it)."""
+    avgfl, b, k1 = scorer.avgfl, scorer.B, scorer.K1
+    cache = searcher.reader().__dict__.setdefault("_zhsearch_norms", {})
+    found = cache.get(fieldname)
+    if found is not None and found[0] == (avgfl, b, k1):
+        return found[1]
+    norms = [k1 * ((1 - b) + b * length / avgfl) for length in lengths]
+    cache[fieldname] = ((avgfl, b, k1), norms)
+    return norms
 
 
 def field_lengths(searcher, fieldname: str) -> list[int] | None:

@@ -30,6 +30,7 @@ from indexer.documents import load_record
 from indexer.schema import build_schema
 from indexer.writer import document_fields, index_paths
 from search.engine import SearchEngine, SearchRequest
+from search.rescore import prefix_doc_frequency
 
 from conftest import SAMPLE, term_postings, term_stats
 
@@ -240,3 +241,18 @@ def test_compact_terms_file_is_a_fraction_of_w3s(two_indexes):
         assert isinstance(reader._terms, LeanTermsReader)
         sizes = {info.doc_frequency() for _term, info in reader._terms.items() if info.is_inlined()}
         assert sizes == set(range(1, termfile.INLINE_LIMIT + 1))
+
+
+def test_prefix_document_frequencies_read_from_the_infos_first_bytes(two_indexes):
+    """What question re-ranking sums per character, read without decoding
+    the infos, equals the sum over the decoded infos (and over W3's)."""
+    stock, fast = two_indexes
+    with stock.reader() as a, fast.reader() as b:
+        checked = 0
+        for prefix in ("跨", "海", "卖", "明", "i", "亚马", "不存在"):
+            for fieldname in ("body_g", "title_g", "body"):
+                expected = sum(info.doc_frequency() for _t, info in a.iter_prefix(fieldname, prefix))
+                assert prefix_doc_frequency(b, fieldname, prefix) == expected, (fieldname, prefix)
+                assert prefix_doc_frequency(a, fieldname, prefix) == expected
+                checked += expected > 2
+        assert checked >= 6
