@@ -115,10 +115,7 @@ def best_scores(
         if _below(rest, threshold):
             break
         i = order[pos]
-        terms[i].add_to(found[i])
-        get = running.get
-        for docnum, score in found[i].items():
-            running[docnum] = get(docnum, 0.0) + score
+        terms[i].add_each(found[i], running)
         pos += 1
     read = set(order[:pos])
     complete: list[dict[int, float] | None] = [found[i] if i in read else None for i in range(n)]

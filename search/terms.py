@@ -133,6 +133,24 @@ class BulkTerm:
                     continue
                 scores[docnum] = get(docnum, 0.0) + (idf * ((tf * k1p) / (tf + norms[docnum]))) * boost
 
+    def add_each(self, scores: dict[int, float], running: dict[int, float]) -> None:
+        """Set each posting's score in ``scores`` (empty: a term holds a
+        document once, so the score is the same float ``add_to`` would
+        leave there) and add it to ``running`` too, in one pass."""
+        idf, k1, boost = self.idf, self.k1, self.boost
+        norms, deleted = self.norms, self.deleted
+        k1p = k1 + 1
+        get = running.get
+        blocks = (self.decoded,) if self.decoded is not None else _blocks(self._postings())
+        for ids, weights in blocks:
+            check_time()
+            for docnum, tf in zip(ids, weights, strict=True):
+                if deleted and docnum in deleted:
+                    continue
+                # whoosh.scoring.bm25, term for term, so the scores are the same.
+                s = scores[docnum] = (idf * ((tf * k1p) / (tf + norms[docnum]))) * boost
+                running[docnum] = get(docnum, 0.0) + s
+
     def add_for(self, candidates: dict[int, float], scores: dict[int, float]) -> None:
         """Set ``scores[d]`` for each of the ``candidates`` the term holds:
         reading the whole list, or looking each one up, whichever costs
