@@ -253,6 +253,15 @@ def test_a_merge_renumbers_every_posting_and_term_info(tmp_path, monkeypatch, ol
     assert len(segments) == 4 and segments[0].has_deletions() and not segments[3].has_deletions()
     kinds = [type(segment.codec()) for segment in segments]
     assert kinds == [codec.FastCodec if older == "w3" else codec.LeanCodec] * 2 + [codec.LeanCodec] * 2
+    report = check_index(settings.index)  # every posting list of both kinds read
+    assert report.ok and report.terms > 1_000, report.damage
+    engine = SearchEngine(settings)
+    for i, version in ((0, 2), (1, 3), (60, 3), (80, 3), (81, 3), (3, 1), (7, 1), (119, 1)):
+        # The newest version of each is found, in whichever kind of
+        # segment it lies; the deleted (a7, a119) are not.
+        article = _article(i, version=version)
+        hits = engine.search(SearchRequest(q=article["body"][:6], size=50)).hits
+        assert (article["id"] in [h.id for h in hits]) is (i not in (7, 119)), article["id"]
     # Each order puts a different segment first (numbered from 0, deleted
     # documents or not) and renumbers the others by an offset or a list.
     for order in ([0, 1, 2, 3], [3, 1, 0], [2, 0]):
