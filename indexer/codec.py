@@ -357,16 +357,16 @@ class LeanTermsReader(CachingTermsReader):
                 return
             yield key[2:], decode(raw)
 
-    def prefix_doc_frequency(self, fieldname: str, prefix: bytes) -> int:
-        """The sum of the document frequencies of the field's terms that
-        start with ``prefix``, read from their infos' first bytes."""
+    def doc_frequencies(self, fieldname: str, prefix: bytes = b"") -> Iterator[tuple[bytes, int]]:
+        """(term bytes, document frequency) of the field's terms that start
+        with ``prefix``, in order, read from their infos' first bytes
+        (their postings are not decoded)."""
         start = self._keycoder(fieldname, prefix)
-        total = 0
+        doc_frequency = termfile.doc_frequency
         for key, raw in self._table.items_from(start):
             if not key.startswith(start):
                 break
-            total += termfile.doc_frequency(raw)
-        return total
+            yield key[2:], doc_frequency(raw)
 
     def close(self) -> None:
         self._infos = {}

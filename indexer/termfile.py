@@ -11,9 +11,8 @@ about 95 bytes a term, for terms of 6-8 bytes.
 Here the keys (field number + term bytes, as W3 spells them) are stored
 in order, 16 to a block, each key as the length it shares with the one
 before and the rest; each term's info is a few varints. The first key of
-every block and the block's offset form an index that is searched in
-place (nothing is loaded when a segment opens), and a lookup decodes one
-block. A one-posting term's posting is spelled out in the same varints:
+every block and the block's offset form an index, read on the first
+lookup, and a lookup decodes one block. A one-posting term's posting is spelled out in the same varints:
 its document, weight, length byte and value, where the value is given
 back to Whoosh in Whoosh's own encoding (a frequency, or a position list
 pickled as ``Positions`` does).
@@ -467,14 +466,18 @@ class TermFileReader:
         self._keys_base = keys_at + ends_size
         self._offsets = _from_le("Q", buf[offsets_at : offsets_at + ends_size])
         self._range = range(blocks)
-
-    def _first_key(self, block: int) -> bytes:
-        base = self._keys_base
-        return bytes(self._buf[base + self._key_ends[block] : base + self._key_ends[block + 1]])
+        self._first_keys: list[bytes] | None = None
 
     def _block(self, key: bytes) -> int:
         """The block that would hold ``key`` (-1: before the first)."""
-        return bisect.bisect_right(self._range, key, key=self._first_key) - 1
+        keys = self._first_keys
+        if keys is None:
+            # Read on the first lookup (a few ms for half a million terms),
+            # then searched without a Python call per step.
+            ends = self._key_ends
+            blob = bytes(self._buf[self._keys_base : self._keys_base + ends[-1]])
+            keys = self._first_keys = [blob[ends[i] : ends[i + 1]] for i in self._range]
+        return bisect.bisect_right(keys, key) - 1
 
     def get(self, key: bytes) -> bytes | None:
         """The info bytes of ``key``, or None."""

@@ -28,10 +28,9 @@ from whoosh.scoring import bm25
 from whoosh.searching import Searcher
 
 from indexer.analysis import gram_units, is_cjk, normalize
-from indexer.codec import LeanTermsReader
 from indexer.schema import GRAM_FIELDS
 from search.scoring import rsj_idf
-from search.terms import cached, field_lengths
+from search.terms import cached, doc_frequencies, field_lengths
 
 #: The gram fields whose lexicon gives character statistics, and whose
 #: text (title and body) a candidate is scored on.
@@ -59,24 +58,12 @@ def unit_document_frequency(searcher: Searcher, unit: str) -> int:
                 if is_cjk(unit):
                     # The grams the character starts: with the next one,
                     # or alone where its run ends.
-                    df += prefix_doc_frequency(leaf, fieldname, unit)
+                    df += sum(df for _term, df in doc_frequencies(leaf, fieldname, unit))
                 elif (fieldname, unit) in leaf:
                     df += leaf.doc_frequency(fieldname, unit)
         df = min(df, searcher.doc_count_all())
         cache[unit] = df
     return df
-
-
-def prefix_doc_frequency(reader, fieldname: str, prefix: str) -> int:
-    """The sum of the document frequencies of a segment's terms in
-    ``fieldname`` that start with ``prefix``: from the compact terms file's
-    first bytes of each term info where the segment has one (a question's
-    characters start thousands of grams between them), else through each
-    term's info."""
-    terms = getattr(reader, "_terms", None)
-    if isinstance(terms, LeanTermsReader) and fieldname in reader.schema:
-        return terms.prefix_doc_frequency(fieldname, reader.schema[fieldname].to_bytes(prefix))
-    return sum(info.doc_frequency() for _term, info in reader.iter_prefix(fieldname, prefix))
 
 
 def rescore_by_units(

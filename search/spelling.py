@@ -15,6 +15,7 @@ import time
 from collections import Counter
 
 from indexer.analysis import Segmentation, is_cjk, normalize, query_words
+from search.terms import doc_frequencies
 
 #: Fields whose vocabulary is offered.
 VOCABULARY_FIELDS = ("title", "tags", "body")
@@ -70,10 +71,10 @@ def segment_vocabulary(reader) -> Counter:
         for fieldname in VOCABULARY_FIELDS:
             if fieldname not in reader.schema:
                 continue
-            for raw, info in reader.iter_field(fieldname):
+            for raw, df in doc_frequencies(reader, fieldname):
                 word = raw.decode("utf-8") if isinstance(raw, bytes) else raw
                 if 2 <= len(word) <= 6 and all(is_cjk(c) for c in word):
-                    cache[word] += info.doc_frequency()
+                    cache[word] += df
         reader.__dict__["_zhsearch_vocabulary"] = cache
     return cache
 

@@ -24,7 +24,7 @@ from collections.abc import Iterator, Sequence
 from whoosh.matching import ListMatcher
 from whoosh.util.numeric import byte_to_length
 
-from indexer.codec import length_bytes
+from indexer.codec import LeanTermsReader, length_bytes
 from search.budget import check_time
 
 #: ``byte_to_length`` for every byte value (field lengths are stored as one).
@@ -295,6 +295,21 @@ def length_norms(searcher, fieldname: str, lengths: list[int], scorer) -> list[f
     norms = [k1 * ((1 - b) + b * length / avgfl) for length in lengths]
     cache[fieldname] = ((avgfl, b, k1), norms)
     return norms
+
+
+def doc_frequencies(reader, fieldname: str, prefix: str = "") -> Iterator[tuple[bytes, int]]:
+    """(term bytes, document frequency) of a segment's terms in
+    ``fieldname`` that start with ``prefix``: from the compact terms file's
+    first bytes of each entry where the segment has one (a question's
+    characters start thousands of grams between them, and the did-you-mean
+    table reads every word), else through each term's info."""
+    if fieldname not in reader.schema:
+        return iter(())
+    terms = getattr(reader, "_terms", None)
+    if isinstance(terms, LeanTermsReader):
+        return terms.doc_frequencies(fieldname, reader.schema[fieldname].to_bytes(prefix) if prefix else b"")
+    items = reader.iter_prefix(fieldname, prefix) if prefix else reader.iter_field(fieldname)
+    return ((term, info.doc_frequency()) for term, info in items)
 
 
 def field_lengths(searcher, fieldname: str) -> list[int] | None:

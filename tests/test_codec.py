@@ -30,7 +30,7 @@ from indexer.documents import load_record
 from indexer.schema import build_schema
 from indexer.writer import document_fields, index_paths
 from search.engine import SearchEngine, SearchRequest
-from search.rescore import prefix_doc_frequency
+from search.terms import doc_frequencies
 
 from conftest import SAMPLE, term_postings, term_stats
 
@@ -244,15 +244,19 @@ def test_compact_terms_file_is_a_fraction_of_w3s(two_indexes):
 
 
 def test_prefix_document_frequencies_read_from_the_infos_first_bytes(two_indexes):
-    """What question re-ranking sums per character, read without decoding
-    the infos, equals the sum over the decoded infos (and over W3's)."""
+    """What question re-ranking sums per character and the did-you-mean
+    table reads per word, without decoding the infos, equals what the
+    decoded infos say (and W3's)."""
     stock, fast = two_indexes
     with stock.reader() as a, fast.reader() as b:
         checked = 0
         for prefix in ("跨", "海", "卖", "明", "i", "亚马", "不存在"):
             for fieldname in ("body_g", "title_g", "body"):
                 expected = sum(info.doc_frequency() for _t, info in a.iter_prefix(fieldname, prefix))
-                assert prefix_doc_frequency(b, fieldname, prefix) == expected, (fieldname, prefix)
-                assert prefix_doc_frequency(a, fieldname, prefix) == expected
+                assert sum(df for _t, df in doc_frequencies(b, fieldname, prefix)) == expected, (fieldname, prefix)
+                assert sum(df for _t, df in doc_frequencies(a, fieldname, prefix)) == expected
                 checked += expected > 2
+        for fieldname in ("body", "title_g"):  # a whole field, term by term
+            expected = [(term, info.doc_frequency()) for term, info in a.iter_field(fieldname)]
+            assert list(doc_frequencies(b, fieldname)) == expected and len(expected) > 100
         assert checked >= 6
