@@ -61,6 +61,9 @@ _CJK_RANGES = "\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\U00020000-\U0003134f"
 # A unit of the gram stream: one CJK character, a Latin letter run, or a
 # number (with an optional decimal part).
 _UNIT_RE = re.compile(f"[{_CJK_RANGES}]|[^\\W\\d_{_CJK_RANGES}]+|\\d+(?:\\.\\d+)?")
+# The same units but CJK characters: a CJK character is never part of one,
+# so they are found where _UNIT_RE finds them.
+_NON_CJK_UNIT_RE = re.compile(f"[^\\W\\d_{_CJK_RANGES}]+|\\d+(?:\\.\\d+)?")
 # Runs of units that make grams together: CJK runs, and single Latin or
 # number units.
 _RUN_RE = re.compile(f"[{_CJK_RANGES}]+|[^\\W\\d_{_CJK_RANGES}]+|\\d+(?:\\.\\d+)?")
@@ -456,6 +459,12 @@ def gram_units(text: str) -> list[tuple[str, int, int]]:
     with their character spans. Whitespace and punctuation are not units, but
     they end a CJK run."""
     return [(m.group(), m.start(), m.end()) for m in _UNIT_RE.finditer(text)]
+
+
+def non_cjk_units(text: str) -> list[str]:
+    """The Latin and number units of a normalized text, as ``gram_units``
+    finds them, without walking its CJK characters one by one."""
+    return _NON_CJK_UNIT_RE.findall(text)
 
 
 def _gram_texts(units: Sequence[tuple[str, int, int]]) -> list[str]:

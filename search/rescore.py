@@ -27,7 +27,7 @@ from collections.abc import Sequence
 from whoosh.scoring import bm25
 from whoosh.searching import Searcher
 
-from indexer.analysis import gram_units, is_cjk, normalize
+from indexer.analysis import gram_units, is_cjk, non_cjk_units, normalize
 from indexer.schema import GRAM_FIELDS
 from search.scoring import rsj_idf
 from search.terms import cached, doc_frequencies, field_lengths
@@ -101,7 +101,7 @@ def rescore_by_units(
         # only as a whole unit ("shop" is not in "shopping").
         counts = {u: text.count(u) for u in chars}
         if others:
-            found = Counter(u for u, _start, _end in gram_units(text))
+            found = Counter(non_cjk_units(text))
             counts.update((u, found[u]) for u in others)
         unit_scores.append(sum(bm25(idf[u], tf, length, avg, b, k1) for u, tf in counts.items() if tf))
     top = max((s or 0.0) for _d, s in ranked) or 1.0

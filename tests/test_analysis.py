@@ -13,10 +13,13 @@ from indexer.analysis import (
     Segmentation,
     gram_analyzer,
     gram_chunks,
+    gram_units,
     grams,
     index_gram_lines,
     index_grams,
     index_words,
+    is_cjk,
+    non_cjk_units,
     normalize,
     phrase_grams,
     query_words,
@@ -193,3 +196,11 @@ def test_long_texts_give_the_same_gram_positions_a_share_at_a_time():
         assert not set(share) & set(merged)  # each gram in one share only
         merged.update(share)
     assert merged == expected
+
+
+@given(st.text(alphabet=st.sampled_from(list("跨境电商亞馬遜𠀀abcXYZé12.3 ,。-_·…٣")), max_size=60))
+def test_non_cjk_units_are_the_gram_units_that_are_not_cjk(text):
+    """Question re-ranking counts Latin and number units with a scan that
+    skips CJK characters; it must find exactly the units the gram stream
+    has, decimals and letters beside CJK included."""
+    assert non_cjk_units(text) == [u for u, _start, _end in gram_units(text) if not is_cjk(u)]
