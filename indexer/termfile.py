@@ -362,7 +362,6 @@ class TermFileWriter:
 
     def __init__(self, dbfile) -> None:
         self._file = dbfile
-        self._pos = 0
         self._parts: list[bytes] = [MAGIC]
         self._pos = len(MAGIC)
         self._flushed = 0
@@ -382,7 +381,7 @@ class TermFileWriter:
             last = self._last
             limit = min(len(last), len(key))
             # Keys of one field share its two-byte number.
-            shared = 2 if last[:2] == key[:2] else 0
+            shared = 2 if limit >= 2 and last[:2] == key[:2] else 0
             while shared < limit and last[shared] == key[shared]:
                 shared += 1
         suffix = key[shared:]
