@@ -270,14 +270,18 @@ class CachingTermsReader(W3TermsReader):
             return infos[key]
         except KeyError:
             pass
-        try:
-            info = W3TermInfo.from_bytes(self._tindex[key])
-        except KeyError:
-            info = None
+        info = self._lookup(key)
         if len(infos) >= self.MAX_ENTRIES:
             infos.clear()
         infos[key] = info
         return info
+
+    def _lookup(self, key: bytes) -> W3TermInfo | None:
+        """The info of a key (field number and term bytes) in the file."""
+        try:
+            return W3TermInfo.from_bytes(self._tindex[key])
+        except KeyError:
+            return None
 
     def __contains__(self, term) -> bool:
         return self._info(*term) is not None
@@ -313,19 +317,9 @@ class LeanTermsReader(CachingTermsReader):
         self._postfile = postfile
         self._infos = {}
 
-    def _info(self, fieldname: str, tbytes: bytes) -> W3TermInfo | None:
-        key = self._keycoder(fieldname, tbytes)
-        infos = self._infos
-        try:
-            return infos[key]
-        except KeyError:
-            pass
+    def _lookup(self, key: bytes) -> W3TermInfo | None:
         raw = self._table.get(key)
-        info = None if raw is None else termfile.decode_info(raw)
-        if len(infos) >= self.MAX_ENTRIES:
-            infos.clear()
-        infos[key] = info
-        return info
+        return None if raw is None else termfile.decode_info(raw)
 
     def cursor(self, fieldname, fieldobj):
         raise NotImplementedError("term cursors are not kept by this terms file; iterate terms_from instead")

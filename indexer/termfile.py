@@ -478,11 +478,8 @@ class TermFileReader:
             keys = self._first_keys = [blob[ends[i] : ends[i + 1]] for i in self._range]
         return bisect.bisect_right(keys, key) - 1
 
-    def get(self, key: bytes) -> bytes | None:
-        """The info bytes of ``key``, or None."""
-        block = self._block(key)
-        if block < 0:
-            return None
+    def _entries(self, block: int) -> Iterator[tuple[bytes, bytes]]:
+        """(key, info bytes) of each entry of ``block``, in order."""
         data = bytes(self._buf[self._offsets[block] : self._offsets[block + 1]])
         pos = 0
         size = len(data)
@@ -490,33 +487,25 @@ class TermFileReader:
         while pos < size:
             shared, pos = _read_varint(data, pos)
             n, pos = _read_varint(data, pos)
-            current = last[:shared] + data[pos : pos + n]
+            last = last[:shared] + data[pos : pos + n]
             pos += n
             n, pos = _read_varint(data, pos)
-            if current == key:
-                return data[pos : pos + n]
-            if current > key:
-                return None
+            yield last, data[pos : pos + n]
             pos += n
-            last = current
+
+    def get(self, key: bytes) -> bytes | None:
+        """The info bytes of ``key``, or None."""
+        block = self._block(key)
+        if block < 0:
+            return None
+        for current, info in self._entries(block):
+            if current >= key:
+                return info if current == key else None
         return None
 
     def items_from(self, key: bytes = b"") -> Iterator[tuple[bytes, bytes]]:
         """(key, info bytes) of every key from ``key`` on, in order."""
-        block = max(self._block(key), 0)
-        offsets = self._offsets
-        for b in range(block, self._blocks):
-            data = bytes(self._buf[offsets[b] : offsets[b + 1]])
-            pos = 0
-            size = len(data)
-            last = b""
-            while pos < size:
-                shared, pos = _read_varint(data, pos)
-                n, pos = _read_varint(data, pos)
-                current = last[:shared] + data[pos : pos + n]
-                pos += n
-                n, pos = _read_varint(data, pos)
+        for block in range(max(self._block(key), 0), self._blocks):
+            for current, info in self._entries(block):
                 if current >= key:
-                    yield current, data[pos : pos + n]
-                pos += n
-                last = current
+                    yield current, info
