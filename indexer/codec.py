@@ -104,7 +104,10 @@ class FastCodec(W3Codec):
         tilen = storage.file_length(tiname)
         tifile = storage.open_file(tiname)
         postfile = segment.open_file(storage, self.POSTS_EXT)
-        return CachingTermsReader(self, tifile, tilen, postfile)
+        return self._terms_reader_class()(self, tifile, tilen, postfile)
+
+    def _terms_reader_class(self) -> type:
+        return CachingTermsReader
 
 
 class LeanCodec(FastCodec):
@@ -120,12 +123,8 @@ class LeanCodec(FastCodec):
     def field_writer(self, storage, segment):
         return LeanFieldWriter(self, storage, segment)
 
-    def terms_reader(self, storage, segment):
-        tiname = segment.make_filename(self.TERMS_EXT)
-        tilen = storage.file_length(tiname)
-        tifile = storage.open_file(tiname)
-        postfile = segment.open_file(storage, self.POSTS_EXT)
-        return LeanTermsReader(self, tifile, tilen, postfile)
+    def _terms_reader_class(self) -> type:
+        return LeanTermsReader
 
 
 class MappedSegment(W3Segment):
