@@ -6,6 +6,7 @@ import contextlib
 import dataclasses
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -93,12 +94,23 @@ def running_server(
 
 
 @pytest.fixture(scope="session")
-def sample_server(tmp_path_factory) -> Iterator[str]:
+def sample_command_index(tmp_path_factory) -> Path:
+    """The sample articles indexed by the real `search index --sample`
+    command, once per session. Never served or changed itself: tests serve
+    or damage copies of it (a copy takes milliseconds, a build a process
+    start and the whole analysis)."""
+    index = tmp_path_factory.mktemp("sample-command") / "index"
+    env = {**os.environ, "ZHSEARCH_INDEX": str(index)}
+    subprocess.run([*search_command(), "index", "--sample"], check=True, env=env, capture_output=True, timeout=300)
+    return index
+
+
+@pytest.fixture(scope="session")
+def sample_server(tmp_path_factory, sample_command_index: Path) -> Iterator[str]:
     """The base URL of one `search serve --workers 2` over the sample
     articles, shared by the tests that only read from it."""
     index = tmp_path_factory.mktemp("served") / "index"
-    env = {**os.environ, "ZHSEARCH_INDEX": str(index)}
-    subprocess.run([*search_command(), "index", "--sample"], check=True, env=env, capture_output=True, timeout=300)
+    shutil.copytree(sample_command_index, index)
     with running_server(index) as (base, _proc):
         yield base
 
