@@ -15,7 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from conftest import running_server
+from conftest import ON_SHARED_SERVERS, running_server
+
+pytestmark = ON_SHARED_SERVERS
 
 CHROMIUM = os.environ.get("ZHSEARCH_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = [

@@ -14,7 +14,7 @@ from indexer.config import Settings
 from search.engine import SearchEngine, SearchRequest
 from search.query import QueryError
 
-from conftest import IndexHarness
+from conftest import ON_SHARED_SERVERS, IndexHarness
 
 ARTICLES = [
     {
@@ -662,6 +662,7 @@ def test_suggestions_come_from_the_index_and_always_find_every_word(sample_index
     assert engine.suggest("tik")[0].startswith("tiktok")
 
 
+@ON_SHARED_SERVERS
 def test_suggestions_on_the_crawl_always_find_every_word(crawl_index):
     engine = SearchEngine(Settings.load({"index": crawl_index}, environ={}))
     assert _every_suggestion_finds_every_word(engine, _title_prefixes(engine, every=40)) > 100
