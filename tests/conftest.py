@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import fcntl
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -35,6 +37,71 @@ PARAS = "".join(
         "有卖家表示，物流时效仍然是影响转化率的关键因素，海外仓的优势在大促期间更加明显。",
     )
 )
+
+
+@contextlib.contextmanager
+def _turn(folder: Path, alone: bool) -> Iterator[None]:
+    """Hold this process's turn to run a test, among the pytest-xdist
+    workers that share ``folder``.
+
+    Most tests run side by side. A test marked ``alone`` bounds wall-clock
+    time tightly against the work it does (a search's CPU budget against
+    2 s, say), so it runs with no other test running: it closes the gate
+    (no test starts after that), then waits for the running ones to end.
+    Other tests pass the gate, so one waiting to run alone is not starved.
+    Locks are released explicitly: a process forked during the test holds
+    a copy of the descriptors, and closing ours would not release them."""
+    folder.mkdir(parents=True, exist_ok=True)
+    with open(folder / "gate.lock", "a") as gate, open(folder / "running.lock", "a") as running:
+        try:
+            if alone:
+                fcntl.flock(gate, fcntl.LOCK_EX)
+                fcntl.flock(running, fcntl.LOCK_EX)
+            else:
+                fcntl.flock(gate, fcntl.LOCK_SH)
+                fcntl.flock(running, fcntl.LOCK_SH)
+                fcntl.flock(gate, fcntl.LOCK_UN)
+            yield
+        finally:
+            fcntl.flock(running, fcntl.LOCK_UN)
+            fcntl.flock(gate, fcntl.LOCK_UN)
+
+
+def _turns(item: pytest.Item) -> Path | None:
+    """The folder of the run's turn locks under pytest-xdist (each
+    worker's base temporary folder lies in the run's own), or None in a
+    run of one process, where a test runs alone anyway."""
+    if not hasattr(item.config, "workerinput"):
+        return None
+    return Path(item.config.option.basetemp).parent / "turns"
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> Iterator[None]:
+    """A test runs beside others for its setup (fixtures of wider scope
+    included), call and teardown; one marked ``alone`` only for its setup
+    and teardown, which nothing times (see ``pytest_runtest_call``)."""
+    folder = _turns(item)
+    if folder is None or item.get_closest_marker("alone"):
+        return (yield)
+    with _turn(folder, alone=False):
+        return (yield)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item: pytest.Item) -> Iterator[None]:
+    """The call of a test marked ``alone`` waits until no other test runs."""
+    folder = _turns(item)
+    if folder is None or not item.get_closest_marker("alone"):
+        return (yield)
+    with _turn(folder, alone=True):
+        return (yield)
+
+
+#: For the tests of the session's shared servers (``sample_server``) and
+#: crawl index (``crawl_index``, 30 s to build): one worker runs them all,
+#: and builds and starts each once.
+ON_SHARED_SERVERS = pytest.mark.xdist_group("servers")
 
 
 def search_command() -> list[str]:
@@ -93,12 +160,23 @@ def running_server(
 
 
 @pytest.fixture(scope="session")
-def sample_server(tmp_path_factory) -> Iterator[str]:
+def sample_command_index(tmp_path_factory) -> Path:
+    """The sample articles indexed by the real `search index --sample`
+    command, once per session. Never served or changed itself: tests serve
+    or damage copies of it (a copy takes milliseconds, a build a process
+    start and the whole analysis)."""
+    index = tmp_path_factory.mktemp("sample-command") / "index"
+    env = {**os.environ, "ZHSEARCH_INDEX": str(index)}
+    subprocess.run([*search_command(), "index", "--sample"], check=True, env=env, capture_output=True, timeout=300)
+    return index
+
+
+@pytest.fixture(scope="session")
+def sample_server(tmp_path_factory, sample_command_index: Path) -> Iterator[str]:
     """The base URL of one `search serve --workers 2` over the sample
     articles, shared by the tests that only read from it."""
     index = tmp_path_factory.mktemp("served") / "index"
-    env = {**os.environ, "ZHSEARCH_INDEX": str(index)}
-    subprocess.run([*search_command(), "index", "--sample"], check=True, env=env, capture_output=True, timeout=300)
+    shutil.copytree(sample_command_index, index)
     with running_server(index) as (base, _proc):
         yield base
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import subprocess
 from pathlib import Path
 
@@ -21,12 +22,24 @@ def runner() -> CliRunner:
     return CliRunner()
 
 
-@pytest.fixture
-def index_dir(tmp_path, runner) -> Path:
-    path = tmp_path / "ix"
-    result = runner.invoke(cli, ["--index", str(path), "index", "--sample"])
+@pytest.fixture(scope="module")
+def sample_built(tmp_path_factory) -> Path:
+    """`search index --sample`, run and checked once for the module: the
+    tests below read the same 60 articles, and analysing them again for
+    each of them was most of this module's time."""
+    path = tmp_path_factory.mktemp("cli-sample") / "ix"
+    result = CliRunner().invoke(cli, ["--index", str(path), "index", "--sample"])
     assert result.exit_code == 0, result.output
     assert "60 added" in result.output
+    return path
+
+
+@pytest.fixture
+def index_dir(tmp_path, sample_built) -> Path:
+    """A copy of the sample index of this test's own (some tests delete
+    from it)."""
+    path = tmp_path / "ix"
+    shutil.copytree(sample_built, path)
     return path
 
 

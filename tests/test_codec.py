@@ -34,6 +34,9 @@ from search.terms import doc_frequencies
 
 from conftest import SAMPLE, term_postings, term_stats
 
+#: One worker runs these tests, and writes the two indexes once.
+pytestmark = pytest.mark.xdist_group("codec")
+
 TEXTS = [
     "跨境电商卖家在Prime Day前调整广告投放，TikTok Shop的GMV增长了35.5%。",
     "亞馬遜（Amazon）宣佈：第三方賣家的倉儲費用將於2024年上調。",

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import threading
 import urllib.error
@@ -24,10 +25,20 @@ from indexer.writer import export_documents, index_paths
 from conftest import SAMPLE, running_server, search_command, write_jsonl
 
 
-@pytest.fixture
-def index(tmp_path) -> Path:
-    root = tmp_path / "ix"
+@pytest.fixture(scope="module")
+def sample_built(tmp_path_factory) -> Path:
+    """The sample articles indexed once for the module."""
+    root = tmp_path_factory.mktemp("damage-sample") / "ix"
     index_paths(Settings(index=root), [str(SAMPLE)])
+    return root
+
+
+@pytest.fixture
+def index(tmp_path, sample_built) -> Path:
+    """A copy of the sample index for this test to damage: copying is far
+    cheaper than indexing the articles again."""
+    root = tmp_path / "ix"
+    shutil.copytree(sample_built, root)
     return root
 
 

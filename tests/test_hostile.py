@@ -252,6 +252,7 @@ def test_html_extraction_survives_any_markup(html):
     assert time.monotonic() - started < BOUND
 
 
+@pytest.mark.alone
 def test_deeply_nested_markup_is_rejected_quickly():
     started = time.monotonic()
     with pytest.raises(HtmlError, match="nested"):
@@ -288,6 +289,10 @@ def test_one_bad_record_or_page_never_sinks_the_run(make_index, tmp_path):
 EXCLUDED = "风 花 月 山 水 人 不 一 天 日 云 雨 雪 江 河 秋 冬 夏 树 草 石 鸟 来".split()
 
 
+#: The tests over poetry-20k run on one worker, which indexes it once (30 s).
+ON_POEMS = pytest.mark.xdist_group("poems")
+
+
 @pytest.fixture(scope="module")
 def poems(tmp_path_factory):
     harness = IndexHarness(tmp_path_factory.mktemp("poems"))
@@ -295,6 +300,8 @@ def poems(tmp_path_factory):
     return harness
 
 
+@ON_POEMS
+@pytest.mark.alone
 def test_single_character_exclusions_are_resolved_once_and_cheaply(poems):
     """Each excluded character expands to hundreds of gram terms; as a
     query mask Whoosh advanced their union for every candidate (8
@@ -332,6 +339,8 @@ EXPENSIVE = [
 ]
 
 
+@ON_POEMS
+@pytest.mark.alone  # 2 s of wall clock against a budget of 1.5 s of CPU
 def test_every_query_answers_within_its_time_budget(poems):
     """Whatever the query, a request ends within 2 s: with the best of what
     it found by then (``partial``), or a 400 saying it is too expensive."""
@@ -355,6 +364,7 @@ def test_every_query_answers_within_its_time_budget(poems):
     assert cheap["partial"] is False and cheap["total"] > 0
 
 
+@ON_POEMS
 def test_a_spent_budget_is_a_clear_refusal_everywhere(poems):
     settings = dataclasses.replace(poems.settings, query_budget_ms=1)
     client = create_app(settings).test_client()  # one app: each warms up over 20,000 poems
@@ -370,6 +380,7 @@ def test_a_spent_budget_is_a_clear_refusal_everywhere(poems):
     assert "Traceback" not in result.output
 
 
+@ON_POEMS
 def test_a_request_past_the_worker_timeout_gets_a_json_answer(poems):
     """With no time budget, the 40-character query holds a worker for
     many seconds; at the server's timeout the request is stopped with a

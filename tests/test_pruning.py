@@ -17,6 +17,9 @@ from search.terms import BulkTerm
 
 from conftest import IndexHarness, shared_corpus
 
+#: One worker runs these tests, and indexes the answers once.
+pytestmark = pytest.mark.xdist_group("answers")
+
 #: Dev questions compared (as ``search eval --sample`` draws them).
 QUESTIONS = 150
 #: Answers indexed besides the judged answers of those questions.

@@ -4,6 +4,7 @@ language, filters, sorting, paging and fallback."""
 from __future__ import annotations
 
 import os
+import shutil
 import time
 
 import pytest
@@ -12,6 +13,8 @@ from indexer.analysis import normalize
 from indexer.config import Settings
 from search.engine import SearchEngine, SearchRequest
 from search.query import QueryError
+
+from conftest import ON_SHARED_SERVERS, IndexHarness
 
 ARTICLES = [
     {
@@ -80,9 +83,20 @@ ARTICLES = [
 ]
 
 
+@pytest.fixture(scope="module")
+def articles_built(tmp_path_factory) -> IndexHarness:
+    """The articles above, indexed once for the module."""
+    harness = IndexHarness(tmp_path_factory.mktemp("articles"))
+    harness.add(ARTICLES)
+    return harness
+
+
 @pytest.fixture
-def ix(make_index):
-    return make_index(ARTICLES)
+def ix(tmp_path, articles_built) -> IndexHarness:
+    """The articles above in an index of this test's own (some tests add to
+    it): a copy of the module's, much cheaper than indexing them again."""
+    shutil.copytree(articles_built.settings.index, tmp_path / "index")
+    return IndexHarness(tmp_path)
 
 
 def test_all_words_must_match_and_best_first(ix):
@@ -648,6 +662,7 @@ def test_suggestions_come_from_the_index_and_always_find_every_word(sample_index
     assert engine.suggest("tik")[0].startswith("tiktok")
 
 
+@ON_SHARED_SERVERS
 def test_suggestions_on_the_crawl_always_find_every_word(crawl_index):
     engine = SearchEngine(Settings.load({"index": crawl_index}, environ={}))
     assert _every_suggestion_finds_every_word(engine, _title_prefixes(engine, every=40)) > 100

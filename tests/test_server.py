@@ -11,6 +11,10 @@ import urllib.request
 
 import pytest
 
+from conftest import ON_SHARED_SERVERS
+
+pytestmark = ON_SHARED_SERVERS
+
 
 @pytest.fixture
 def server(sample_server) -> int:
@@ -30,6 +34,7 @@ def _exchange(port: int, request: bytes) -> tuple[int, dict[str, str], bytes]:
     return int(lines[0].split()[1]), headers, body
 
 
+@pytest.mark.alone  # every answer within 1 s
 def test_idle_half_open_connections_do_not_stop_the_site(server):
     idle = []
     try:
