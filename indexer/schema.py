@@ -126,10 +126,17 @@ CRAWL_FIELDS = ("crawled", "crawl_url")
 LATER_FIELDS = (*CRAWL_FIELDS, "site", "facet_site")
 
 
-def build_schema(seg: Segmentation | None = None) -> Schema:
+#: The column of a shard's documents that gives their place in indexing
+#: order across the whole sharded index (a single index's document number).
+ORDER_FIELD = "order"
+
+
+def build_schema(seg: Segmentation | None = None, sharded: bool = False) -> Schema:
+    """The schema of an index, or of one shard of a sharded index (which
+    also keeps each document's ``ORDER_FIELD``)."""
     words = word_analyzer(seg)
     grams = gram_analyzer()
-    return Schema(
+    schema = Schema(
         id=ID(stored=True, unique=True, sortable=True),
         url=STORED(),
         title=WordField(analyzer=words, phrase=False, stored=True),
@@ -166,6 +173,9 @@ def build_schema(seg: Segmentation | None = None) -> Schema:
         # checked against what is already indexed.
         dupsig=COLUMN(columns.VarBytesColumn()),
     )
+    if sharded:
+        schema.add(ORDER_FIELD, COLUMN(columns.NumericColumn("Q", default=0)))
+    return schema
 
 
 #: Separates the values of a multi-valued column (tags).

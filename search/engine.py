@@ -20,28 +20,21 @@ from pathlib import Path
 from typing import Any
 
 from whoosh import query as wq
-from whoosh import sorting
-from whoosh.collectors import FilterCollector
-from whoosh.searching import Results, Searcher
-from whoosh.util.times import long_to_datetime
+from whoosh.searching import Searcher
 
 from indexer.analysis import get_segmenter, normalize_keyword, segmentation_of
 from indexer.config import Settings
-from indexer.schema import SegmentColumn
 from indexer.sites import display_url, host_of
 from indexer.store import IndexDamaged, IndexMissing, IndexStore, changed_files, is_read_error
 from indexer.threads import native_lock
 from indexer.writer import stored_to_record
 from search.background import Refresher
-from search.budget import OutOfTime, out_of_time, time_budget
-from search.counting import query_bits
-from search.facets import NewestFirst, Tally, facet_counts, overview_counts, segment_facets
+from search.budget import time_budget
+from search.collect import RESCORE_WINDOW, Plan, collect, rank
+from search.facets import facet_counts, overview_counts, segment_facets
 from search.highlight import highlight_all, snippet
-from search.matching import TopScores
-from search.pruning import ranked_top
 from search.query import (
     DEFAULT_WEIGHTS,
-    Exhaustive,
     ParsedQuery,
     QueryError,
     TooExpensive,
@@ -50,10 +43,9 @@ from search.query import (
     content_words,
     parse_query,
     plain_text,
-    query_docs,
 )
 from search.readers import ReaderPool
-from search.rescore import question_units, rescore_by_units
+from search.rescore import question_units
 from search.spelling import Speller
 from search.suggest import Completions
 from search.synonyms import Synonyms
@@ -74,11 +66,6 @@ AUTOWARM = 32
 AUTOWARM_SECONDS = 0.2
 #: A query finding fewer articles than this gets a did-you-mean.
 SUGGEST_BELOW = 3
-#: With recent=True: how many top results are re-ranked, how fast the
-#: bonus halves, and how much a brand-new article gains (x2 at most).
-RESCORE_WINDOW = 200
-RECENCY_HALF_LIFE_DAYS = 30.0
-RECENCY_WEIGHT = 1.0
 #: Deepest result a caller may page to (page × size).
 MAX_RESULT_DEPTH = 10_000
 
@@ -411,120 +398,46 @@ class SearchEngine:
             raise
 
     def _search_in(self, request: SearchRequest, live: _Live, started: float) -> SearchResult:
+        plan, interpreted_as = plan_request(request, self.settings, self.segmentation, self.weights, self.synonyms)
         searcher = live.searcher
-        size = self.settings.page_size if request.size is None else request.size
-        _check_paging(request.page, size, self.settings.max_page_size)
-        if request.sort not in SORTS:
-            raise QueryError(f"sort must be one of {', '.join(SORTS)}", field="sort")
-        if request.since and request.until and request.since > request.until:
-            raise QueryError("since is after until", field="since")
-        interpreted_as = None
-        if request.q.strip() or not (
-            request.tags or request.sources or request.sites or request.since or request.until
-        ):
-            try:
-                parsed = parse_query(request.q)
-            except QueryError:
-                plain = plain_text(request.q)
-                if request.strict or not plain or plain == request.q:
-                    raise
-                parsed, interpreted_as = parse_query(plain), plain
-        else:
-            parsed = ParsedQuery()  # a filter alone (a tag chip): every article it lets through
-        synonyms = self.synonyms.alternatives
-        compiled = compile_query(parsed, self.segmentation, self.weights, synonyms)
-        filter_q = _and(compiled.filter, _request_filter(request))
-        limit = request.page * size
-        rescore = request.recent and request.sort == "relevance"
-        by_units = compiled.rank_loose and request.sort == "relevance" and self.weights.question_chars > 0
-        window = limit
-        if rescore:
-            window = max(window, RESCORE_WINDOW)
-        if by_units:
-            window = max(window, self.weights.question_window)
-        try:
-            # Resolved to documents once: as a query, each candidate would
-            # advance a union of every excluded word's terms.
-            mask = query_docs(compiled.exclude, searcher) if compiled.exclude is not None else None
-        except OutOfTime:
-            raise TooExpensive() from None
-        kwargs: dict[str, Any] = {"limit": window, "filter": filter_q, "mask": mask, "optimize": False}
-        if request.sort == "date":
-            kwargs["sortedby"] = sorting.MultiFacet([NewestFirst(), sorting.ScoreFacet()])
-        tally = Tally() if request.facets else None
-        first = compiled.strict
-        # A question keeps only its best ``window`` by its first score
-        # (``search.pruning``): ranked by that score alone (``TopScores``),
-        # and with nothing filtered out (a filtered match would take a place
-        # among them).
-        if (
-            compiled.rank_loose
-            and request.sort == "relevance"
-            and filter_q is None
-            and mask is None
-            and window < searcher.doc_count()
-        ):
-            first = ranked_top(first, window)
-        results, partial = _run(searcher, Exhaustive(first), kwargs, tally)
+        found = collect(searcher, plan)
         fallback = False
-        all_words = None
-        if len(results) == 0 and compiled.loose is not None and not partial:
-            tally = Tally() if request.facets else None
-            results, partial = _run(searcher, Exhaustive(compiled.loose), kwargs, tally)
-            fallback = len(results) > 0
-            all_words = 0 if fallback else None
-        if partial and len(results) == 0:
+        if found.total == 0 and plan.compiled.loose is not None and not found.partial:
+            found = collect(searcher, plan, loose=True)
+            fallback = found.total > 0
+            found.all_words = 0 if fallback else None
+        if found.partial and found.total == 0:
             raise TooExpensive()
-        if compiled.rank_loose and compiled.every is not None and not partial:
-            if filter_q is None and mask is None:
-                all_words, partial = _count(searcher, compiled.every)
-            else:
-                counting = {**kwargs, "limit": 1, "sortedby": None}
-                every, partial = _run(searcher, Exhaustive(compiled.every), counting)
-                all_words = len(every)
-        ranked = [(results.docnum(i), _relevance(results.score(i))) for i in range(results.scored_length())]
-        if partial or out_of_time():
-            # What is left of the budget goes to the page itself.
-            partial, by_units, rescore = True, False, False
-        if by_units:
-            w = self.weights
-            units = question_units(content_words(parsed, self.segmentation))
-            head = rescore_by_units(
-                searcher, ranked[: w.question_window], units, w.question_chars, w.question_k1, w.question_chars_b
-            )
-            ranked = head + ranked[w.question_window :]
-        if rescore:
-            ranked = _by_recency(searcher, ranked)
-        terms = parsed.highlight_terms(self.segmentation, synonyms)
-        lone = parsed.lone_characters()
-        offset = (request.page - 1) * size
+        ranking = rank(plan, [found], dt.datetime.now())
+        terms = plan.parsed.highlight_terms(self.segmentation, self.synonyms.alternatives)
+        lone = plan.parsed.lone_characters()
         hits = [
-            self._hit(searcher.stored_fields(docnum), score, terms, request.snippets, lone)
-            for docnum, score in ranked[offset:limit]
+            self._hit(searcher.stored_fields(c.docnum), c.score, terms, request.snippets, lone)
+            for c in ranking.ranked[(plan.page - 1) * plan.size : plan.limit]
         ]
         suggestion = None
-        if (fallback or len(results) < SUGGEST_BELOW) and parsed.groups and not partial:
+        if (fallback or ranking.total < SUGGEST_BELOW) and plan.parsed.groups and not ranking.partial:
             if self._refresher is None:
                 self._speller.prepare(searcher.reader(), live.version)
             suggestion = self._speller.suggest(searcher.reader(), request.q, self.segmentation)
-        if suggestion and suggestion != request.q and request.autocorrect and (fallback or not len(results)):
+        if suggestion and suggestion != request.q and request.autocorrect and (fallback or not ranking.total):
             instead = self._search_in(dataclasses.replace(request, q=suggestion, autocorrect=False), live, started)
             if instead.total and not instead.fallback and not instead.partial:
                 return dataclasses.replace(instead, corrected={"from": request.q, "to": suggestion})
         return SearchResult(
             query=request.q,
-            total=len(results),
+            total=ranking.total,
             took_ms=(time.perf_counter() - started) * 1000,
             page=request.page,
-            size=size,
+            size=plan.size,
             sort=request.sort,
             fallback=fallback,
             hits=hits,
-            facets=facet_counts(tally.counts(searcher)) if tally is not None else None,
+            facets=facet_counts(ranking.facets) if ranking.facets is not None else None,
             suggestion=suggestion if suggestion != request.q else None,
-            partial=partial,
+            partial=ranking.partial,
             interpreted_as=interpreted_as,
-            all_words=None if partial else all_words,
+            all_words=None if ranking.partial else ranking.all_words,
         )
 
     def _hit(
@@ -616,59 +529,53 @@ class SearchEngine:
         }
 
 
-def _by_recency(searcher: Searcher, ranked: list[tuple[int, float | None]]) -> list[tuple[int, float | None]]:
-    """Relevance times (1 + w * 0.5 ** (age / half-life)): fresh articles
-    rise, old ones keep their relevance; undated ones get no bonus."""
-    dates = SegmentColumn(searcher.reader(), "sort_date")
-    now = dt.datetime.now()
-    out = []
-    for docnum, score in ranked:
-        value = dates[docnum]
-        bonus = 0.0
-        if value:
-            age = max(0.0, (now - long_to_datetime(value)).total_seconds() / 86400)
-            bonus = RECENCY_WEIGHT * 0.5 ** (age / RECENCY_HALF_LIFE_DAYS)
-        out.append((docnum, round((score or 0.0) * (1 + bonus), 4)))
-    out.sort(key=lambda item: -item[1])
-    return out
-
-
-def _relevance(key: Any) -> float | None:
-    """The relevance score of a hit; a date-sorted hit carries its sort key,
-    whose last part is ScoreFacet's negated score."""
-    if isinstance(key, tuple):
-        key = -key[-1] if key and isinstance(key[-1], int | float) else None
-    return key
-
-
-def _run(searcher: Searcher, q: wq.Query, kwargs: dict[str, Any], tally: Tally | None = None) -> tuple[Results, bool]:
-    """``searcher.search(q, **kwargs)``, and whether the time budget ended
-    it early (the results then hold what was collected by then). A ranking
-    by score alone goes to ``TopScores``, which takes bulk-scored matches
-    in one step. ``tally`` notes every match, for facets."""
-    limit = kwargs["limit"]
-    if kwargs.get("sortedby") or limit >= searcher.doc_count():
-        collector = searcher.collector(**kwargs)
+def plan_request(
+    request: SearchRequest, settings: Settings, segmentation: Any, weights: Weights, synonyms: Synonyms
+) -> tuple[Plan, str | None]:
+    """What ``request`` asks of every shard, checked, and the words searched
+    instead of its query when its syntax was broken and it is not strict.
+    A ``QueryError`` names what is wrong."""
+    size = settings.page_size if request.size is None else request.size
+    _check_paging(request.page, size, settings.max_page_size)
+    if request.sort not in SORTS:
+        raise QueryError(f"sort must be one of {', '.join(SORTS)}", field="sort")
+    if request.since and request.until and request.since > request.until:
+        raise QueryError("since is after until", field="since")
+    interpreted_as = None
+    if request.q.strip() or not (request.tags or request.sources or request.sites or request.since or request.until):
+        try:
+            parsed = parse_query(request.q)
+        except QueryError:
+            plain = plain_text(request.q)
+            if request.strict or not plain or plain == request.q:
+                raise
+            parsed, interpreted_as = parse_query(plain), plain
     else:
-        collector = TopScores(limit, usequality=False)
-        if kwargs.get("filter") or kwargs.get("mask"):
-            collector = FilterCollector(collector, kwargs.get("filter"), kwargs.get("mask"))
-    if tally is not None:
-        tally.attach(collector)
-    try:
-        searcher.search_with_collector(q, collector)
-    except OutOfTime:
-        return collector.results(), True
-    return collector.results(), False
-
-
-def _count(searcher: Searcher, q: wq.Query) -> tuple[int, bool]:
-    """How many documents ``q`` matches, counted without scoring them, and
-    whether the time budget ended the count (then 0)."""
-    try:
-        return sum(query_bits(q, sub).bit_count() for sub, _offset in searcher.leaf_searchers()), False
-    except OutOfTime:
-        return 0, True
+        parsed = ParsedQuery()  # a filter alone (a tag chip): every article it lets through
+    compiled = compile_query(parsed, segmentation, weights, synonyms.alternatives)
+    limit = request.page * size
+    recent = request.recent and request.sort == "relevance"
+    by_units = compiled.rank_loose and request.sort == "relevance" and weights.question_chars > 0
+    window = limit
+    if recent:
+        window = max(window, RESCORE_WINDOW)
+    if by_units:
+        window = max(window, weights.question_window)
+    plan = Plan(
+        parsed=parsed,
+        compiled=compiled,
+        filter=_and(compiled.filter, _request_filter(request)),
+        sort=request.sort,
+        facets=request.facets,
+        size=size,
+        page=request.page,
+        window=window,
+        recent=recent,
+        by_units=by_units,
+        units=question_units(content_words(parsed, segmentation)) if by_units else [],
+        weights=weights,
+    )
+    return plan, interpreted_as
 
 
 def _check_paging(page: int, size: int, max_size: int) -> None:

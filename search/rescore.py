@@ -23,6 +23,7 @@ from __future__ import annotations
 from bisect import bisect_right
 from collections import Counter, OrderedDict
 from collections.abc import Sequence
+from typing import Any, TypeVar
 
 from whoosh.scoring import bm25
 from whoosh.searching import Searcher
@@ -36,6 +37,8 @@ from search.terms import cached, doc_frequencies, field_lengths
 #: text (title and body) a candidate is scored on.
 _STAT_FIELDS = (GRAM_FIELDS["title"], GRAM_FIELDS["body"])
 
+T = TypeVar("T")
+
 
 def question_units(words: Sequence[str]) -> list[str]:
     """The distinct characters (and Latin or number units) of a question's
@@ -46,7 +49,14 @@ def question_units(words: Sequence[str]) -> list[str]:
 
 def unit_document_frequency(searcher: Searcher, unit: str) -> int:
     """How many documents hold ``unit`` in their title or body (an upper
-    bound for a CJK character; see the module), remembered per reader."""
+    bound for a CJK character; see the module)."""
+    return min(unit_gram_frequency(searcher, unit), searcher.doc_count_all())
+
+
+def unit_gram_frequency(searcher: Searcher, unit: str) -> int:
+    """The document frequencies of the grams ``unit`` starts, added up,
+    remembered per reader: not yet capped at the document count, so that
+    a sharded index can add up its shards' figures first."""
     reader = searcher.reader()
     cache = reader.__dict__.setdefault("_zhsearch_unit_df", {})
     df = cache.get(unit)
@@ -61,54 +71,70 @@ def unit_document_frequency(searcher: Searcher, unit: str) -> int:
                     df += sum(df for _term, df in doc_frequencies(leaf, fieldname, unit))
                 elif (fieldname, unit) in leaf:
                     df += leaf.doc_frequency(fieldname, unit)
-        df = min(df, searcher.doc_count_all())
         cache[unit] = df
     return df
 
 
-def rescore_by_units(
+def unit_scores(
     searcher: Searcher,
-    ranked: Sequence[tuple[int, float | None]],
+    docnums: Sequence[int],
     units: Sequence[str],
-    weight: float,
     k1: float,
     b: float,
-) -> list[tuple[int, float | None]]:
-    """``ranked`` re-ordered by score + ``weight`` × the top score × the
-    character score (BM25 over ``units``, in the candidate's title and
-    body) relative to the best of the window.
-
-    Both scores are taken relative to their best in the window, so the
-    blend does not depend on how large either happens to be for this
-    question; the result stays on the scale of the first score.
-    """
-    if not ranked or not units or weight <= 0:
-        return list(ranked)
-    total = searcher.doc_count_all()
+    stats: Any = None,
+) -> list[float] | None:
+    """Each document's character score: BM25 over ``units`` in its title
+    and body. None when no unit is in the corpus (nothing to re-rank by).
+    ``stats`` (``search.stats.CorpusStats``): the whole corpus's unit
+    document frequencies and lengths, for a shard; None reads this
+    searcher's."""
+    if not docnums or not units:
+        return None
+    if stats is None:
+        total = searcher.doc_count_all()
+        frequency = {unit: unit_gram_frequency(searcher, unit) for unit in units}
+    else:
+        total = stats.doc_count_all
+        frequency = {unit: stats.units.get(unit, 0) for unit in units}
     idf = {}
     for unit in units:
-        n = unit_document_frequency(searcher, unit)
+        n = min(frequency[unit], total)
         if n:
             idf[unit] = rsj_idf(n, total)
     if not idf:
-        return list(ranked)
+        return None
     avg = sum(searcher.avg_field_length(f) for f in _STAT_FIELDS) or 1.0
     chars = [u for u in idf if is_cjk(u)]
     others = [u for u in idf if not is_cjk(u)]
-    unit_scores = []
-    for text, length in candidate_texts(searcher, [docnum for docnum, _score in ranked]):
+    out = []
+    for text, length in candidate_texts(searcher, docnums):
         # A character is counted where it stands; a Latin or number unit
         # only as a whole unit ("shop" is not in "shopping").
         counts = {u: text.count(u) for u in chars}
         if others:
             found = Counter(non_cjk_units(text))
             counts.update((u, found[u]) for u in others)
-        unit_scores.append(sum(bm25(idf[u], tf, length, avg, b, k1) for u, tf in counts.items() if tf))
+        out.append(sum(bm25(idf[u], tf, length, avg, b, k1) for u, tf in counts.items() if tf))
+    return out
+
+
+def blend_unit_scores(
+    ranked: Sequence[tuple[T, float | None]], scores: Sequence[float], weight: float
+) -> list[tuple[T, float]]:
+    """``ranked`` re-ordered by score + ``weight`` × the top score × the
+    character score relative to the best of the window.
+
+    Both scores are taken relative to their best in the window, so the
+    blend does not depend on how large either happens to be for this
+    question; the result stays on the scale of the first score.
+    """
+    if not ranked:
+        return []
     top = max((s or 0.0) for _d, s in ranked) or 1.0
-    best = max(unit_scores) or 1.0
+    best = max(scores) or 1.0
     blended = [
-        (docnum, (score or 0.0) + weight * top * unit_score / best)
-        for (docnum, score), unit_score in zip(ranked, unit_scores, strict=True)
+        (item, (score or 0.0) + weight * top * unit_score / best)
+        for (item, score), unit_score in zip(ranked, scores, strict=True)
     ]
     blended.sort(key=lambda item: -item[1])
     return blended

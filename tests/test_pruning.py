@@ -8,7 +8,7 @@ import json
 
 import pytest
 
-import search.engine as se
+import search.collect as se
 from search.engine import SearchRequest
 from search.evaluate import load_queries, sample_queries
 from search.pruning import TopAnyWord, TopScored, ranked_top

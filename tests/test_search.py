@@ -503,7 +503,7 @@ def test_top_scores_keeps_what_whoosh_keeps(make_index):
     # TopScores takes bulk-scored matches in one step; the top documents,
     # their order (ties to the lower document number), the scores and the
     # total must be those of Whoosh's TopCollector, across segments.
-    import search.engine as se
+    import search.collect as se
     import search.query as sq
     from search.matching import Scored
 
