@@ -51,6 +51,10 @@ class Settings:
     lock_timeout: int = 60
     #: Processes that build a new index (or generation) in parallel.
     index_procs: int = field(default_factory=lambda: max(1, os.cpu_count() or 1))
+    #: The Ray cluster a sharded index is built and served on
+    #: (``host:port`` of its head); unset: an embedded one on 127.0.0.1,
+    #: for the length of the command.
+    ray_address: str | None = None
     #: Our field name -> the crawler's, for records whose names no built-in
     #: alias knows (``--field body=news_content``, or a ``[fields]`` table
     #: in the TOML file ``--config`` names).

@@ -29,6 +29,8 @@ from whoosh.fields import Schema
 from whoosh.filedb.filestore import FileStorage
 from whoosh.index import EmptyIndexError, Index
 
+from indexer.shards import MANIFEST, is_sharded
+
 CURRENT = "CURRENT"
 _GEN_RE = re.compile(r"^gen-(\d{6})$")
 _TOC_RE = re.compile(r"^_MAIN_(\d+)\.toc$")
@@ -105,9 +107,14 @@ class IndexStore:
             raise IndexDamaged(
                 f"{self.root}: generation {name} cannot be read ({_describe(err)}); run 'search check'"
             ) from None
-        if not present:
+        if not present and not is_sharded(path):
             raise IndexMissing(f"{self.root}: generation {name} is missing or damaged")
         return path
+
+    def is_sharded(self) -> bool:
+        """Whether the live generation is a sharded one (``indexer.shards``)."""
+        name = self.current_name()
+        return name is not None and is_sharded(self.root / name)
 
     def exists(self) -> bool:
         try:
@@ -135,6 +142,14 @@ class IndexStore:
         path.mkdir(parents=True)
         return name, whoosh_index.create_in(path, schema)
 
+    def create_folder(self) -> tuple[str, Path]:
+        """A new, empty generation folder (a sharded generation fills it);
+        not live until ``switch_to``."""
+        name = self._next_name()
+        path = self.root / name
+        path.mkdir(parents=True)
+        return name, path
+
     def switch_to(self, name: str) -> None:
         """Make ``name`` the live generation, atomically."""
         tmp = self.root / f".{CURRENT}.{os.getpid()}.tmp"
@@ -159,7 +174,7 @@ class IndexStore:
             return None
         for name in reversed(names):
             try:
-                complete = whoosh_index.exists_in(self.root / name)
+                complete = whoosh_index.exists_in(self.root / name) or is_sharded(self.root / name)
             except Exception:  # noqa: BLE001 - a damaged generation is not a candidate
                 complete = False
             if complete:
@@ -297,7 +312,11 @@ class IndexStore:
         except FileNotFoundError:
             tocs = []
         if not tocs:
-            raise IndexMissing(f"{self.root}: generation {name} is missing or damaged")
+            try:
+                # A sharded generation: its manifest is replaced on each commit.
+                return f"{name}:m{os.stat(self.root / name / MANIFEST).st_mtime_ns}"
+            except FileNotFoundError:
+                raise IndexMissing(f"{self.root}: generation {name} is missing or damaged") from None
         return f"{name}:{max(tocs)}"
 
     def change_token(self) -> tuple[int, ...] | None:
@@ -324,7 +343,7 @@ class IndexStore:
             path = self.current_dir()
         except IndexMissing:
             return 0
-        return sum(p.stat().st_size for p in path.iterdir() if p.is_file())
+        return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
 
 
 def segment_files(ix: Index, segments: list[Any] | None = None) -> dict[str, tuple[int, int]]:

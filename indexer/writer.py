@@ -27,6 +27,7 @@ from whoosh.util.times import datetime_to_long
 from whoosh.writing import SegmentWriter
 
 from indexer.analysis import normalize, normalize_keyword
+from indexer.cluster import ray_session
 from indexer.codec import FastSegmentWriter, LeanCodec
 from indexer.config import Settings
 from indexer.dedupe import Signature, signature
@@ -39,6 +40,7 @@ from indexer.merging import remove_notes
 from indexer.pages import Draft, draft_page, settle_site, with_site_names
 from indexer.parallel import ParallelWriter
 from indexer.schema import CRAWL_FIELDS, LATER_FIELDS, STORED_FIELDS, VALUE_SEPARATOR, build_schema
+from indexer.shards import ShardedGeneration, ShardedWriter
 from indexer.siterules import SiteRule, load_rules
 from indexer.sources import (
     BadRecord,
@@ -255,6 +257,8 @@ def open_writer(ix: Index, settings: Settings, fresh: bool = False) -> SegmentWr
     index is built on every core (one segment per worker); updates to a
     populated index use one process, since replacing documents needs the
     whole index in view."""
+    if isinstance(ix, ShardedGeneration):
+        return ix.writer
     if fresh and settings.index_procs > 1:
         # Load the dictionary once, before the workers are forked, rather
         # than once in each of them.
@@ -278,6 +282,7 @@ def index_paths(
     force: bool = False,
     discovery: Discovery | None = None,
     cache: KnownCache | None = None,
+    shards: int | None = None,
 ) -> IndexSummary:
     """Upsert every record found under ``paths`` into the configured index.
 
@@ -289,6 +294,8 @@ def index_paths(
     of the live documents. A named path of an unknown format, or from which
     no record was read, is a ``SourceError``, also with nothing changed.
     ``cache``: the table of what the index holds, kept from an earlier run.
+    ``shards``: with ``rebuild``, write the new generation as that many
+    shards, on Ray (``indexer.shards``).
     """
     started = time.perf_counter()
     found = discovery if discovery is not None else find_files(paths)
@@ -300,13 +307,27 @@ def index_paths(
     store = IndexStore(settings.index)
     with store.write_lock(settings.lock_timeout), _no_cycle_collection():
         summary.repaired = store.repair_current()
+        if shards is not None and not rebuild:
+            raise RunRefused("--shards builds a new generation: run it with --rebuild")
+        if not rebuild and store.is_sharded():
+            raise RunRefused(
+                f"{store.root} is a sharded index; updating one in place is not supported yet: "
+                f"run 'search index --rebuild --shards N' with the whole crawl"
+            )
         if rebuild:
             previous = store.current_name()
             live = _live_ids(store, cache)
-            name, ix = store.create_generation(build_schema(settings.segmentation))
+            if shards is not None:
+                name, folder = store.create_folder()
+                ix = ShardedGeneration(folder, shards, settings)
+            else:
+                name, ix = store.create_generation(build_schema(settings.segmentation))
             known = KnownDocuments()
             try:
                 _write(settings, ix, found, summary, on_bytes, guard, known, live=live)
+                if shards is not None:
+                    with ray_session(settings.ray_address) as ray:
+                        ix.write(ray)
             except BaseException:
                 ix.close()
                 store.remove_generation(name)
@@ -499,6 +520,8 @@ def _commit(writer: SegmentWriter, known: KnownDocuments) -> None:
     """Commit, merging by the tiered policy, with the table of what the
     index holds written beside the new table of contents (before it, so
     that no commit is ever without its own); older tables then go."""
+    if isinstance(writer, ShardedWriter):
+        return  # its shards are written once every record is decided
     folder, name = writer.storage.folder, writer.indexname
     commit_merging(writer, before_toc=lambda generation, segments: known.save(folder, name, generation, segments))
     remove_notes(Path(folder), name, keep=writer.generation, suffix=KNOWN_SUFFIX)

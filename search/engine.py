@@ -17,7 +17,7 @@ from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from whoosh import query as wq
 from whoosh.searching import Searcher
@@ -30,7 +30,7 @@ from indexer.threads import native_lock
 from indexer.writer import stored_to_record
 from search.background import Refresher
 from search.budget import time_budget
-from search.collect import RESCORE_WINDOW, Plan, collect, rank
+from search.collect import RESCORE_WINDOW, Candidate, Candidates, Plan, collect, rank
 from search.facets import facet_counts, overview_counts, segment_facets
 from search.highlight import highlight_all, snippet
 from search.query import (
@@ -44,7 +44,7 @@ from search.query import (
     parse_query,
     plain_text,
 )
-from search.readers import ReaderPool
+from search.readers import CommitSearcher, ReaderPool
 from search.rescore import question_units
 from search.spelling import Speller
 from search.suggest import Completions
@@ -159,23 +159,6 @@ class SearchResult:
             "all_words": self.all_words,
             "corrected": self.corrected,
         }
-
-
-class CommitSearcher(Searcher):
-    """Whoosh's searcher, with each field's average length worked out once
-    for the commit it reads: BM25F asks for it for every term, field and
-    segment of a query, and Whoosh adds up the field's length over every
-    segment each time, a cost that grew with the number of segments."""
-
-    def avg_field_length(self, fieldname: str, default: float | None = None) -> float | None:
-        top = self.get_parent()
-        memo = top.__dict__.setdefault("_zhsearch_avg_lengths", {})
-        key = (fieldname, default)
-        try:
-            return memo[key]
-        except KeyError:
-            value = memo[key] = Searcher.avg_field_length(top, fieldname, default)
-            return value
 
 
 @dataclass
@@ -398,69 +381,7 @@ class SearchEngine:
             raise
 
     def _search_in(self, request: SearchRequest, live: _Live, started: float) -> SearchResult:
-        plan, interpreted_as = plan_request(request, self.settings, self.segmentation, self.weights, self.synonyms)
-        searcher = live.searcher
-        found = collect(searcher, plan)
-        fallback = False
-        if found.total == 0 and plan.compiled.loose is not None and not found.partial:
-            found = collect(searcher, plan, loose=True)
-            fallback = found.total > 0
-            found.all_words = 0 if fallback else None
-        if found.partial and found.total == 0:
-            raise TooExpensive()
-        ranking = rank(plan, [found], dt.datetime.now())
-        terms = plan.parsed.highlight_terms(self.segmentation, self.synonyms.alternatives)
-        lone = plan.parsed.lone_characters()
-        hits = [
-            self._hit(searcher.stored_fields(c.docnum), c.score, terms, request.snippets, lone)
-            for c in ranking.ranked[(plan.page - 1) * plan.size : plan.limit]
-        ]
-        suggestion = None
-        if (fallback or ranking.total < SUGGEST_BELOW) and plan.parsed.groups and not ranking.partial:
-            if self._refresher is None:
-                self._speller.prepare(searcher.reader(), live.version)
-            suggestion = self._speller.suggest(searcher.reader(), request.q, self.segmentation)
-        if suggestion and suggestion != request.q and request.autocorrect and (fallback or not ranking.total):
-            instead = self._search_in(dataclasses.replace(request, q=suggestion, autocorrect=False), live, started)
-            if instead.total and not instead.fallback and not instead.partial:
-                return dataclasses.replace(instead, corrected={"from": request.q, "to": suggestion})
-        return SearchResult(
-            query=request.q,
-            total=ranking.total,
-            took_ms=(time.perf_counter() - started) * 1000,
-            page=request.page,
-            size=plan.size,
-            sort=request.sort,
-            fallback=fallback,
-            hits=hits,
-            facets=facet_counts(ranking.facets) if ranking.facets is not None else None,
-            suggestion=suggestion if suggestion != request.q else None,
-            partial=ranking.partial,
-            interpreted_as=interpreted_as,
-            all_words=None if ranking.partial else ranking.all_words,
-        )
-
-    def _hit(
-        self, stored: dict[str, Any], score: float | None, terms: list[str], snippets: bool, lone: frozenset[str]
-    ) -> Hit:
-        title = stored.get("title")
-        body = stored.get("body")
-        # An index built before sites were stored: the URL's host.
-        site = stored.get("site") or host_of(stored.get("url"))
-        return Hit(
-            id=stored["id"],
-            url=stored.get("url"),
-            title=title,
-            title_html=highlight_all(title, terms, lone) if snippets else "",
-            snippet_html=snippet(body, terms, self.settings.snippet_chars, lone) if snippets else "",
-            tags=list(stored.get("tags") or []),
-            source=stored.get("source"),
-            author=stored.get("author"),
-            published=stored.get("published"),
-            score=round(float(score), 4) if score is not None else 0.0,
-            site=site,
-            display_url=display_url(stored.get("url"), stored["id"], site),
-        )
+        return answer(request, _OneIndex(self, live), started)
 
     def suggest(self, text: str, limit: int = 8) -> list[str]:
         """Completions of the search box from the index's own phrases. When
@@ -527,6 +448,143 @@ class SearchEngine:
             else None,
             "size_bytes": store.size_bytes(),
         }
+
+
+class Finder(Protocol):
+    """Where a request's candidates and hits come from: one index, or the
+    shards of one (``search.shards``). Each says how it plans requests."""
+
+    settings: Settings
+    segmentation: Any
+    weights: Weights
+    synonyms: Synonyms
+
+    def candidates(self, request: SearchRequest, plan: Plan, loose: bool) -> list[Candidates]:
+        """Every shard's ``search.collect.collect`` of ``plan``."""
+
+    def hits(self, request: SearchRequest, page: list[Candidate]) -> list[Hit]:
+        """The hits of ``page``, in its order."""
+
+    def suggestion(self, request: SearchRequest) -> str | None:
+        """The did-you-mean of the request's query."""
+
+
+def answer(request: SearchRequest, finder: Finder, started: float) -> SearchResult:
+    """One page of results from what ``finder``'s shards find: the any-word
+    fallback and the did-you-mean decided on what all of them found."""
+    plan, interpreted_as = plan_request(request, finder.settings, finder.segmentation, finder.weights, finder.synonyms)
+    found = finder.candidates(request, plan, False)
+    fallback = False
+    if sum(f.total for f in found) == 0 and plan.compiled.loose is not None and not any(f.partial for f in found):
+        found = finder.candidates(request, plan, True)
+        fallback = sum(f.total for f in found) > 0
+        for each in found:
+            each.all_words = 0 if fallback else None
+    if any(f.partial for f in found) and not sum(f.total for f in found):
+        raise TooExpensive()
+    ranking = rank(plan, found, dt.datetime.now())
+    hits = finder.hits(request, ranking.ranked[(plan.page - 1) * plan.size : plan.limit])
+    suggestion = None
+    if (fallback or ranking.total < SUGGEST_BELOW) and plan.parsed.groups and not ranking.partial:
+        suggestion = finder.suggestion(request)
+    if suggestion and suggestion != request.q and request.autocorrect and (fallback or not ranking.total):
+        instead = answer(dataclasses.replace(request, q=suggestion, autocorrect=False), finder, started)
+        if instead.total and not instead.fallback and not instead.partial:
+            return dataclasses.replace(instead, corrected={"from": request.q, "to": suggestion})
+    return SearchResult(
+        query=request.q,
+        total=ranking.total,
+        took_ms=(time.perf_counter() - started) * 1000,
+        page=request.page,
+        size=plan.size,
+        sort=request.sort,
+        fallback=fallback,
+        hits=hits,
+        facets=facet_counts(ranking.facets) if ranking.facets is not None else None,
+        suggestion=suggestion if suggestion != request.q else None,
+        partial=ranking.partial,
+        interpreted_as=interpreted_as,
+        all_words=None if ranking.partial else ranking.all_words,
+    )
+
+
+def page_hits(
+    searcher: Searcher,
+    request: SearchRequest,
+    page: list[Candidate],
+    segmentation: Any,
+    synonyms: Synonyms,
+    snippet_chars: int,
+) -> list[Hit]:
+    """The hits of candidates of one searcher: stored fields, and the
+    highlighted title and snippet."""
+    parsed = _parsed(request)
+    terms = parsed.highlight_terms(segmentation, synonyms.alternatives)
+    lone = parsed.lone_characters()
+    return [
+        make_hit(searcher.stored_fields(c.docnum), c.score, terms, request.snippets, lone, snippet_chars) for c in page
+    ]
+
+
+def _parsed(request: SearchRequest) -> ParsedQuery:
+    """The parsed query whose words a page highlights (a request that
+    reached its hits has a query that parses, or one searched as words)."""
+    if not request.q.strip():
+        return ParsedQuery()
+    try:
+        return parse_query(request.q)
+    except QueryError:
+        return parse_query(plain_text(request.q))
+
+
+def make_hit(
+    stored: dict[str, Any],
+    score: float | None,
+    terms: list[str],
+    snippets: bool,
+    lone: frozenset[str],
+    snippet_chars: int,
+) -> Hit:
+    title = stored.get("title")
+    body = stored.get("body")
+    # An index built before sites were stored: the URL's host.
+    site = stored.get("site") or host_of(stored.get("url"))
+    return Hit(
+        id=stored["id"],
+        url=stored.get("url"),
+        title=title,
+        title_html=highlight_all(title, terms, lone) if snippets else "",
+        snippet_html=snippet(body, terms, snippet_chars, lone) if snippets else "",
+        tags=list(stored.get("tags") or []),
+        source=stored.get("source"),
+        author=stored.get("author"),
+        published=stored.get("published"),
+        score=round(float(score), 4) if score is not None else 0.0,
+        site=site,
+        display_url=display_url(stored.get("url"), stored["id"], site),
+    )
+
+
+class _OneIndex:
+    """A single index: one shard, scored with its own statistics."""
+
+    def __init__(self, engine: SearchEngine, live: _Live) -> None:
+        self.engine, self.live = engine, live
+        self.settings, self.weights, self.synonyms = engine.settings, engine.weights, engine.synonyms
+        self.segmentation = engine.segmentation
+
+    def candidates(self, request: SearchRequest, plan: Plan, loose: bool) -> list[Candidates]:
+        return [collect(self.live.searcher, plan, loose)]
+
+    def hits(self, request: SearchRequest, page: list[Candidate]) -> list[Hit]:
+        s = self.settings
+        return page_hits(self.live.searcher, request, page, self.segmentation, self.synonyms, s.snippet_chars)
+
+    def suggestion(self, request: SearchRequest) -> str | None:
+        engine, reader = self.engine, self.live.searcher.reader()
+        if engine._refresher is None:
+            engine._speller.prepare(reader, self.live.version)
+        return engine._speller.suggest(reader, request.q, self.segmentation)
 
 
 def plan_request(

@@ -175,8 +175,11 @@ def facet_counts(groups: dict[str, Counter]) -> dict[str, list[dict[str, Any]]]:
             if value is None:
                 continue
             merged[normalize_keyword(value)][value] += count
+        # The most common spelling; between equally common ones the first in
+        # code point order, not the first found (which would depend on how
+        # the documents are laid out in segments or shards).
         rows = [
-            {"value": spellings.most_common(1)[0][0], "count": sum(spellings.values())}
+            {"value": min(spellings.items(), key=lambda kv: (-kv[1], kv[0]))[0], "count": sum(spellings.values())}
             for key, spellings in merged.items()
             if key
         ]

@@ -25,6 +25,7 @@ from typing import Any
 
 from whoosh.index import Index
 from whoosh.reading import EmptyReader, IndexReader, MultiReader, SegmentReader
+from whoosh.searching import Searcher
 
 from indexer.threads import native_lock
 
@@ -121,3 +122,20 @@ def _close(reader: SegmentReader) -> None:
             reader.close()
         except Exception:  # noqa: BLE001 - a map still in use is freed when the last view goes
             pass
+
+
+class CommitSearcher(Searcher):
+    """Whoosh's searcher, with each field's average length worked out once
+    for the commit it reads: BM25F asks for it for every term, field and
+    segment of a query, and Whoosh adds up the field's length over every
+    segment each time, a cost that grew with the number of segments."""
+
+    def avg_field_length(self, fieldname: str, default: float | None = None) -> float | None:
+        top = self.get_parent()
+        memo = top.__dict__.setdefault("_zhsearch_avg_lengths", {})
+        key = (fieldname, default)
+        try:
+            return memo[key]
+        except KeyError:
+            value = memo[key] = Searcher.avg_field_length(top, fieldname, default)
+            return value

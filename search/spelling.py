@@ -13,6 +13,7 @@ from __future__ import annotations
 import itertools
 import time
 from collections import Counter
+from collections.abc import Callable
 
 from indexer.analysis import Segmentation, is_cjk, normalize, query_words
 from search.terms import doc_frequencies
@@ -79,6 +80,14 @@ def segment_vocabulary(reader) -> Counter:
     return cache
 
 
+def vocabulary(reader) -> Counter:
+    """word -> documents holding it, over every segment of ``reader``."""
+    freq: Counter[str] = Counter()
+    for leaf, _offset in reader.leaf_readers():
+        freq.update(segment_vocabulary(leaf))
+    return freq
+
+
 class Speller:
     """The pinyin table of the live index. A build makes a new table and
     swaps it in whole, so a suggestion made meanwhile uses the old one."""
@@ -89,27 +98,28 @@ class Speller:
         self._by_pinyin: dict[str, str] = {}
         self._by_initials: dict[str, str] = {}
 
-    def _build(self, reader) -> None:
-        freq: Counter[str] = Counter()
-        for leaf, _offset in reader.leaf_readers():
-            freq.update(segment_vocabulary(leaf))
+    def _build(self, freq: Counter) -> None:
         by_pinyin: dict[str, str] = {}
         by_initials: dict[str, str] = {}
-        frequent = ((w, n) for w, n in freq.most_common() if n >= RARE)
-        for word, _count in itertools.islice(frequent, MAX_WORDS):  # most frequent first: it wins a tie
+        # Most frequent first: it wins a tie; between equally frequent
+        # words the first in code point order (not the first found, which
+        # would depend on how documents fell into segments or shards).
+        frequent = sorted(((w, n) for w, n in freq.items() if n >= RARE), key=lambda item: (-item[1], item[0]))
+        for word, _count in itertools.islice(frequent, MAX_WORDS):
             syllables = pinyin_of(word)
             by_pinyin.setdefault("".join(syllables), word)
             if len(word) >= 3:
                 by_initials.setdefault("".join(s[0] for s in syllables if s), word)
         self._by_pinyin, self._by_initials = by_pinyin, by_initials
 
-    def prepare(self, reader, version: str) -> bool:
+    def prepare(self, reader, version: str, freq: Callable[[], Counter] | None = None) -> bool:
         """Build the pinyin table if this generation has none, or it is
         older than ``MAX_AGE`` and the index changed since. Whether it was
-        built."""
+        built. ``freq``: the corpus's ``vocabulary``, when it is not
+        ``reader``'s (a sharded index adds up its shards')."""
         if not table_due(self._version, self._built_at, version, MAX_AGE):
             return False
-        self._build(reader)
+        self._build(freq() if freq is not None else vocabulary(reader))
         self._version = version
         self._built_at = time.monotonic()
         return True

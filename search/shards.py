@@ -1,0 +1,361 @@
+"""Searching a sharded index (``indexer.shards``): the same answers as one
+index holding the same documents.
+
+A request goes to the shards in three rounds, as Elasticsearch's
+``dfs_query_then_fetch``: every shard lists the statistics of the terms
+the query can score (``search.stats``); every shard then collects its best
+candidates scored with the sums (``search.collect``); the coordinator puts
+them in one order (ties to the document indexed first), decides the
+fallback and the did-you-mean on the whole, and asks only the shards that
+hold the final page for its stored fields and snippets.
+
+A shard is a ``ShardSearcher``: in this process, or in Ray actors
+(``replicas`` per shard) when the settings name a Ray cluster. Both run the
+same code, so a test of one covers what the other computes.
+"""
+
+from __future__ import annotations
+
+import itertools
+import threading
+import time
+from collections import Counter
+from typing import Any
+
+from whoosh import index as whoosh_index
+
+from indexer.analysis import get_segmenter, segmentation_of
+from indexer.cluster import ray_session
+from indexer.config import Settings
+from indexer.shards import read_manifest, shard_of
+from indexer.store import IndexStore
+from indexer.writer import stored_to_record
+from search.budget import time_budget
+from search.collect import Candidate, Candidates, Plan, collect
+from search.engine import Hit, SearchRequest, SearchResult, answer, page_hits, plan_request
+from search.facets import facet_counts, overview_counts
+from search.query import DEFAULT_WEIGHTS, Weights
+from search.spelling import Speller, vocabulary
+from search.stats import CorpusStats, GlobalSearcher, shard_statistics
+from search.synonyms import Synonyms
+
+
+class ShardSearcher:
+    """One shard, answering the coordinator's rounds."""
+
+    def __init__(self, settings: Settings, folder: str, weights: Weights = DEFAULT_WEIGHTS) -> None:
+        self.settings, self.weights = settings, weights
+        self.ix = whoosh_index.open_dir(folder)
+        self.reader = self.ix.reader()
+        self.segmentation = segmentation_of(self.reader.schema) or settings.segmentation
+        self.synonyms = Synonyms(settings.synonyms)
+        #: Terms scored without a corpus-wide figure (see ``GlobalSearcher``).
+        self.misses: set[tuple[str, bytes]] = set()
+        get_segmenter(self.segmentation)
+
+    def searcher(self, stats: CorpusStats | None = None) -> GlobalSearcher:
+        return GlobalSearcher(
+            self.reader, stats=stats, weighting=self.weights.weighting(), closereader=False, fromindex=self.ix
+        )
+
+    def _plan(self, request: SearchRequest) -> Plan:
+        return plan_request(request, self.settings, self.segmentation, self.weights, self.synonyms)[0]
+
+    def statistics(self, request: SearchRequest) -> CorpusStats:
+        plan = self._plan(request)
+        c = plan.compiled
+        return shard_statistics(self.searcher(), (c.strict, c.loose, c.every), plan.units)
+
+    def candidates(self, request: SearchRequest, loose: bool, stats: CorpusStats | None) -> Candidates:
+        searcher = self.searcher(stats)
+        with time_budget(self.settings.query_budget_ms / 1000):
+            found = collect(searcher, self._plan(request), loose, stats)
+        self.misses |= searcher.misses
+        return found
+
+    def hits(self, request: SearchRequest, page: list[Candidate]) -> list[Hit]:
+        s = self.settings
+        return page_hits(self.searcher(), request, page, self.segmentation, self.synonyms, s.snippet_chars)
+
+    def document(self, doc_id: str) -> dict[str, Any] | None:
+        return self.searcher().document(id=doc_id)
+
+    def overview(self) -> dict[str, Counter]:
+        return overview_counts(self.searcher())
+
+    def vocabulary(self) -> Counter:
+        return vocabulary(self.reader)
+
+    def doc_frequency(self, fieldname: str, text: str) -> int:
+        return self.reader.doc_frequency(fieldname, text)
+
+    def schema_names(self) -> list[str]:
+        return list(self.reader.schema.names())
+
+    def segmentation_used(self) -> Any:
+        return self.segmentation
+
+    def misses_seen(self) -> int:
+        return len(self.misses)
+
+    def close(self) -> None:
+        self.reader.close()
+        self.ix.close()
+
+
+class ShardedEngine:
+    """``SearchEngine``'s answers over a sharded index (see the module).
+
+    ``global_stats=False`` scores each shard with its own statistics: only
+    for showing what the statistics round is for."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        weights: Weights = DEFAULT_WEIGHTS,
+        replicas: int = 1,
+        global_stats: bool = True,
+    ) -> None:
+        self.settings, self.weights = settings, weights
+        self.store = IndexStore(settings.index)
+        self.synonyms = Synonyms(settings.synonyms)
+        self.global_stats = global_stats
+        self.replicas = max(1, replicas)
+        self._lock = threading.Lock()
+        self._version: str | None = None
+        self._shards: list[Any] = []
+        self._session = None
+        self.segmentation = settings.segmentation
+        self._speller = Speller()
+
+    # -- the open shards --------------------------------------------------
+
+    def _open(self) -> None:
+        version = self.store.version()
+        if version == self._version:
+            return
+        with self._lock:
+            if version == self._version:
+                return
+            generation = self.store.current_dir()
+            manifest = read_manifest(generation)
+            folders = [str(generation / part.name) for part in manifest.parts]
+            old = self._shards
+            if self.settings.ray_address:
+                self._shards = [
+                    _ActorShard.start(self._ray(), self.settings, f, self.weights, self.replicas) for f in folders
+                ]
+            else:
+                self._shards = [_LocalShard(ShardSearcher(self.settings, f, self.weights)) for f in folders]
+            # Queries are cut the way the shards were built.
+            self.segmentation = self._shards[0].call("segmentation_used")
+            self.manifest = manifest
+            self._version = version
+            for shard in old:
+                shard.close()
+
+    def _ray(self) -> Any:
+        if self._session is None:
+            self._session = ray_session(self.settings.ray_address)
+            self._ray_module = self._session.__enter__()
+        return self._ray_module
+
+    def _all(self, method: str, *args: Any) -> list[Any]:
+        """``method`` on every shard, concurrently where they are actors."""
+        return _gather([shard.submit(method, *args) for shard in self._shards])
+
+    # -- the Finder of ``search.engine.answer`` ---------------------------
+
+    def candidates(self, request: SearchRequest, plan: Plan, loose: bool) -> list[Candidates]:
+        stats = None
+        if self.global_stats:
+            stats = CorpusStats.combine(self._all("statistics", request))
+        return self._all("candidates", request, loose, stats)
+
+    def hits(self, request: SearchRequest, page: list[Candidate]) -> list[Hit]:
+        by_shard: dict[int, list[Candidate]] = {}
+        for candidate in page:
+            by_shard.setdefault(candidate.shard, []).append(candidate)
+        pending = {n: self._shards[n].submit("hits", request, part) for n, part in by_shard.items()}
+        found = dict(zip(pending, _gather(list(pending.values())), strict=True))
+        out = []
+        taken = {n: iter(hits) for n, hits in found.items()}
+        for candidate in page:
+            out.append(next(taken[candidate.shard]))
+        return out
+
+    def suggestion(self, request: SearchRequest) -> str | None:
+        def freq() -> Counter:
+            total: Counter = Counter()
+            for part in self._all("vocabulary"):
+                total.update(part)
+            return total
+
+        self._speller.prepare(None, self._version, freq)
+        return self._speller.suggest(_Corpus(self), request.q, self.segmentation)
+
+    # -- what ``SearchEngine`` offers -------------------------------------
+
+    def search(self, request: SearchRequest) -> SearchResult:
+        started = time.perf_counter()
+        self._open()
+        return answer(request, self, started)
+
+    def document(self, doc_id: str) -> dict[str, Any] | None:
+        self._open()
+        stored = self._shards[shard_of(doc_id, len(self._shards))].call("document", doc_id)
+        return None if stored is None else stored_to_record(stored)
+
+    def overview(self) -> dict[str, list[dict[str, Any]]]:
+        self._open()
+        counts: dict[str, Counter] = {}
+        for part in self._all("overview"):
+            for name, values in part.items():
+                counts.setdefault(name, Counter()).update(values)
+        return facet_counts(counts)
+
+    def related(self, doc_id: str, limit: int = 5) -> list[dict[str, Any]]:
+        return []
+
+    def suggest(self, text: str, limit: int = 8) -> list[str]:
+        return []
+
+    def stats(self) -> dict[str, Any]:
+        self._open()
+        return {
+            "index": str(self.store.root),
+            "generation": self._version,
+            "documents": self.manifest.documents,
+            "shards": self.manifest.shards,
+            "last_update": None,
+            "size_bytes": self.store.size_bytes(),
+        }
+
+    def misses(self) -> int:
+        return sum(self._all("misses_seen"))
+
+    @property
+    def version(self) -> str | None:
+        return self._version
+
+    tables_version = version
+
+    def warm_up(self) -> None:
+        self._open()
+
+    def start_refresher(self, interval: float = 0.2) -> None:
+        """Shards are opened again when the manifest changes, on the
+        request that first sees it."""
+
+    def close(self) -> None:
+        with self._lock:
+            for shard in self._shards:
+                shard.close()
+            self._shards, self._version = [], None
+            if self._session is not None:
+                self._session.__exit__(None, None, None)
+                self._session = None
+
+
+def open_engine(settings: Settings, weights: Weights = DEFAULT_WEIGHTS) -> Any:
+    """The engine for the configured index: sharded or not."""
+    from search.engine import SearchEngine
+
+    store = IndexStore(settings.index)
+    if store.is_sharded():
+        return ShardedEngine(settings, weights)
+    return SearchEngine(settings, weights)
+
+
+class _Corpus:
+    """What the did-you-mean asks of a reader, answered by every shard."""
+
+    def __init__(self, engine: ShardedEngine) -> None:
+        self.engine = engine
+        self.schema = frozenset(engine._shards[0].call("schema_names"))
+
+    def doc_frequency(self, fieldname: str, text: str) -> int:
+        return sum(self.engine._all("doc_frequency", fieldname, text))
+
+
+class _Done:
+    """A result already there (an in-process shard's)."""
+
+    def __init__(self, value: Any) -> None:
+        self.value = value
+
+
+def _gather(pending: list[Any]) -> list[Any]:
+    out: list[Any] = [None] * len(pending)
+    refs = [(i, p) for i, p in enumerate(pending) if not isinstance(p, _Done)]
+    for i, p in enumerate(pending):
+        if isinstance(p, _Done):
+            out[i] = p.value
+    if refs:
+        values = [p.get() for _i, p in refs]
+        for (i, _p), value in zip(refs, values, strict=True):
+            out[i] = value
+    return out
+
+
+class _LocalShard:
+    def __init__(self, searcher: ShardSearcher) -> None:
+        self.searcher = searcher
+
+    def submit(self, method: str, *args: Any) -> _Done:
+        return _Done(getattr(self.searcher, method)(*args))
+
+    def call(self, method: str, *args: Any) -> Any:
+        return getattr(self.searcher, method)(*args)
+
+    def close(self) -> None:
+        self.searcher.close()
+
+
+class _ActorShard:
+    """A shard served by ``replicas`` Ray actors; each call goes to the next
+    replica, and to another one when the actor it went to died."""
+
+    def __init__(self, ray: Any, actors: list[Any]) -> None:
+        self.ray, self.actors = ray, actors
+        self._turn = itertools.cycle(range(len(actors)))
+
+    @classmethod
+    def start(cls, ray: Any, settings: Settings, folder: str, weights: Weights, replicas: int) -> _ActorShard:
+        remote = ray.remote(max_restarts=-1, max_task_retries=0)(ShardSearcher)
+        return cls(ray, [remote.remote(settings, folder, weights) for _ in range(replicas)])
+
+    def submit(self, method: str, *args: Any) -> _Pending:
+        return _Pending(self, method, args)
+
+    def call(self, method: str, *args: Any) -> Any:
+        return self.submit(method, *args).get()
+
+    def close(self) -> None:
+        for actor in self.actors:
+            self.ray.kill(actor)
+
+
+class _Pending:
+    """A call on one replica, tried on the others if that one is lost."""
+
+    def __init__(self, shard: _ActorShard, method: str, args: tuple) -> None:
+        self.shard, self.method, self.args = shard, method, args
+        self.first = next(shard._turn)
+        self.ref = getattr(shard.actors[self.first], method).remote(*args)
+
+    def get(self) -> Any:
+        ray = self.shard.ray
+        try:
+            return ray.get(self.ref)
+        except (ray.exceptions.RayActorError, ray.exceptions.ActorUnavailableError):
+            pass
+        n = len(self.shard.actors)
+        last: Exception | None = None
+        for step in range(1, n + 1):
+            actor = self.shard.actors[(self.first + step) % n]
+            try:
+                return ray.get(getattr(actor, self.method).remote(*self.args))
+            except (ray.exceptions.RayActorError, ray.exceptions.ActorUnavailableError) as err:
+                last = err
+        raise last  # type: ignore[misc]
