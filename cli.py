@@ -23,17 +23,21 @@ from typing import Any
 
 import click
 
+from indexer.cluster import ClusterUnavailable
 from indexer.config import Settings
 from indexer.sources import SourceError
-from indexer.store import IndexBusy, IndexDamaged, IndexMissing, IndexStore
+from indexer.store import IndexBusy, IndexDamaged, IndexMissing, IndexStore, ShardedUnsupported
 from indexer.writer import RunRefused, delete_ids, existing_hashes, export_documents, index_paths
 from search.engine import SORTS, SearchEngine, SearchRequest
 from search.evaluate import EvalInputError, evaluate, load_qrels, load_queries, sample_queries
 from search.query import QueryError, TooExpensive
+from search.shards import open_engine
 
 _MARK_RE = re.compile(r"<mark>(.*?)</mark>", re.S)
 _EXPECTED_ERRORS = (
     QueryError,
+    ClusterUnavailable,
+    ShardedUnsupported,
     IndexMissing,
     IndexDamaged,
     SourceError,
@@ -205,11 +209,20 @@ def _message(err: Exception) -> str:
 @_index_option
 @click.option("--userdict", type=click.Path(dir_okay=False, exists=True), default=None, help="jieba user dictionary.")
 @click.option("--synonyms", type=click.Path(dir_okay=False, exists=True), default=None, help="Synonyms file.")
+@click.option(
+    "--ray-address",
+    default=None,
+    metavar="HOST:PORT",
+    help="Ray cluster for a sharded index (default: ZHSEARCH_RAY_ADDRESS; unset, builds start Ray on this machine "
+    "and searches read the shards in this process).",
+)
 @click.version_option(package_name="zhsearch")
 @click.pass_context
-def cli(ctx: click.Context, index_dir: Path | None, userdict: str | None, synonyms: str | None) -> None:
+def cli(
+    ctx: click.Context, index_dir: Path | None, userdict: str | None, synonyms: str | None, ray_address: str | None
+) -> None:
     """Full-text search for Chinese articles."""
-    ctx.obj = {"index": index_dir, "userdict": userdict, "synonyms": synonyms}
+    ctx.obj = {"index": index_dir, "userdict": userdict, "synonyms": synonyms, "ray_address": ray_address}
 
 
 def main() -> None:
@@ -263,6 +276,12 @@ def main() -> None:
     show_default=True,
     help="With --watch: seconds between looks at DIR.",
 )
+@click.option(
+    "--shards",
+    type=click.IntRange(min=1, max=1024),
+    default=None,
+    help="With --rebuild: write the new generation as N shards, built on Ray (see --ray-address).",
+)
 def index_cmd(
     settings: Settings,
     paths: tuple[Path, ...],
@@ -278,6 +297,7 @@ def index_cmd(
     strict: bool,
     watch_dir: Path | None,
     poll: float,
+    shards: int | None,
 ) -> None:
     """Add, update and delete articles from crawl output: JSON Lines (.jsonl
     .jl .ndjson, also .gz .bz2 .xz; - for standard input), JSON arrays
@@ -300,8 +320,12 @@ def index_cmd(
     targets = [str(p) for p in paths]
     if sample:
         targets.append(str(sample_data_path()))
-    if watch_dir is not None and (targets or rebuild or prune or report or strict):
-        raise click.UsageError("--watch DIR takes no PATH, --sample, --rebuild, --prune, --report or --strict")
+    if watch_dir is not None and (targets or rebuild or prune or report or strict or shards):
+        raise click.UsageError(
+            "--watch DIR takes no PATH, --sample, --rebuild, --prune, --report, --strict or --shards"
+        )
+    if shards is not None and not rebuild:
+        raise click.UsageError("--shards builds a new generation: add --rebuild")
     if not targets and watch_dir is None:
         raise click.UsageError("give at least one PATH (or --sample, or --watch DIR)")
     if site_rules:
@@ -314,7 +338,7 @@ def index_cmd(
         _watch(settings, watch_dir, poll, as_json)
         return
     found = find_files(targets)
-    options = {"rebuild": rebuild, "prune": prune, "force": force, "discovery": found}
+    options = {"rebuild": rebuild, "prune": prune, "force": force, "discovery": found, "shards": shards}
     if sys.stderr.isatty() and not as_json:
         length = total_bytes(found.files)
         with click.progressbar(length=length, label="indexing", file=sys.stderr, show_eta=True) as bar:
@@ -504,7 +528,7 @@ def query_cmd(
 ) -> None:
     """Search the index. Words must all match; "quoted phrases", -exclusions,
     OR, title:, author:, tag:, source:, site: and date:2020-01..2020-06 work too."""
-    engine = SearchEngine(settings)
+    engine = open_engine(settings)
     request = SearchRequest(
         q=" ".join(text),
         page=page,
@@ -575,7 +599,7 @@ def _terminal(fragment: str, bold: bool = False) -> str:
 @click.option("--json", "as_json", is_flag=True, help="Print the document as JSON.")
 def show_cmd(settings: Settings, doc_id: str, as_json: bool) -> None:
     """Show one stored document with all its fields."""
-    doc = SearchEngine(settings).document(doc_id)
+    doc = open_engine(settings).document(doc_id)
     if doc is None:
         message = f"no document with id {doc_id!r}"
         raise JsonError(message, "not_found") if as_json else click.ClickException(message)
@@ -593,7 +617,7 @@ def show_cmd(settings: Settings, doc_id: str, as_json: bool) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print the figures as JSON.")
 def stats_cmd(settings: Settings, as_json: bool) -> None:
     """Documents, last update and size on disk."""
-    stats = SearchEngine(settings).stats()
+    stats = open_engine(settings).stats()
     if as_json:
         click.echo(_json(stats))
         return

@@ -59,7 +59,7 @@ _LISTEN = """() => {
 def default_queries(index: Path) -> list[str]:
     """Pairs of the index's most frequent title words, when none are given."""
     engine = SearchEngine(Settings.load({"index": index}))
-    words = frequent_title_words(engine.searcher().reader(), 8)
+    words = frequent_title_words(engine.title_frequencies(), 8)
     engine.close()
     return [f"{a} {b}" for a, b in zip(words[::2], words[1::2], strict=False)] or words
 

@@ -172,6 +172,9 @@ class ShardedGeneration:
             documents = ray.put(list(table.values()))
             refs.append(task.remote(str(self.folder), number, self.settings, documents))
         parts = [ShardInfo(**found) for found in ray.get(refs)]
+        # What attempts lost with their worker left behind.
+        for left in self.folder.glob(".shard-*"):
+            shutil.rmtree(left, ignore_errors=True)
         manifest = Manifest(shards=self.writer.shards, parts=parts)
         write_manifest(self.folder, manifest)
         return manifest

@@ -49,6 +49,12 @@ class IndexBusy(Exception):
     code = "index_busy"
 
 
+class ShardedUnsupported(Exception):
+    """An operation that does not work on a sharded index yet."""
+
+    code = "sharded_index"
+
+
 class IndexDamaged(Exception):
     """The live generation cannot be read as it is (a truncated table of
     contents or segment); ``search check`` says more."""
@@ -237,6 +243,11 @@ class IndexStore:
         20,000 documents), which a writer looking up a few ids need not
         pay for."""
         path = self.current_dir()
+        if is_sharded(path):
+            raise ShardedUnsupported(
+                f"{self.root} is a sharded index ({path.name}): this command does not work on one yet; "
+                f"searching it (query, show, stats, serve) and rebuilding it (index --rebuild --shards N) do"
+            )
         try:
             if not mapped:
                 return FileStorage(str(path), supports_mmap=False).open_index()

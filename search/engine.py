@@ -13,7 +13,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import time
-from collections import OrderedDict
+from collections import Counter, OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,6 +32,7 @@ from search.background import Refresher
 from search.budget import time_budget
 from search.collect import RESCORE_WINDOW, Candidate, Candidates, Plan, collect, rank
 from search.facets import facet_counts, overview_counts, segment_facets
+from search.frequent import title_frequencies
 from search.highlight import highlight_all, snippet
 from search.query import (
     DEFAULT_WEIGHTS,
@@ -410,6 +411,14 @@ class SearchEngine:
         return out
 
     # -- documents ----------------------------------------------------------
+
+    def doc_count(self) -> int:
+        """Live documents."""
+        return self.searcher().doc_count()
+
+    def title_frequencies(self) -> Counter:
+        """Title term -> documents holding it (``search.frequent``)."""
+        return title_frequencies(self.searcher().reader())
 
     def document(self, doc_id: str) -> dict[str, Any] | None:
         """The stored document with this id, as an input record."""

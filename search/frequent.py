@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import re
 import weakref
+from collections import Counter
 from typing import Any
 
 #: A word worth offering: two or more CJK characters, or a Latin word of
@@ -18,11 +19,17 @@ _CANDIDATES = 60
 _cache: weakref.WeakKeyDictionary[Any, tuple[tuple[str | None, int], list[str]]] = weakref.WeakKeyDictionary()
 
 
-def frequent_title_words(reader: Any, limit: int = 3) -> list[str]:
-    """The ``limit`` title words most documents hold, longest form only:
-    jieba's search mode also indexes the parts of a word (亚马 of 亚马逊),
-    so a term inside a candidate held by as many documents is dropped."""
-    counts = [(reader.doc_frequency("title", term), term) for term in reader.field_terms("title")]
+def title_frequencies(reader: Any) -> Counter:
+    """title term -> documents holding it."""
+    return Counter({term: reader.doc_frequency("title", term) for term in reader.field_terms("title")})
+
+
+def frequent_title_words(frequencies: Counter, limit: int = 3) -> list[str]:
+    """The ``limit`` title words most documents hold (``frequencies``: from
+    ``title_frequencies``), longest form only: jieba's search mode also
+    indexes the parts of a word (亚马 of 亚马逊), so a term inside a
+    candidate held by as many documents is dropped."""
+    counts = [(n, term) for term, n in frequencies.items()]
     candidates = sorted(
         ((n, term) for n, term in counts if _WORDLIKE.fullmatch(term)),
         key=lambda pair: (-pair[0], -len(pair[1]), pair[1]),
@@ -37,11 +44,11 @@ def cached_frequent_title_words(engine: Any, limit: int = 3) -> list[str]:
     """``frequent_title_words`` of the engine's live index, computed again
     only when the engine's tables are (a few thousand terms: on every page
     view, or every commit, it adds up)."""
-    reader = engine.searcher().reader()  # notices a new commit
+    engine.doc_count()  # notices a new commit
     key = (engine.tables_version, limit)
     cached = _cache.get(engine)
     if cached is not None and cached[0] == key:
         return cached[1]
-    words = frequent_title_words(reader, limit)
+    words = frequent_title_words(engine.title_frequencies(), limit)
     _cache[engine] = (key, words)
     return words

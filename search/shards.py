@@ -17,6 +17,7 @@ same code, so a test of one covers what the other computes.
 from __future__ import annotations
 
 import itertools
+import os
 import threading
 import time
 from collections import Counter
@@ -34,6 +35,7 @@ from search.budget import time_budget
 from search.collect import Candidate, Candidates, Plan, collect
 from search.engine import Hit, SearchRequest, SearchResult, answer, page_hits, plan_request
 from search.facets import facet_counts, overview_counts
+from search.frequent import title_frequencies
 from search.query import DEFAULT_WEIGHTS, Weights
 from search.spelling import Speller, vocabulary
 from search.stats import CorpusStats, GlobalSearcher, shard_statistics
@@ -64,7 +66,10 @@ class ShardSearcher:
     def statistics(self, request: SearchRequest) -> CorpusStats:
         plan = self._plan(request)
         c = plan.compiled
-        return shard_statistics(self.searcher(), (c.strict, c.loose, c.every), plan.units)
+        # The exclusions and filters score nothing, but resolving them to
+        # documents builds scorers too.
+        queries = (c.strict, c.loose, c.every, c.exclude, plan.filter)
+        return shard_statistics(self.searcher(), queries, plan.units)
 
     def candidates(self, request: SearchRequest, loose: bool, stats: CorpusStats | None) -> Candidates:
         searcher = self.searcher(stats)
@@ -86,11 +91,17 @@ class ShardSearcher:
     def vocabulary(self) -> Counter:
         return vocabulary(self.reader)
 
+    def title_frequencies(self) -> Counter:
+        return title_frequencies(self.reader)
+
     def doc_frequency(self, fieldname: str, text: str) -> int:
         return self.reader.doc_frequency(fieldname, text)
 
     def schema_names(self) -> list[str]:
         return list(self.reader.schema.names())
+
+    def pid(self) -> int:
+        return os.getpid()
 
     def segmentation_used(self) -> Any:
         return self.segmentation
@@ -230,6 +241,16 @@ class ShardedEngine:
             "last_update": None,
             "size_bytes": self.store.size_bytes(),
         }
+
+    def doc_count(self) -> int:
+        self._open()
+        return self.manifest.documents
+
+    def title_frequencies(self) -> Counter:
+        total: Counter = Counter()
+        for part in self._all("title_frequencies"):
+            total.update(part)
+        return total
 
     def misses(self) -> int:
         return sum(self._all("misses_seen"))

@@ -15,6 +15,7 @@ from flask import Flask, current_app
 
 from indexer.config import Settings
 from search.engine import SearchEngine
+from search.shards import open_engine
 
 #: Largest request body accepted (the API takes no uploads).
 MAX_REQUEST_BYTES = 64 * 1024
@@ -28,7 +29,7 @@ def create_app(config: Settings | Mapping[str, Any] | None = None) -> Flask:
     app.config.update(MAX_CONTENT_LENGTH=MAX_REQUEST_BYTES, JSON_SORT_KEYS=False)
     app.json.ensure_ascii = False
     app.json.sort_keys = False
-    search_engine = SearchEngine(settings)
+    search_engine = open_engine(settings)
     search_engine.warm_up()
     app.extensions["zhsearch"] = search_engine
 

@@ -86,10 +86,8 @@ def suggestions():
 @bp.get("/health")
 def health():
     eng = engine()
-    searcher = eng.searcher()
-    return jsonify(
-        _health_response.dump({"status": "ok", "generation": eng.version, "documents": searcher.doc_count()})
-    )
+    documents = eng.doc_count()
+    return jsonify(_health_response.dump({"status": "ok", "generation": eng.version, "documents": documents}))
 
 
 @bp.get("/openapi.json")

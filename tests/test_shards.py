@@ -1,0 +1,331 @@
+"""A sharded index built and served on a real Ray cluster (a head and two
+worker nodes on 127.0.0.1) gives the single index's answers."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import shutil
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from indexer.config import Settings
+from indexer.shards import MANIFEST, read_manifest, shard_of
+from indexer.store import IndexStore
+from indexer.writer import RunRefused, index_paths
+from search.collect import collect, rank
+from search.engine import SearchEngine, SearchRequest, plan_request
+from search.shards import ShardedEngine, open_engine
+from tests.conftest import search_command, shared_corpus, write_jsonl
+
+pytestmark = pytest.mark.xdist_group("cluster")
+
+#: Queries besides the dev set's: typos (pinyin, homophones) for the
+#: did-you-mean, words that find nothing together (the any-word fallback),
+#: a question (ranked by any word, with the character re-ranking).
+EXTRA_QUERIES = ["shuju toushi", "数剧 透视", "幻灯片 xyzzyq", "hanshu", "如何在表格中插入图表？", "-函数 公式"]
+#: What each query is also asked with.
+VARIANTS = ({}, {"sort": "date"}, {"page": 2}, {"recent": True}, {"facets": True, "size": 20})
+SAMPLE = Path(__file__).resolve().parent.parent / "indexer" / "data" / "sample-articles.jsonl"
+
+
+@pytest.fixture(scope="session")
+def ray_cluster():
+    """One local Ray cluster for the session: a head and two worker nodes,
+    loopback only."""
+    os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+    ray = pytest.importorskip("ray", reason="Ray is the cluster extra: pip install -e '.[test,cluster]'")
+    from ray.cluster_utils import Cluster
+
+    cluster = Cluster(
+        initialize_head=True,
+        head_node_args={"num_cpus": 1, "node_ip_address": "127.0.0.1", "include_dashboard": False},
+    )
+    workers = [cluster.add_node(num_cpus=1, node_ip_address="127.0.0.1") for _ in range(2)]
+    ray.init(address=cluster.address, log_to_driver=False)
+    try:
+        yield cluster, workers
+    finally:
+        ray.shutdown()
+        cluster.shutdown()
+
+
+def _queries(name: str) -> list[str]:
+    path = shared_corpus(f"queries/{name}.queries.jsonl")
+    return [json.loads(line)["query"] for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+@pytest.fixture(scope="module")
+def html_single(tmp_path_factory) -> Settings:
+    """articles-html in one index, written by one process (so document
+    numbers follow the order records were read in)."""
+    corpus = shared_corpus("articles-html.jsonl")
+    settings = Settings(index=tmp_path_factory.mktemp("single") / "index", index_procs=1)
+    index_paths(settings, [str(corpus)], rebuild=True)
+    return settings
+
+
+def _sharded(tmp_path_factory, corpus: Path, shards: int) -> Settings:
+    settings = Settings(index=tmp_path_factory.mktemp(f"shards{shards}") / "index")
+    summary = index_paths(settings, [str(corpus)], rebuild=True, shards=shards)
+    assert summary.rebuilt and summary.added > 0
+    return settings
+
+
+def _ranking(engine, finder, request: SearchRequest) -> list[tuple[int, float]]:
+    """Every candidate of the request's window in order: its place in
+    indexing order and its exact score (the page rounds scores)."""
+    plan, _ = plan_request(request, engine.settings, finder.segmentation, engine.weights, engine.synonyms)
+    found = finder.candidates(request, plan, False)
+    if sum(f.total for f in found) == 0 and plan.compiled.loose is not None:
+        found = finder.candidates(request, plan, True)
+    now = dt.datetime(2026, 1, 1)
+    return [(c.order, c.score) for c in rank(plan, found, now).ranked]
+
+
+class _Single:
+    """The single index's ``Finder`` (its one shard)."""
+
+    def __init__(self, engine: SearchEngine) -> None:
+        self.engine = engine
+        self.segmentation = engine.segmentation
+
+    def candidates(self, request, plan, loose):
+        return [collect(self.engine.searcher(), plan, loose)]
+
+
+def _compare(single: SearchEngine, sharded: ShardedEngine, queries: list[str]) -> list[str]:
+    """What differs between the two engines' answers (nothing, if the same)."""
+    differences = []
+    sharded.warm_up()
+    for q in queries:
+        for variant in VARIANTS:
+            request = SearchRequest(q=q, **variant)
+            a, b = single.search(request), sharded.search(request)
+            da, db = a.to_dict(), b.to_dict()
+            for d in (da, db):
+                d.pop("took_ms")
+            if da != db:
+                differences.append(f"{q!r} {variant}: {da} != {db}")
+                continue
+            if variant not in ({}, {"recent": True}):
+                continue  # the page above is the check; the window is the same query's
+            exact_a = _ranking(single, _Single(single), request)
+            exact_b = _ranking(sharded, sharded, request)
+            same = len(exact_a) == len(exact_b) and all(
+                oa == ob and abs((sa or 0) - (sb or 0)) <= 1e-6
+                for (oa, sa), (ob, sb) in zip(exact_a, exact_b, strict=True)
+            )
+            if not same:
+                differences.append(f"{q!r} {variant}: window {exact_a[:5]} != {exact_b[:5]}")
+    return differences
+
+
+def test_routing_is_stable_and_spread():
+    # The same shard on every machine and run (not Python's salted hash).
+    assert [shard_of(i, 7) for i in ("a", "b", "news-1", "新闻-2")] == [
+        shard_of(i, 7) for i in ("a", "b", "news-1", "新闻-2")
+    ]
+    code = "from indexer.shards import shard_of; print([shard_of(i, 7) for i in ('a', 'b', 'news-1', '新闻-2')])"
+    other = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert other.stdout.strip() == str([shard_of(i, 7) for i in ("a", "b", "news-1", "新闻-2")])
+    counts = [0] * 4
+    for n in range(4000):
+        counts[shard_of(f"doc-{n}", 4)] += 1
+    assert min(counts) > 900
+
+
+@pytest.mark.parametrize("shards", [1, 2, 3, 7])
+def test_a_sharded_index_gives_the_single_index_answers(ray_cluster, tmp_path_factory, html_single, shards):
+    corpus = shared_corpus("articles-html.jsonl")
+    settings = _sharded(tmp_path_factory, corpus, shards)
+    generation = IndexStore(settings.index).current_dir()
+    manifest = read_manifest(generation)
+    assert manifest.shards == shards and len(manifest.parts) == shards
+    single = SearchEngine(html_single)
+    assert manifest.documents == single.doc_count()
+    sharded = ShardedEngine(settings)
+    queries = _queries("knownitem_html") + EXTRA_QUERIES
+    assert _compare(single, sharded, queries) == []
+    # Every term scored had a corpus-wide figure.
+    assert sharded.misses() == 0
+    # The answers above exercised what they claim to.
+    answers = [single.search(SearchRequest(q=q)) for q in queries]
+    assert any(a.fallback for a in answers)
+    assert any(a.suggestion or a.corrected for a in answers)
+    assert any(a.all_words is not None for a in answers)
+    if shards > 1:
+        # Without the corpus-wide statistics, shards rank on their own
+        # scales: the comparison above would fail.
+        alone = ShardedEngine(settings, global_stats=False)
+        assert len(_compare(single, alone, queries[:30])) > 10
+
+
+def test_poetry_shards_give_the_single_index_answers(ray_cluster, tmp_path_factory):
+    corpus = shared_corpus("poetry-20k.jsonl")
+    single_settings = Settings(index=tmp_path_factory.mktemp("poetry") / "index", index_procs=1)
+    index_paths(single_settings, [str(corpus)], rebuild=True)
+    single = SearchEngine(single_settings)
+    queries = _queries("knownitem_poetry")
+    for shards in (2, 7):
+        sharded = ShardedEngine(_sharded(tmp_path_factory, corpus, shards))
+        assert _compare(single, sharded, queries) == []
+        assert sharded.misses() == 0
+
+
+def test_shards_served_by_ray_actors_survive_a_killed_replica(ray_cluster, tmp_path_factory, html_single):
+    import ray
+
+    settings = _sharded(tmp_path_factory, shared_corpus("articles-html.jsonl"), 2)
+    address = ray.get_runtime_context().gcs_address
+    served = ShardedEngine(settings.replace(ray_address=address), replicas=2)
+    single = SearchEngine(html_single)
+    queries = _queries("knownitem_html")
+    assert _compare(single, served, queries[:15]) == []
+    errors: list[BaseException] = []
+    done = threading.Event()
+    answered = [0]
+
+    def load() -> None:
+        n = 0
+        while not done.is_set():
+            try:
+                served.search(SearchRequest(q=queries[n % len(queries)], page=1 + n % 2))
+                answered[0] += 1
+            except BaseException as err:  # noqa: BLE001 - counted, the test fails on any
+                errors.append(err)
+            n += 1
+
+    threads = [threading.Thread(target=load) for _ in range(4)]
+    for t in threads:
+        t.start()
+    try:
+        time.sleep(1.0)
+        before = answered[0]
+        victim = served._shards[0].actors[0]
+        os.kill(ray.get(victim.pid.remote()), 9)
+        time.sleep(3.0)
+    finally:
+        done.set()
+        for t in threads:
+            t.join(timeout=60)
+    assert errors == []
+    assert answered[0] > before + 10
+    served.close()
+
+
+def test_a_build_that_loses_a_worker_node_is_retried_and_equals_an_uninterrupted_one(ray_cluster, tmp_path_factory):
+    cluster, workers = ray_cluster
+    corpus = shared_corpus("articles-html.jsonl")
+    whole = _sharded(tmp_path_factory, corpus, 3)
+    expected = read_manifest(IndexStore(whole.index).current_dir())
+
+    settings = Settings(index=tmp_path_factory.mktemp("interrupted") / "index")
+    index_paths(settings, [str(SAMPLE)], rebuild=True)  # a live generation to keep serving
+    store = IndexStore(settings.index)
+    previous = store.current_name()
+    seen: list[str] = []
+    killed: list[str] = []
+    stop = threading.Event()
+
+    def kill_a_worker_when_shards_are_being_written() -> None:
+        while not stop.is_set():
+            name = store.current_name()
+            seen.append(name)
+            building = [p for p in settings.index.glob("gen-*/.shard-*")]
+            if building:
+                node = workers.pop()
+                cluster.remove_node(node, allow_graceful=False)
+                killed.append(node.node_id)
+                return
+            time.sleep(0.02)
+
+    watcher = threading.Thread(target=kill_a_worker_when_shards_are_being_written)
+    watcher.start()
+    try:
+        summary = index_paths(settings, [str(corpus)], rebuild=True, shards=3, force=True)
+    finally:
+        stop.set()
+        watcher.join()
+        workers.append(cluster.add_node(num_cpus=1, node_ip_address="127.0.0.1"))
+    assert len(workers) == 2 and killed
+    got = read_manifest(store.current_dir())
+    assert got == expected
+    assert summary.rebuilt != previous
+    # CURRENT named the previous generation until the new one was complete.
+    assert set(seen) <= {previous, summary.rebuilt}
+    assert (store.current_dir() / MANIFEST).is_file()
+    assert not list(store.current_dir().glob(".shard-*"))
+
+
+def test_the_commands_on_a_sharded_index(ray_cluster, tmp_path):
+    import ray
+
+    index = tmp_path / "index"
+    env = {**os.environ, "ZHSEARCH_INDEX": str(index), "ZHSEARCH_RAY_ADDRESS": ray.get_runtime_context().gcs_address}
+    cmd = search_command()
+    built = subprocess.run(
+        [*cmd, "index", "--rebuild", "--shards", "3", "--sample", "--json"], env=env, capture_output=True, text=True
+    )
+    assert built.returncode == 0, built.stderr
+    assert json.loads(built.stdout)["added"] == 60
+    assert sorted(p.name for p in IndexStore(index).current_dir().iterdir()) == [
+        "manifest.json",
+        "shard-000",
+        "shard-001",
+        "shard-002",
+    ]
+    # query, show and stats read the shards (in this process, without
+    # ZHSEARCH_RAY_ADDRESS) and answer as a single index of the same
+    # articles does.
+    plain = {k: v for k, v in env.items() if k != "ZHSEARCH_RAY_ADDRESS"}
+    single = tmp_path / "single"
+    subprocess.run([*cmd, "--index", str(single), "index", "--sample"], env=plain, check=True, capture_output=True)
+    for args in (["query", "跨境电商", "亚马逊", "--json"], ["query", "物流", "--sort", "date", "--json"]):
+        ours = subprocess.run([*cmd, *args], env=plain, capture_output=True, text=True)
+        theirs = subprocess.run([*cmd, "--index", str(single), *args], env=plain, capture_output=True, text=True)
+        assert ours.returncode == 0, ours.stderr
+        a, b = json.loads(ours.stdout), json.loads(theirs.stdout)
+        for d in (a, b):
+            d.pop("took_ms")
+        assert [r["id"] for r in a["results"]] and a == b
+    first = json.loads(ours.stdout)["results"][0]["id"]
+    show = subprocess.run([*cmd, "show", first, "--json"], env=plain, capture_output=True, text=True)
+    assert show.returncode == 0 and json.loads(show.stdout)["id"] == first
+    stats = subprocess.run([*cmd, "stats", "--json"], env=plain, capture_output=True, text=True)
+    assert json.loads(stats.stdout)["documents"] == 60
+    # Updating a sharded index in place is refused in plain words.
+    more = write_jsonl(tmp_path / "more.jsonl", [{"id": "new-1", "title": "新文章", "body": "正文"}])
+    for args in (["index", str(more)], ["delete", first], ["export"], ["check"]):
+        refused = subprocess.run([*cmd, *args], env=plain, capture_output=True, text=True)
+        assert refused.returncode != 0 and "sharded" in refused.stderr, (args, refused.stderr)
+        assert "Traceback" not in refused.stderr
+    with pytest.raises(RunRefused):
+        index_paths(Settings(index=index), [str(more)])
+
+
+def test_the_web_app_serves_a_sharded_index(ray_cluster, tmp_path_factory, html_single):
+    from web import create_app
+
+    settings = _sharded(tmp_path_factory, shared_corpus("articles-html.jsonl"), 2)
+    app = create_app(settings)
+    single = create_app(html_single)
+    assert isinstance(app.extensions["zhsearch"], ShardedEngine)
+    assert isinstance(open_engine(html_single), SearchEngine)
+    client, other = app.test_client(), single.test_client()
+    for url in ("/api/search?q=幻灯片&facets=true", "/api/search?q=函数&sort=date&page=2"):
+        a, b = client.get(url).get_json(), other.get(url).get_json()
+        a.pop("took_ms"), b.pop("took_ms")
+        assert a == b and a["results"]
+    health = client.get("/api/health").get_json()
+    assert health["documents"] == SearchEngine(html_single).doc_count()
+    page = client.get("/?q=幻灯片")
+    assert page.status_code == 200 and "<mark>" in page.get_data(as_text=True)
+    assert client.get("/api/search?q=%22").status_code == 400
+    shutil.rmtree(settings.index)
