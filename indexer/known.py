@@ -72,22 +72,30 @@ def live_columns(ix: Index) -> Iterator[tuple[str, str, Signature | None]]:
     """(id, content hash, duplicate signature) of every live document, read
     from columns (no stored-field decoding)."""
     with ix.reader() as reader:
-        if reader.doc_count_all() == 0:
-            return
-        ids = SegmentColumn(reader, "id")
-        hashes = SegmentColumn(reader, "hash")
-        # Segments written before signatures were kept have none.
-        sigs = SegmentColumn(reader, "dupsig")
-        for docnum in range(reader.doc_count_all()):
-            if reader.is_deleted(docnum):
-                continue
-            doc_id = ids[docnum]
-            value = hashes[docnum]
-            yield (
-                doc_id.decode("utf-8") if isinstance(doc_id, bytes) else doc_id,
-                value.decode("ascii") if value else "",
-                Signature.from_bytes(sigs[docnum]),
-            )
+        for _docnum, doc_id, digest, sig in live_rows(reader):
+            yield doc_id, digest, sig
+
+
+def live_rows(reader) -> Iterator[tuple[int, str, str, Signature | None]]:
+    """(document number, id, content hash, duplicate signature) of every
+    live document of ``reader``."""
+    if reader.doc_count_all() == 0:
+        return
+    ids = SegmentColumn(reader, "id")
+    hashes = SegmentColumn(reader, "hash")
+    # Segments written before signatures were kept have none.
+    sigs = SegmentColumn(reader, "dupsig")
+    for docnum in range(reader.doc_count_all()):
+        if reader.is_deleted(docnum):
+            continue
+        doc_id = ids[docnum]
+        value = hashes[docnum]
+        yield (
+            docnum,
+            doc_id.decode("utf-8") if isinstance(doc_id, bytes) else doc_id,
+            value.decode("ascii") if value else "",
+            Signature.from_bytes(sigs[docnum]),
+        )
 
 
 def _band_keys(sig: bytes) -> list[tuple[int, bytes]]:

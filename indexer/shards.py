@@ -31,6 +31,8 @@ import json
 import os
 import shutil
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -38,9 +40,12 @@ from typing import Any
 from whoosh import index as whoosh_index
 
 from indexer.config import Settings
-from indexer.schema import ORDER_FIELD, build_schema
+from indexer.known import KnownDocuments, live_rows
+from indexer.schema import ORDER_FIELD, SegmentColumn, build_schema
 
 MANIFEST = "manifest.json"
+#: In a shard written by a run: which run (a retried task finds its own).
+RUN_FILE = "RUN"
 ROUTING = "blake2b-64 of the id's UTF-8, big-endian, modulo the shard count"
 #: How often Ray runs a shard's task again after losing the worker it ran on.
 SHARD_RETRIES = 3
@@ -74,6 +79,8 @@ class Manifest:
     shards: int
     routing: str = ROUTING
     parts: list[ShardInfo] = field(default_factory=list)
+    #: Places in indexing order handed out so far (the next document's).
+    orders: int = 0
 
     @property
     def documents(self) -> int:
@@ -89,6 +96,7 @@ class Manifest:
             shards=int(data["shards"]),
             routing=data["routing"],
             parts=[ShardInfo(**p) for p in data["parts"]],
+            orders=int(data.get("orders", 0)),
         )
 
 
@@ -118,96 +126,229 @@ def write_manifest(generation: Path, manifest: Manifest) -> None:
 
 class ShardedWriter:
     """Stands in for Whoosh's writer while a sharded generation's records
-    are decided: keeps each shard's documents, in order, with their place
-    in the whole build's order (what a single index's document numbers
-    would be: a replaced document goes to the end)."""
+    are decided: keeps each shard's new documents, in order, with their
+    place in the whole index's order (what a single index's document
+    numbers would be: a replaced document goes to the end), and the ids
+    each shard must delete."""
 
-    def __init__(self, shards: int) -> None:
+    def __init__(self, shards: int, first_order: int = 0) -> None:
         self.shards = shards
         self.pending: list[dict[str, tuple[int, dict[str, Any]]]] = [{} for _ in range(shards)]
-        self._next = 0
+        self.deleted: list[set[str]] = [set() for _ in range(shards)]
+        self.next_order = first_order
 
     def add_document(self, **fields: Any) -> None:
         doc_id = fields["id"]
         table = self.pending[shard_of(doc_id, self.shards)]
         table.pop(doc_id, None)
-        table[doc_id] = (self._next, {k: v for k, v in fields.items() if k not in _NOT_SENT})
-        self._next += 1
+        table[doc_id] = (self.next_order, {k: v for k, v in fields.items() if k not in _NOT_SENT})
+        self.next_order += 1
 
-    update_document = add_document
+    def update_document(self, **fields: Any) -> None:
+        self.deleted[shard_of(fields["id"], self.shards)].add(fields["id"])
+        self.add_document(**fields)
 
     def delete_by_term(self, fieldname: str, text: str) -> None:
         if fieldname == "id":
-            self.pending[shard_of(text, self.shards)].pop(text, None)
+            number = shard_of(text, self.shards)
+            self.pending[number].pop(text, None)
+            self.deleted[number].add(text)
 
     def doc_count(self) -> int:
         return sum(len(t) for t in self.pending)
 
+    def changed(self, number: int) -> bool:
+        return bool(self.pending[number] or self.deleted[number])
+
     def cancel(self) -> None:
         self.pending = [{} for _ in range(self.shards)]
+        self.deleted = [set() for _ in range(self.shards)]
 
 
 class ShardedGeneration:
-    """A sharded generation being built: what ``indexer.writer`` asks of
-    the index it writes to (its schema, its document count, a writer)."""
+    """A sharded generation being written: what ``indexer.writer`` asks of
+    the index it writes to (its schema, its document count, a writer).
 
-    def __init__(self, folder: Path, shards: int, settings: Settings) -> None:
+    A new one (``base`` None) is written whole. One that follows ``base``
+    (the live generation's manifest) starts as hard links to the live
+    generation's shard files (a segment file is never changed once
+    written), and only the shards a run changed are committed again, in
+    the new folder: the live generation is never touched, and ``CURRENT``
+    switches to the new one when its manifest is written."""
+
+    def __init__(self, folder: Path, shards: int, settings: Settings, base: Manifest | None = None) -> None:
         self.folder = folder
         self.settings = settings
+        self.base = base
         self.schema = build_schema(settings.segmentation, sharded=True)
-        self.writer = ShardedWriter(shards)
+        self.writer = ShardedWriter(shards, base.orders if base is not None else 0)
+        self.run = uuid.uuid4().hex
+
+    @classmethod
+    def following(cls, live: Path, folder: Path, settings: Settings) -> ShardedGeneration:
+        base = read_manifest(live)
+        for part in base.parts:
+            link_tree(live / part.name, folder / part.name)
+        return cls(folder, base.shards, settings, base)
 
     def doc_count_all(self) -> int:
-        return 0
+        return self.base.documents if self.base is not None else 0
+
+    @contextmanager
+    def searcher(self) -> Iterator[_ShardLookup]:
+        """Stored documents by id, from the shard each id lives in."""
+        lookup = _ShardLookup(self.folder, self.writer.shards)
+        try:
+            yield lookup
+        finally:
+            lookup.close()
 
     def close(self) -> None:
         self.writer.cancel()
 
     def write(self, ray: Any) -> Manifest:
-        """Write every shard in a Ray task of its own, and then the
+        """Write every changed shard in a Ray task of its own, and then the
         manifest; the generation is complete when this returns."""
-        task = ray.remote(max_retries=SHARD_RETRIES)(write_shard)
-        refs = []
-        for number, table in enumerate(self.writer.pending):
-            documents = ray.put(list(table.values()))
-            refs.append(task.remote(str(self.folder), number, self.settings, documents))
-        parts = [ShardInfo(**found) for found in ray.get(refs)]
+        writing = ray.remote(max_retries=SHARD_RETRIES)(write_shard)
+        refs = {}
+        for number in range(self.writer.shards):
+            if self.base is not None and not self.writer.changed(number):
+                continue
+            documents = ray.put(list(self.writer.pending[number].values()))
+            deleted = sorted(self.writer.deleted[number]) if self.base is not None else None
+            refs[number] = writing.remote(str(self.folder), number, self.settings, documents, deleted, self.run)
+        written = dict(zip(refs, ray.get(list(refs.values())), strict=True))
         # What attempts lost with their worker left behind.
         for left in self.folder.glob(".shard-*"):
             shutil.rmtree(left, ignore_errors=True)
-        manifest = Manifest(shards=self.writer.shards, parts=parts)
+        parts = [
+            ShardInfo(**written[n]) if n in written else self.base.parts[n]  # type: ignore[union-attr]
+            for n in range(self.writer.shards)
+        ]
+        manifest = Manifest(shards=self.writer.shards, parts=parts, orders=self.writer.next_order)
         write_manifest(self.folder, manifest)
         return manifest
 
 
-def write_shard(folder: str, number: int, settings: Settings, documents: list[tuple[int, dict[str, Any]]]) -> dict:
-    """One shard of a sharded generation (run as a Ray task): analysed and
-    written in a folder of its own, renamed into place once committed."""
+class _ShardLookup:
+    def __init__(self, folder: Path, shards: int) -> None:
+        self.folder, self.shards = folder, shards
+        self._searchers: dict[int, Any] = {}
+
+    def document(self, id: str) -> dict[str, Any] | None:  # noqa: A002 - Whoosh's keyword
+        number = shard_of(id, self.shards)
+        if number not in self._searchers:
+            self._searchers[number] = whoosh_index.open_dir(self.folder / shard_name(number)).searcher()
+        return self._searchers[number].document(id=id)
+
+    def close(self) -> None:
+        for searcher in self._searchers.values():
+            searcher.close()
+
+
+def link_tree(source: Path, target: Path) -> None:
+    """``target``: a folder of hard links to ``source``'s files."""
+    target.mkdir()
+    for path in source.iterdir():
+        if path.is_file():
+            os.link(path, target / path.name)
+
+
+def known_documents(generation: Path) -> KnownDocuments:
+    """Every shard's live documents (id, content hash, signature), in
+    indexing order, as one table: the table a single index of the same
+    documents would read."""
+    rows = []
+    for part in read_manifest(generation).parts:
+        ix = whoosh_index.open_dir(generation / part.name)
+        with ix.reader() as reader:
+            orders = SegmentColumn(reader, ORDER_FIELD)
+            rows.extend((orders[docnum], doc_id, digest, sig) for docnum, doc_id, digest, sig in live_rows(reader))
+        ix.close()
+    rows.sort(key=lambda row: row[0])
+    table = KnownDocuments()
+    for _order, doc_id, digest, sig in rows:
+        table.put(doc_id, digest, sig)
+    table.source = "shards"
+    return table
+
+
+def sharded_documents(generation: Path) -> Iterator[dict[str, Any]]:
+    """Every shard's stored documents, in indexing order."""
+    found = []
+    for part in read_manifest(generation).parts:
+        ix = whoosh_index.open_dir(generation / part.name)
+        with ix.reader() as reader:
+            orders = SegmentColumn(reader, ORDER_FIELD)
+            for docnum in range(reader.doc_count_all()):
+                if not reader.is_deleted(docnum):
+                    found.append((orders[docnum], reader.stored_fields(docnum)))
+        ix.close()
+    found.sort(key=lambda item: item[0])
+    for _order, fields in found:
+        yield fields
+
+
+def write_shard(
+    folder: str,
+    number: int,
+    settings: Settings,
+    documents: list[tuple[int, dict[str, Any]]],
+    deleted: list[str] | None = None,
+    run: str = "",
+) -> dict:
+    """One shard of a sharded generation (run as a Ray task): written anew
+    (``deleted`` None), or the shard's files there with ``deleted`` gone
+    and ``documents`` added. The work is done in a folder of its own and
+    renamed into place once committed, so a task that Ray runs again after
+    losing its worker starts from the shard as it was; one that finds its
+    own run already in place returns it."""
     from indexer.merging import commit as commit_merging
     from indexer.writer import open_writer
 
     final = Path(folder) / shard_name(number)
+    previous = Path(folder) / f".{shard_name(number)}.previous"
+    if not final.exists() and previous.exists():
+        os.replace(previous, final)  # an attempt died between its two renames
+    if run and (final / RUN_FILE).is_file() and (final / RUN_FILE).read_text() == run:
+        return shard_info(final, number)
     work = Path(folder) / f".{shard_name(number)}.{uuid.uuid4().hex}"
-    work.mkdir()
     try:
-        ix = whoosh_index.create_in(work, build_schema(settings.segmentation, sharded=True))
+        if deleted is None:
+            work.mkdir()
+            ix = whoosh_index.create_in(work, build_schema(settings.segmentation, sharded=True))
+        else:
+            link_tree(final, work)
+            (work / RUN_FILE).unlink(missing_ok=True)
+            ix = whoosh_index.open_dir(work)
         writer = open_writer(ix, settings.replace(index_procs=1), fresh=False)
+        for doc_id in deleted or ():
+            writer.delete_by_term("id", doc_id)
         for order, fields in documents:
             writer.add_document(**fields, **{ORDER_FIELD: order})
         commit_merging(writer)
-        ix = whoosh_index.open_dir(work)
+        ix.close()
+        (work / RUN_FILE).write_text(run)
+        if final.exists():
+            os.replace(final, previous)
+        os.replace(work, final)
+        shutil.rmtree(previous, ignore_errors=True)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return shard_info(final, number)
+
+
+def shard_info(path: Path, number: int) -> dict[str, Any]:
+    """The manifest's entry for the shard in ``path``."""
+    ix = whoosh_index.open_dir(path)
+    try:
         with ix.reader() as reader:
-            info = {
+            return {
                 "name": shard_name(number),
                 "documents": reader.doc_count(),
                 "doc_count_all": reader.doc_count_all(),
                 "field_lengths": {n: reader.field_length(n) for n, f in reader.schema.items() if f.scorable},
                 "toc": ix.latest_generation(),
             }
-        ix.close()
-        if final.exists():  # an earlier attempt of this task got this far
-            shutil.rmtree(final)
-        os.replace(work, final)
     finally:
-        shutil.rmtree(work, ignore_errors=True)
-    return info
+        ix.close()

@@ -40,7 +40,7 @@ from indexer.merging import remove_notes
 from indexer.pages import Draft, draft_page, settle_site, with_site_names
 from indexer.parallel import ParallelWriter
 from indexer.schema import CRAWL_FIELDS, LATER_FIELDS, STORED_FIELDS, VALUE_SEPARATOR, build_schema
-from indexer.shards import ShardedGeneration, ShardedWriter
+from indexer.shards import ShardedGeneration, ShardedWriter, known_documents, sharded_documents
 from indexer.siterules import SiteRule, load_rules
 from indexer.sources import (
     BadRecord,
@@ -309,11 +309,6 @@ def index_paths(
         summary.repaired = store.repair_current()
         if shards is not None and not rebuild:
             raise RunRefused("--shards builds a new generation: run it with --rebuild")
-        if not rebuild and store.is_sharded():
-            raise RunRefused(
-                f"{store.root} is a sharded index; updating one in place is not supported yet: "
-                f"run 'search index --rebuild --shards N' with the whole crawl"
-            )
         if rebuild:
             previous = store.current_name()
             live = _live_ids(store, cache)
@@ -335,6 +330,9 @@ def index_paths(
             store.switch_to(name)
             store.remove_stale_generations(keep=previous)
             summary.rebuilt = name
+        elif store.is_sharded():
+            with _sharded_update(settings, store) as (ix, known):
+                _write(settings, ix, found, summary, on_bytes, guard, known, prune=prune)
         else:
             ix = store.open_or_create(build_schema(settings.segmentation), mapped=False)
             known = KnownDocuments.open(ix, cache.table if cache is not None else None)
@@ -387,9 +385,40 @@ class _Guard:
         )
 
 
+@contextlib.contextmanager
+def _sharded_update(settings: Settings, store: IndexStore) -> Iterator[tuple[ShardedGeneration, KnownDocuments]]:
+    """A run on a sharded index: a new generation following the live one
+    (``ShardedGeneration.following``) and the table of what the index
+    holds; on leaving, the changed shards are written on Ray and the new
+    generation goes live, or, when nothing changed, it is dropped."""
+    live = store.current_dir()
+    name, folder = store.create_folder()
+    ix = None
+    try:
+        ix = ShardedGeneration.following(live, folder, settings)
+        yield ix, known_documents(live)
+        if not any(ix.writer.changed(n) for n in range(ix.writer.shards)):
+            store.remove_generation(name)
+            return
+        with ray_session(settings.ray_address) as ray:
+            ix.write(ray)
+    except BaseException:
+        if ix is not None:
+            ix.close()
+        store.remove_generation(name)
+        raise
+    store.switch_to(name)
+    store.remove_stale_generations(keep=live.name)
+
+
 def _live_ids(store: IndexStore, cache: KnownCache | None = None) -> set[str]:
     """The ids a rebuild would replace, for its size guard; none when the
     live generation is missing or damaged (the rebuild is then the repair)."""
+    if store.is_sharded():
+        try:
+            return known_documents(store.current_dir()).ids()
+        except Exception:  # noqa: BLE001 - as below: what a rebuild replaces
+            return set()
     try:
         ix, _files = store.open_checked()
     except (IndexMissing, IndexDamaged):
@@ -623,6 +652,15 @@ def delete_ids(settings: Settings, ids: Iterable[str]) -> list[str]:
     store = IndexStore(settings.index)
     missing = []
     with store.write_lock(settings.lock_timeout):
+        if store.is_sharded():
+            with _sharded_update(settings, store) as (sharded, known):
+                for doc_id in dict.fromkeys(ids):
+                    if doc_id in known:
+                        sharded.writer.delete_by_term("id", doc_id)
+                        known.remove(doc_id)
+                    else:
+                        missing.append(doc_id)
+            return missing
         ix = store.open(mapped=False)
         known = KnownDocuments.open(ix)
         writer = open_writer(ix, settings)
@@ -642,7 +680,11 @@ def delete_ids(settings: Settings, ids: Iterable[str]) -> list[str]:
 
 def export_documents(settings: Settings) -> Iterator[dict[str, Any]]:
     """Every stored document as an input record, in index order."""
-    ix = IndexStore(settings.index).open()
+    store = IndexStore(settings.index)
+    if store.is_sharded():
+        yield from (stored_to_record(fields) for fields in sharded_documents(store.current_dir()))
+        return
+    ix = store.open()
     with ix.searcher() as searcher:
         for fields in searcher.all_stored_fields():
             yield stored_to_record(fields)

@@ -343,7 +343,11 @@ class _ActorShard:
 
     @classmethod
     def start(cls, ray: Any, settings: Settings, folder: str, weights: Weights, replicas: int) -> _ActorShard:
-        remote = ray.remote(max_restarts=-1, max_task_retries=0)(ShardSearcher)
+        # No CPU reserved (a shard is idle between requests), and the
+        # replicas spread over the nodes, so that one node's loss leaves one.
+        remote = ray.remote(num_cpus=0, max_restarts=-1, max_task_retries=0, scheduling_strategy="SPREAD")(
+            ShardSearcher
+        )
         return cls(ray, [remote.remote(settings, folder, weights) for _ in range(replicas)])
 
     def submit(self, method: str, *args: Any) -> _Pending:

@@ -423,7 +423,7 @@ class _SlowQuery(wq.Term):
 
 
 def test_a_budget_ending_mid_search_returns_what_was_found(make_index):
-    from search.engine import _run
+    from search.collect import _run
 
     ix = make_index()
     for batch in range(3):  # three segments, one matching article each

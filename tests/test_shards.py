@@ -18,7 +18,7 @@ import pytest
 from indexer.config import Settings
 from indexer.shards import MANIFEST, read_manifest, shard_of
 from indexer.store import IndexStore
-from indexer.writer import RunRefused, index_paths
+from indexer.writer import index_paths
 from search.collect import collect, rank
 from search.engine import SearchEngine, SearchRequest, plan_request
 from search.shards import ShardedEngine, open_engine
@@ -31,7 +31,7 @@ pytestmark = pytest.mark.xdist_group("cluster")
 #: a question (ranked by any word, with the character re-ranking).
 EXTRA_QUERIES = ["shuju toushi", "数剧 透视", "幻灯片 xyzzyq", "hanshu", "如何在表格中插入图表？", "-函数 公式"]
 #: What each query is also asked with.
-VARIANTS = ({}, {"sort": "date"}, {"page": 2}, {"recent": True}, {"facets": True, "size": 20})
+VARIANTS = ({}, {"sort": "date"}, {"recent": True}, {"page": 2, "size": 15, "facets": True})
 SAMPLE = Path(__file__).resolve().parent.parent / "indexer" / "data" / "sample-articles.jsonl"
 
 
@@ -100,12 +100,14 @@ class _Single:
         return [collect(self.engine.searcher(), plan, loose)]
 
 
-def _compare(single: SearchEngine, sharded: ShardedEngine, queries: list[str]) -> list[str]:
+def _compare(
+    single: SearchEngine, sharded: ShardedEngine, queries: list[str], variants: tuple[dict, ...] = VARIANTS
+) -> list[str]:
     """What differs between the two engines' answers (nothing, if the same)."""
     differences = []
     sharded.warm_up()
     for q in queries:
-        for variant in VARIANTS:
+        for variant in variants:
             request = SearchRequest(q=q, **variant)
             a, b = single.search(request), sharded.search(request)
             da, db = a.to_dict(), b.to_dict()
@@ -114,7 +116,7 @@ def _compare(single: SearchEngine, sharded: ShardedEngine, queries: list[str]) -
             if da != db:
                 differences.append(f"{q!r} {variant}: {da} != {db}")
                 continue
-            if variant not in ({}, {"recent": True}):
+            if variant:
                 continue  # the page above is the check; the window is the same query's
             exact_a = _ranking(single, _Single(single), request)
             exact_b = _ranking(sharded, sharded, request)
@@ -164,7 +166,7 @@ def test_a_sharded_index_gives_the_single_index_answers(ray_cluster, tmp_path_fa
         # Without the corpus-wide statistics, shards rank on their own
         # scales: the comparison above would fail.
         alone = ShardedEngine(settings, global_stats=False)
-        assert len(_compare(single, alone, queries[:30])) > 10
+        assert len(_compare(single, alone, queries[:20])) > 10
 
 
 def test_poetry_shards_give_the_single_index_answers(ray_cluster, tmp_path_factory):
@@ -173,10 +175,57 @@ def test_poetry_shards_give_the_single_index_answers(ray_cluster, tmp_path_facto
     index_paths(single_settings, [str(corpus)], rebuild=True)
     single = SearchEngine(single_settings)
     queries = _queries("knownitem_poetry")
+    # Poems are undated: sorting by date and the recency bonus are the
+    # relevance order there.
+    undated = tuple(v for v in VARIANTS if "sort" not in v and "recent" not in v)
     for shards in (2, 7):
         sharded = ShardedEngine(_sharded(tmp_path_factory, corpus, shards))
-        assert _compare(single, sharded, queries) == []
+        assert _compare(single, sharded, queries, undated) == []
         assert sharded.misses() == 0
+
+
+def test_crawls_added_to_a_sharded_index_give_the_single_index_answers(ray_cluster, tmp_path):
+    """Incremental runs (new, changed and deleted articles), --prune, delete
+    and export on a sharded index and on a single one, side by side."""
+    records = [
+        json.loads(line) for line in shared_corpus("articles-html.jsonl").read_text(encoding="utf-8").splitlines()
+    ]
+    first, later = records[:1800], records[1800:2200]
+    changed = [{**r, "body": (r.get("body") or "") + " 更新：新增幻灯片与表格函数说明。"} for r in first[:60]]
+    gone = [{"id": r["id"], "deleted": True} for r in first[60:90]]
+    crawl_one = write_jsonl(tmp_path / "one.jsonl", first)
+    crawl_two = write_jsonl(tmp_path / "two.jsonl", [*later, *changed, *gone])
+    single = Settings(index=tmp_path / "single", index_procs=1)
+    sharded = Settings(index=tmp_path / "sharded")
+    built = index_paths(single, [str(crawl_one)], rebuild=True)
+    index_paths(sharded, [str(crawl_one)], rebuild=True, shards=3)
+    store = IndexStore(sharded.index)
+    before = store.current_name()
+    a, b = index_paths(single, [str(crawl_two)]), index_paths(sharded, [str(crawl_two)])
+    assert (b.added, b.updated, b.deleted, len(b.duplicates)) == (a.added, a.updated, a.deleted, len(a.duplicates))
+    assert (a.added + len(a.duplicates), a.updated, a.deleted) == (400, 60, 30)
+    # A new generation of hard links, the shards that changed written again.
+    assert store.current_name() != before
+    assert (
+        read_manifest(store.current_dir()).documents == SearchEngine(single).doc_count() == built.added + a.added - 30
+    )
+    # Nothing new: no new generation.
+    now = store.current_name()
+    again = index_paths(sharded, [str(crawl_two)])
+    assert again.added == again.updated == 0 and store.current_name() == now
+    queries = _queries("knownitem_html")[:40] + EXTRA_QUERIES
+    assert _compare(SearchEngine(single), ShardedEngine(sharded), queries) == []
+    # delete, a crawl with --prune, export.
+    from indexer.writer import delete_ids, export_documents
+
+    doomed = [first[100]["id"], later[5]["id"], "no-such-id"]
+    assert delete_ids(single, doomed) == delete_ids(sharded, doomed) == ["no-such-id"]
+    kept = write_jsonl(tmp_path / "kept.jsonl", [*first[:1500], *later])
+    a, b = index_paths(single, [str(kept)], prune=True), index_paths(sharded, [str(kept)], prune=True)
+    assert b.pruned == a.pruned > 0
+    assert list(export_documents(sharded)) == list(export_documents(single))
+    assert _compare(SearchEngine(single), ShardedEngine(sharded), queries[:20]) == []
+    assert ShardedEngine(sharded).stats()["documents"] == SearchEngine(single).stats()["documents"]
 
 
 def test_shards_served_by_ray_actors_survive_a_killed_replica(ray_cluster, tmp_path_factory, html_single):
@@ -300,14 +349,20 @@ def test_the_commands_on_a_sharded_index(ray_cluster, tmp_path):
     assert show.returncode == 0 and json.loads(show.stdout)["id"] == first
     stats = subprocess.run([*cmd, "stats", "--json"], env=plain, capture_output=True, text=True)
     assert json.loads(stats.stdout)["documents"] == 60
-    # Updating a sharded index in place is refused in plain words.
-    more = write_jsonl(tmp_path / "more.jsonl", [{"id": "new-1", "title": "新文章", "body": "正文"}])
-    for args in (["index", str(more)], ["delete", first], ["export"], ["check"]):
-        refused = subprocess.run([*cmd, *args], env=plain, capture_output=True, text=True)
-        assert refused.returncode != 0 and "sharded" in refused.stderr, (args, refused.stderr)
-        assert "Traceback" not in refused.stderr
-    with pytest.raises(RunRefused):
-        index_paths(Settings(index=index), [str(more)])
+    # A crawl added in place (its shard written on the cluster), found,
+    # deleted; export gives the articles back.
+    more = write_jsonl(tmp_path / "more.jsonl", [{"id": "new-1", "title": "新文章", "body": "跨境电商的新文章正文"}])
+    added = subprocess.run([*cmd, "index", str(more), "--json"], env=env, capture_output=True, text=True)
+    assert added.returncode == 0 and json.loads(added.stdout)["added"] == 1, added.stderr
+    found = subprocess.run([*cmd, "query", "新文章", "--json"], env=plain, capture_output=True, text=True)
+    assert [r["id"] for r in json.loads(found.stdout)["results"]] == ["new-1"]
+    deleted = subprocess.run([*cmd, "delete", "new-1"], env=env, capture_output=True, text=True)
+    assert deleted.returncode == 0 and "1 deleted" in deleted.stdout
+    exported = subprocess.run([*cmd, "export"], env=plain, capture_output=True, text=True)
+    assert len(exported.stdout.splitlines()) == 60
+    # What does not work on one yet says so in plain words.
+    refused = subprocess.run([*cmd, "check"], env=plain, capture_output=True, text=True)
+    assert refused.returncode != 0 and "sharded" in refused.stderr and "Traceback" not in refused.stderr
 
 
 def test_the_web_app_serves_a_sharded_index(ray_cluster, tmp_path_factory, html_single):
