@@ -38,14 +38,15 @@ SAMPLE = Path(__file__).resolve().parent.parent / "indexer" / "data" / "sample-a
 @pytest.fixture(scope="session")
 def ray_cluster():
     """One local Ray cluster for the session: a head and two worker nodes,
-    loopback only."""
+    loopback only. Shard tasks run on the workers, one at a time each: the
+    other tests run beside these on a machine of two cores."""
     os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
     ray = pytest.importorskip("ray", reason="Ray is the cluster extra: pip install -e '.[test,cluster]'")
     from ray.cluster_utils import Cluster
 
     cluster = Cluster(
         initialize_head=True,
-        head_node_args={"num_cpus": 1, "node_ip_address": "127.0.0.1", "include_dashboard": False},
+        head_node_args={"num_cpus": 0, "node_ip_address": "127.0.0.1", "include_dashboard": False},
     )
     workers = [cluster.add_node(num_cpus=1, node_ip_address="127.0.0.1") for _ in range(2)]
     ray.init(address=cluster.address, log_to_driver=False)
