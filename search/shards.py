@@ -333,13 +333,31 @@ class _LocalShard:
         self.searcher.close()
 
 
+#: Seconds a replica that failed a call is passed over (Ray restarts it
+#: meanwhile; calls sent to a restarting actor wait for it).
+PASS_OVER_SECONDS = 15.0
+
+
 class _ActorShard:
     """A shard served by ``replicas`` Ray actors; each call goes to the next
-    replica, and to another one when the actor it went to died."""
+    replica, and to another one when the actor it went to died. A replica
+    that failed is passed over for ``PASS_OVER_SECONDS``."""
 
     def __init__(self, ray: Any, actors: list[Any]) -> None:
         self.ray, self.actors = ray, actors
         self._turn = itertools.cycle(range(len(actors)))
+        self._failed: dict[int, float] = {}
+
+    def next_replica(self) -> int:
+        now = time.monotonic()
+        for _ in range(len(self.actors)):
+            number = next(self._turn)
+            if now - self._failed.get(number, -PASS_OVER_SECONDS) >= PASS_OVER_SECONDS:
+                return number
+        return next(self._turn)
+
+    def failed(self, number: int) -> None:
+        self._failed[number] = time.monotonic()
 
     @classmethod
     def start(cls, ray: Any, settings: Settings, folder: str, weights: Weights, replicas: int) -> _ActorShard:
@@ -366,21 +384,23 @@ class _Pending:
 
     def __init__(self, shard: _ActorShard, method: str, args: tuple) -> None:
         self.shard, self.method, self.args = shard, method, args
-        self.first = next(shard._turn)
+        self.first = shard.next_replica()
         self.ref = getattr(shard.actors[self.first], method).remote(*args)
 
     def get(self) -> Any:
         ray = self.shard.ray
+        lost = (ray.exceptions.RayActorError, ray.exceptions.ActorUnavailableError)
         try:
             return ray.get(self.ref)
-        except (ray.exceptions.RayActorError, ray.exceptions.ActorUnavailableError):
-            pass
+        except lost as err:
+            self.shard.failed(self.first)
+            last: Exception = err
         n = len(self.shard.actors)
-        last: Exception | None = None
         for step in range(1, n + 1):
-            actor = self.shard.actors[(self.first + step) % n]
+            number = (self.first + step) % n
             try:
-                return ray.get(getattr(actor, self.method).remote(*self.args))
-            except (ray.exceptions.RayActorError, ray.exceptions.ActorUnavailableError) as err:
+                return ray.get(getattr(self.shard.actors[number], self.method).remote(*self.args))
+            except lost as err:
+                self.shard.failed(number)
                 last = err
-        raise last  # type: ignore[misc]
+        raise last

@@ -35,11 +35,12 @@ VARIANTS = ({}, {"sort": "date"}, {"recent": True}, {"page": 2, "size": 15, "fac
 SAMPLE = Path(__file__).resolve().parent.parent / "indexer" / "data" / "sample-articles.jsonl"
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def ray_cluster():
-    """One local Ray cluster for the session: a head and two worker nodes,
-    loopback only. Shard tasks run on the workers, one at a time each: the
-    other tests run beside these on a machine of two cores."""
+    """One local Ray cluster for these tests: a head and two worker nodes,
+    loopback only, gone once they are done. Shard tasks run on the workers,
+    one at a time each: the other tests run beside these on a machine of
+    two cores."""
     os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
     ray = pytest.importorskip("ray", reason="Ray is the cluster extra: pip install -e '.[test,cluster]'")
     from ray.cluster_utils import Cluster
@@ -265,9 +266,11 @@ def test_shards_served_by_ray_actors_survive_a_killed_replica(ray_cluster, tmp_p
         done.set()
         for t in threads:
             t.join(timeout=60)
+        served.close()
     assert errors == []
+    # It went on answering (from the other replica) while the killed one
+    # came back.
     assert answered[0] > before + 10
-    served.close()
 
 
 def test_a_build_that_loses_a_worker_node_is_retried_and_equals_an_uninterrupted_one(ray_cluster, tmp_path_factory):
