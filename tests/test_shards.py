@@ -262,19 +262,22 @@ def test_shards_served_by_ray_actors_survive_a_killed_replica(ray_cluster, tmp_p
                 errors.append(err)
             n += 1
 
+    victim = served._shards[0].actors[0]
     threads = [threading.Thread(target=load) for _ in range(4)]
     for t in threads:
         t.start()
     try:
         time.sleep(1.0)
         before = answered[0]
-        victim = served._shards[0].actors[0]
         os.kill(ray.get(victim.pid.remote()), 9)
         time.sleep(3.0)
     finally:
         done.set()
         for t in threads:
             t.join(timeout=60)
+        # The killed replica is back (Ray restarted it) before the actors
+        # go: a restart left running would take CPU from the next tests.
+        ray.get(victim.pid.remote(), timeout=120)
         served.close()
     assert errors == []
     # It went on answering (from the other replica) while the killed one
@@ -316,6 +319,7 @@ def test_a_build_that_loses_a_worker_node_is_retried_and_equals_an_uninterrupted
         stop.set()
         watcher.join()
         workers.append(cluster.add_node(num_cpus=1, node_ip_address="127.0.0.1"))
+        cluster.wait_for_nodes()
     assert len(workers) == 2 and killed
     got = read_manifest(store.current_dir())
     assert got == expected
