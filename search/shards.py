@@ -188,12 +188,8 @@ class ShardedEngine:
         for candidate in page:
             by_shard.setdefault(candidate.shard, []).append(candidate)
         pending = {n: self._shards[n].submit("hits", request, part) for n, part in by_shard.items()}
-        found = dict(zip(pending, _gather(list(pending.values())), strict=True))
-        out = []
-        taken = {n: iter(hits) for n, hits in found.items()}
-        for candidate in page:
-            out.append(next(taken[candidate.shard]))
-        return out
+        taken = {n: iter(hits) for n, hits in zip(pending, _gather(list(pending.values())), strict=True)}
+        return [next(taken[candidate.shard]) for candidate in page]
 
     def suggestion(self, request: SearchRequest) -> str | None:
         def freq() -> Counter:

@@ -23,9 +23,7 @@ from search.engine import SearchEngine, SearchRequest, plan_request
 from search.shards import ShardedEngine, open_engine
 from tests.conftest import search_command, shared_corpus, write_jsonl
 
-# On the worker of the tests over poetry-20k, after them: the tests that
-# bound a query's wall-clock time there never run while Ray is up.
-pytestmark = pytest.mark.xdist_group("poems")
+pytestmark = pytest.mark.xdist_group("cluster")
 
 #: Queries besides the dev set's: typos (pinyin, homophones) for the
 #: did-you-mean, words that find nothing together (the any-word fallback),
