@@ -296,23 +296,18 @@ class _Corpus:
 
 
 class _Done:
-    """A result already there (an in-process shard's)."""
+    """A result already there (an in-process shard's), read as a pending
+    actor call is: every shard's call is made before any is waited for."""
 
     def __init__(self, value: Any) -> None:
         self.value = value
 
+    def get(self) -> Any:
+        return self.value
+
 
 def _gather(pending: list[Any]) -> list[Any]:
-    out: list[Any] = [None] * len(pending)
-    refs = [(i, p) for i, p in enumerate(pending) if not isinstance(p, _Done)]
-    for i, p in enumerate(pending):
-        if isinstance(p, _Done):
-            out[i] = p.value
-    if refs:
-        values = [p.get() for _i, p in refs]
-        for (i, _p), value in zip(refs, values, strict=True):
-            out[i] = value
-    return out
+    return [p.get() for p in pending]
 
 
 class _LocalShard:
@@ -323,7 +318,7 @@ class _LocalShard:
         return _Done(getattr(self.searcher, method)(*args))
 
     def call(self, method: str, *args: Any) -> Any:
-        return getattr(self.searcher, method)(*args)
+        return self.submit(method, *args).get()
 
     def close(self) -> None:
         self.searcher.close()
