@@ -76,16 +76,65 @@ def _turns(item: pytest.Item) -> Path | None:
     return Path(item.config.option.basetemp).parent / "turns"
 
 
+def _beside_others(item: pytest.Item) -> contextlib.AbstractContextManager[None]:
+    folder = _turns(item)
+    return contextlib.nullcontext() if folder is None else _turn(folder, alone=False)
+
+
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> Iterator[None]:
     """A test runs beside others for its setup (fixtures of wider scope
-    included), call and teardown; one marked ``alone`` only for its setup
-    and teardown, which nothing times (see ``pytest_runtest_call``)."""
-    folder = _turns(item)
-    if folder is None or item.get_closest_marker("alone"):
+    included), call and teardown. One marked ``alone`` runs beside others
+    for its setup and teardown (``pytest_runtest_setup``), and its call
+    alone (``pytest_runtest_call``)."""
+    if item.get_closest_marker("alone"):
         return (yield)
-    with _turn(folder, alone=False):
+    with _beside_others(item):
         return (yield)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_setup(item: pytest.Item) -> Iterator[None]:
+    """The setup of a test marked ``alone`` takes its turn like any test's:
+    it may build an index on every core (the poetry-20k fixture does), and
+    must not do so while another ``alone`` test's call is timed."""
+    if item.nodeid in _UNGROUPED:
+        pytest.fail(
+            "pytest-xdist did not put this test in its xdist_group: this pytest is newer "
+            "than pytest-xdist's support for groups (see the pin in pyproject.toml)",
+            pytrace=False,
+        )
+    if not item.get_closest_marker("alone"):
+        return (yield)
+    with _beside_others(item):
+        return (yield)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None) -> Iterator[None]:
+    """As its setup: the fixtures torn down after a test marked ``alone``
+    may stop servers or a cluster, which is work too."""
+    if not item.get_closest_marker("alone"):
+        return (yield)
+    with _beside_others(item):
+        return (yield)
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """The cluster tests (one group, six minutes on one worker) are handed
+    out first, so the rest of the suite runs beside them rather than after.
+    Under ``--dist=loadgroup``, a test of an ``xdist_group`` whose node id
+    does not name its group would be run on any worker, beside tests it
+    must not run beside, and the fixtures its group shares would be built
+    once per worker: it fails (``pytest_runtest_setup``)."""
+    items.sort(key=lambda item: not any(m.args[:1] == ("cluster",) for m in item.iter_markers("xdist_group")))
+    if getattr(config.option, "loadgroup", False):
+        _UNGROUPED.update(i.nodeid for i in items if i.get_closest_marker("xdist_group") and "@" not in i.nodeid)
+
+
+#: Tests of an ``xdist_group`` that pytest-xdist could not group.
+_UNGROUPED: set[str] = set()
 
 
 @pytest.hookimpl(wrapper=True)

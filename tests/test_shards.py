@@ -237,6 +237,22 @@ def test_crawls_added_to_a_sharded_index_give_the_single_index_answers(ray_clust
     assert ShardedEngine(sharded).stats()["documents"] == SearchEngine(single).stats()["documents"]
 
 
+def _wait_until_answering(actor, seconds: float = 120.0) -> None:
+    """Until a restarted actor answers again: calls made while Ray restarts
+    it fail at once with ``ActorUnavailableError`` rather than wait."""
+    import ray
+
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            ray.get(actor.pid.remote(), timeout=seconds)
+            return
+        except ray.exceptions.ActorUnavailableError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
+
+
 def test_shards_served_by_ray_actors_survive_a_killed_replica(ray_cluster, tmp_path_factory, html_single):
     import ray
 
@@ -275,7 +291,7 @@ def test_shards_served_by_ray_actors_survive_a_killed_replica(ray_cluster, tmp_p
             t.join(timeout=60)
         # The killed replica is back (Ray restarted it) before the actors
         # go: a restart left running would take CPU from the next tests.
-        ray.get(victim.pid.remote(), timeout=120)
+        _wait_until_answering(victim)
         served.close()
     assert errors == []
     # It went on answering (from the other replica) while the killed one
