@@ -17,8 +17,10 @@ switches to the generation only then, so no reader ever sees part of one.
 Which records become documents (tombstones, updates, near-duplicates) is
 decided once, in the order a single build sees them, by the same code as a
 single build (``indexer.writer``); ``ShardedWriter`` stands in for Whoosh's
-writer there and keeps each shard's documents with their place in that
-order. The shards are then analysed and written by parallel Ray tasks. A
+writer there and sends each shard's documents, with their place in that
+order, to Ray's object store in chunks as they are decided. The shards are
+then analysed and written by parallel Ray tasks, each reading its chunks
+one at a time. A
 task writes into a folder of its own and renames it into place when its
 commit is done, so a task that Ray retries after losing a worker starts
 clean, and the retried build equals an uninterrupted one.
@@ -31,14 +33,15 @@ import json
 import os
 import shutil
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from whoosh import index as whoosh_index
 
+from indexer.cluster import ray_session
 from indexer.config import Settings
 from indexer.known import KnownDocuments, live_rows
 from indexer.schema import ORDER_FIELD, SegmentColumn, build_schema
@@ -49,6 +52,9 @@ RUN_FILE = "RUN"
 ROUTING = "blake2b-64 of the id's UTF-8, big-endian, modulo the shard count"
 #: How often Ray runs a shard's task again after losing the worker it ran on.
 SHARD_RETRIES = 3
+#: A shard's documents per chunk sent to Ray's object store while a run
+#: decides them (about 2.5 MB of a news portal's articles).
+CHUNK_DOCUMENTS = 2000
 #: Fields a shard's task need not be sent (made again where needed).
 _NOT_SENT = ("_normalized",)
 
@@ -126,23 +132,33 @@ def write_manifest(generation: Path, manifest: Manifest) -> None:
 
 class ShardedWriter:
     """Stands in for Whoosh's writer while a sharded generation's records
-    are decided: keeps each shard's new documents, in order, with their
-    place in the whole index's order (what a single index's document
-    numbers would be: a replaced document goes to the end), and the ids
-    each shard must delete."""
+    are decided: gives each new document its place in the whole index's
+    order (what a single index's document number would be: a replaced
+    document goes to the end), and keeps the ids each shard must delete.
 
-    def __init__(self, shards: int, first_order: int = 0) -> None:
+    A shard's documents leave in chunks of ``CHUNK_DOCUMENTS`` (``ship``
+    puts one in Ray's object store), so what the process deciding them
+    holds is each id's place, not the documents. A document replaced or
+    deleted after its chunk left is dropped by its place (``dropped``)
+    when the shard is written."""
+
+    def __init__(
+        self, shards: int, ship: Callable[[list[tuple[int, dict[str, Any]]]], Any], first_order: int = 0
+    ) -> None:
         self.shards = shards
-        self.pending: list[dict[str, tuple[int, dict[str, Any]]]] = [{} for _ in range(shards)]
-        self.deleted: list[set[str]] = [set() for _ in range(shards)]
+        self.ship = ship
         self.next_order = first_order
+        self.cancel()
 
     def add_document(self, **fields: Any) -> None:
         doc_id = fields["id"]
-        table = self.pending[shard_of(doc_id, self.shards)]
-        table.pop(doc_id, None)
-        table[doc_id] = (self.next_order, {k: v for k, v in fields.items() if k not in _NOT_SENT})
+        number = shard_of(doc_id, self.shards)
+        self._drop(number, doc_id)
+        self.latest[number][doc_id] = self.next_order
+        self.pending[number].append((self.next_order, {k: v for k, v in fields.items() if k not in _NOT_SENT}))
         self.next_order += 1
+        if len(self.pending[number]) >= CHUNK_DOCUMENTS:
+            self.flush(number)
 
     def update_document(self, **fields: Any) -> None:
         self.deleted[shard_of(fields["id"], self.shards)].add(fields["id"])
@@ -151,18 +167,32 @@ class ShardedWriter:
     def delete_by_term(self, fieldname: str, text: str) -> None:
         if fieldname == "id":
             number = shard_of(text, self.shards)
-            self.pending[number].pop(text, None)
+            self._drop(number, text)
             self.deleted[number].add(text)
 
+    def _drop(self, number: int, doc_id: str) -> None:
+        replaced = self.latest[number].pop(doc_id, None)
+        if replaced is not None:
+            self.dropped[number].add(replaced)
+
+    def flush(self, number: int) -> None:
+        """Send shard ``number``'s pending documents on as one chunk."""
+        if self.pending[number]:
+            self.chunks[number].append(self.ship(self.pending[number]))
+            self.pending[number] = []
+
     def doc_count(self) -> int:
-        return sum(len(t) for t in self.pending)
+        return sum(len(t) for t in self.latest)
 
     def changed(self, number: int) -> bool:
-        return bool(self.pending[number] or self.deleted[number])
+        return bool(self.latest[number] or self.deleted[number])
 
     def cancel(self) -> None:
-        self.pending = [{} for _ in range(self.shards)]
-        self.deleted = [set() for _ in range(self.shards)]
+        self.pending: list[list[tuple[int, dict[str, Any]]]] = [[] for _ in range(self.shards)]
+        self.chunks: list[list[Any]] = [[] for _ in range(self.shards)]
+        self.latest: list[dict[str, int]] = [{} for _ in range(self.shards)]
+        self.dropped: list[set[int]] = [set() for _ in range(self.shards)]
+        self.deleted: list[set[str]] = [set() for _ in range(self.shards)]
 
 
 class ShardedGeneration:
@@ -174,15 +204,20 @@ class ShardedGeneration:
     generation's shard files (a segment file is never changed once
     written), and only the shards a run changed are committed again, in
     the new folder: the live generation is never touched, and ``CURRENT``
-    switches to the new one when its manifest is written."""
+    switches to the new one when its manifest is written.
+
+    Ray is joined when the first chunk of documents leaves (a run that
+    changes nothing never starts it) and left on ``close``."""
 
     def __init__(self, folder: Path, shards: int, settings: Settings, base: Manifest | None = None) -> None:
         self.folder = folder
         self.settings = settings
         self.base = base
         self.schema = build_schema(settings.segmentation, sharded=True)
-        self.writer = ShardedWriter(shards, base.orders if base is not None else 0)
+        self.writer = ShardedWriter(shards, self._put, base.orders if base is not None else 0)
         self.run = uuid.uuid4().hex
+        self._session = ExitStack()
+        self._ray: Any = None
 
     @classmethod
     def following(cls, live: Path, folder: Path, settings: Settings) -> ShardedGeneration:
@@ -190,6 +225,14 @@ class ShardedGeneration:
         for part in base.parts:
             link_tree(live / part.name, folder / part.name)
         return cls(folder, base.shards, settings, base)
+
+    def ray(self) -> Any:
+        if self._ray is None:
+            self._ray = self._session.enter_context(ray_session(self.settings.ray_address))
+        return self._ray
+
+    def _put(self, chunk: list[tuple[int, dict[str, Any]]]) -> Any:
+        return self.ray().put(chunk)
 
     def doc_count_all(self) -> int:
         return self.base.documents if self.base is not None else 0
@@ -205,18 +248,28 @@ class ShardedGeneration:
 
     def close(self) -> None:
         self.writer.cancel()
+        self._session.close()
+        self._ray = None
 
-    def write(self, ray: Any) -> Manifest:
+    def write(self) -> Manifest:
         """Write every changed shard in a Ray task of its own, and then the
         manifest; the generation is complete when this returns."""
+        ray = self.ray()
         writing = ray.remote(max_retries=SHARD_RETRIES)(write_shard)
         refs = {}
         for number in range(self.writer.shards):
             if self.base is not None and not self.writer.changed(number):
                 continue
-            documents = ray.put(list(self.writer.pending[number].values()))
-            deleted = sorted(self.writer.deleted[number]) if self.base is not None else None
-            refs[number] = writing.remote(str(self.folder), number, self.settings, documents, deleted, self.run)
+            self.writer.flush(number)
+            refs[number] = writing.remote(
+                str(self.folder),
+                number,
+                self.settings,
+                self.writer.chunks[number],
+                sorted(self.writer.dropped[number]),
+                sorted(self.writer.deleted[number]) if self.base is not None else None,
+                self.run,
+            )
         written = dict(zip(refs, ray.get(list(refs.values())), strict=True))
         # What attempts lost with their worker left behind.
         for left in self.folder.glob(".shard-*"):
@@ -293,16 +346,21 @@ def write_shard(
     folder: str,
     number: int,
     settings: Settings,
-    documents: list[tuple[int, dict[str, Any]]],
+    chunks: list[Any],
+    dropped: list[int],
     deleted: list[str] | None = None,
     run: str = "",
 ) -> dict:
     """One shard of a sharded generation (run as a Ray task): written anew
     (``deleted`` None), or the shard's files there with ``deleted`` gone
-    and ``documents`` added. The work is done in a folder of its own and
+    and the documents of ``chunks`` (Ray object references, read one at a
+    time) added, except those whose place is in ``dropped``. The work is
+    done in a folder of its own and
     renamed into place once committed, so a task that Ray runs again after
     losing its worker starts from the shard as it was; one that finds its
     own run already in place returns it."""
+    import ray
+
     from indexer.merging import commit as commit_merging
     from indexer.writer import open_writer
 
@@ -324,8 +382,11 @@ def write_shard(
         writer = open_writer(ix, settings.replace(index_procs=1), fresh=False)
         for doc_id in deleted or ():
             writer.delete_by_term("id", doc_id)
-        for order, fields in documents:
-            writer.add_document(**fields, **{ORDER_FIELD: order})
+        skipped = set(dropped)
+        for chunk in chunks:
+            for order, fields in ray.get(chunk):
+                if order not in skipped:
+                    writer.add_document(**fields, **{ORDER_FIELD: order})
         commit_merging(writer)
         ix.close()
         (work / RUN_FILE).write_text(run)

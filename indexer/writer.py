@@ -27,7 +27,6 @@ from whoosh.util.times import datetime_to_long
 from whoosh.writing import SegmentWriter
 
 from indexer.analysis import normalize, normalize_keyword
-from indexer.cluster import ray_session
 from indexer.codec import FastSegmentWriter, LeanCodec
 from indexer.config import Settings
 from indexer.dedupe import Signature, signature
@@ -321,8 +320,8 @@ def index_paths(
             try:
                 _write(settings, ix, found, summary, on_bytes, guard, known, live=live)
                 if shards is not None:
-                    with ray_session(settings.ray_address) as ray:
-                        ix.write(ray)
+                    ix.write()
+                    ix.close()
             except BaseException:
                 ix.close()
                 store.remove_generation(name)
@@ -398,10 +397,11 @@ def _sharded_update(settings: Settings, store: IndexStore) -> Iterator[tuple[Sha
         ix = ShardedGeneration.following(live, folder, settings)
         yield ix, known_documents(live)
         if not any(ix.writer.changed(n) for n in range(ix.writer.shards)):
+            ix.close()
             store.remove_generation(name)
             return
-        with ray_session(settings.ray_address) as ray:
-            ix.write(ray)
+        ix.write()
+        ix.close()
     except BaseException:
         if ix is not None:
             ix.close()
