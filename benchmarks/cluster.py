@@ -10,9 +10,10 @@ Queries: a local Ray cluster on 127.0.0.1; for each shard count and
 replica count, a coordinator in this process (``ShardedEngine``) serves
 ``--clients`` closed-loop client threads for ``--seconds`` (after an
 uncounted warm-up), each sending the queries of ``--queries`` in a
-rotating order, with snippets; the same clients are then run against the
+rotating order, with snippets; the same clients are first run against the
 single index in this process (``SearchEngine``), whose answers the shards
-must give. Prints JSON with ``--json``.
+must give: as it runs (repeated queries answered from its cache) and with
+its cache off, as the sharded engine runs. Prints JSON with ``--json``.
 
     python benchmarks/cluster.py --corpus scale.jsonl --queries ../shared/corpora/queries/knownitem_poetry.queries.jsonl \\
         --shards 1,2,4 --replicas 1,2 --clients 8 [--work DIR] [--json]
@@ -37,6 +38,7 @@ sys.path.insert(0, str(ROOT))
 
 from indexer.cluster import import_ray  # noqa: E402
 from indexer.config import Settings  # noqa: E402
+from search import engine as engine_module  # noqa: E402
 from search.engine import SearchEngine, SearchRequest  # noqa: E402
 from search.shards import ShardedEngine  # noqa: E402
 
@@ -201,6 +203,17 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         figures["queries"].append(
             {"engine": "single index, in process", **load(single, queries, args.clients, args.seconds, args.warmup)}
         )
+        print(json.dumps(figures["queries"][-1]), file=sys.stderr)
+        # The single index caches answers per commit, and the clients repeat
+        # the query set: the row above is mostly cache lookups. The sharded
+        # engine has no cache, so it is compared with this one.
+        cache_size, engine_module.CACHE_SIZE = engine_module.CACHE_SIZE, 0
+        try:
+            uncached = SearchEngine(Settings(index=work / "single"))
+            row = load(uncached, queries, args.clients, args.seconds, args.warmup)
+        finally:
+            engine_module.CACHE_SIZE = cache_size
+        figures["queries"].append({"engine": "single index, in process, answers not cached", **row})
         print(json.dumps(figures["queries"][-1]), file=sys.stderr)
         ray = import_ray()
         ray.init(include_dashboard=False, log_to_driver=False, _node_ip_address="127.0.0.1")
