@@ -17,7 +17,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +25,7 @@ from whoosh import index as whoosh_index
 
 from indexer.known import known_file
 from indexer.merging import retired_file, retired_segments
+from indexer.shards import MANIFEST, RUN_FILE, is_sharded, read_manifest, shard_info, shard_of
 from indexer.store import (
     CURRENT,
     LOCK_FILE,
@@ -92,27 +93,67 @@ def _check(store: IndexStore) -> CheckReport:
         report.damage.append(str(err))
         return report
     report.generation = path.name
-    try:
-        ix = whoosh_index.open_dir(path)
-        segment_files(ix)
-        _check_segments(ix, report)
-    except IndexDamaged as err:
-        report.damage.append(str(err))
-        return report
-    except Exception as err:  # noqa: BLE001 - any failure to read is what this reports
-        report.damage.append(f"cannot read {path.name}: {type(err).__name__}: {err}")
-        return report
-    report.leftovers.extend(_leftover_files(path, ix))
+    if is_sharded(path):
+        _check_shards(path, report)
+    else:
+        _check_whoosh_index(path, path.name, report)
     report.leftovers.extend(_leftover_generations(store))
     return report
 
 
-def _check_segments(ix, report: CheckReport) -> None:
+def _check_whoosh_index(path: Path, where: str, report: CheckReport, route: tuple[int, int] | None = None) -> None:
+    """One Whoosh index (a generation, or one shard of a sharded one)."""
+    try:
+        ix = whoosh_index.open_dir(path)
+        segment_files(ix)
+        _check_segments(ix, report, f"{where}: " if route is not None else "", route)
+    except IndexDamaged as err:
+        report.damage.append(str(err))
+        return
+    except Exception as err:  # noqa: BLE001 - any failure to read is what this reports
+        report.damage.append(f"cannot read {where}: {type(err).__name__}: {err}")
+        return
+    found = _leftover_files(path, ix)
+    if route is not None:  # named from the index's root; a shard's run mark is its own
+        found = [f"{path.parent.name}/{name}" for name in found if name != f"{path.name}/{RUN_FILE}"]
+    report.leftovers.extend(found)
+
+
+def _check_shards(path: Path, report: CheckReport) -> None:
+    """Every shard of a sharded generation as one index, and the manifest
+    against them: its counts and field-length totals are what queries score
+    with, and each document must be in the shard its id routes to."""
+    try:
+        manifest = read_manifest(path)
+    except Exception as err:  # noqa: BLE001 - an unreadable manifest is damage
+        report.damage.append(f"cannot read {path.name}/{MANIFEST}: {type(err).__name__}: {err}")
+        return
+    for number, part in enumerate(manifest.parts):
+        where = f"{path.name}/{part.name}"
+        found_damage = len(report.damage)
+        _check_whoosh_index(path / part.name, where, report, (number, manifest.shards))
+        if len(report.damage) > found_damage:
+            continue
+        actual = shard_info(path / part.name, number)
+        listed = asdict(part)
+        differs = sorted(k for k in actual if actual[k] != listed.get(k))
+        if differs:
+            report.damage.append(
+                f"{where}: the manifest's {', '.join(differs)} differ from the shard's "
+                f"({', '.join(f'{k} {listed.get(k)!r} against {actual[k]!r}' for k in differs)})"
+            )
+    named = {MANIFEST} | {part.name for part in manifest.parts}
+    report.leftovers.extend(f"{path.name}/{name}" for name in sorted(os.listdir(path)) if name not in named)
+
+
+def _check_segments(ix, report: CheckReport, where: str = "", route: tuple[int, int] | None = None) -> None:
+    """``route``: the shard's number and the shard count, when ``ix`` is a
+    shard (each of its documents must route to it)."""
     segments = ix._segments()  # the TOC's list; there is no public accessor
-    report.segments = len(segments)
+    report.segments += len(segments)
     with ix.searcher() as searcher:
         for number, (reader, offset) in enumerate(searcher.reader().leaf_readers()):
-            seg = f"segment {number + 1}"
+            seg = f"{where}segment {number + 1}"
             ids = reader.column_reader("id")
             for docnum in range(reader.doc_count_all()):
                 if reader.is_deleted(docnum):
@@ -129,6 +170,9 @@ def _check_segments(ix, report: CheckReport) -> None:
                     continue
                 if ("id", doc_id) not in reader:
                     report.damage.append(f"{seg}: id {doc_id!r} is not in the inverted index")
+                    continue
+                if route is not None and shard_of(doc_id, route[1]) != route[0]:
+                    report.damage.append(f"{seg}: id {doc_id!r} belongs in shard {shard_of(doc_id, route[1])}")
                     continue
                 report.documents += 1
             for fieldname in reader.indexed_field_names():
@@ -170,7 +214,8 @@ def _leftover_generations(store: IndexStore) -> list[str]:
     others = [g for g in store.generations() if g != live]
     leftovers = []
     for name in others:
-        if not whoosh_index.exists_in(store.root / name) or live is None or name > live:
+        path = store.root / name
+        if not (whoosh_index.exists_in(path) or is_sharded(path)) or live is None or name > live:
             leftovers.append(name)  # unfinished rebuild
     finished_older = [g for g in others if g not in leftovers]
     leftovers.extend(finished_older[:-1])

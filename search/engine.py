@@ -14,7 +14,7 @@ import dataclasses
 import datetime as dt
 import time
 from collections import Counter, OrderedDict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -392,23 +392,7 @@ class SearchEngine:
         live = self._current()
         if self._refresher is None:
             self._completions.prepare(live.searcher.reader(), live.version, live.segmentation)
-        found = self._completions.complete(text, limit)
-        words = text.split()
-        if found or len(words) < 2:
-            return found
-        head = " ".join(words[:-1])
-        out: list[str] = []
-        for phrase in self._completions.complete(words[-1], limit * 2):
-            q = f"{head} {phrase}"
-            try:
-                answer = self.search(SearchRequest(q=q, size=1, snippets=False, autocorrect=False))
-            except QueryError:
-                continue
-            if answer.total and not answer.fallback and not answer.partial:
-                out.append(q)
-                if len(out) >= limit:
-                    break
-        return out
+        return complete_box(self._completions, text, limit, self.search)
 
     # -- documents ----------------------------------------------------------
 
@@ -436,12 +420,11 @@ class SearchEngine:
         docnum = searcher.document_number(id=doc_id)
         if docnum is None:
             return []
-        stored = searcher.stored_fields(docnum)
-        text = "\n".join(x for x in (stored.get("title"), stored.get("body")) if x)
+        text = related_text(searcher.stored_fields(docnum))
         if not text:
             return []
-        hits = searcher.more_like(docnum, "body", text=text, top=limit, numterms=12)
-        return [{"id": h["id"], "url": h.get("url"), "title": h.get("title")} for h in hits]
+        hits = searcher.more_like(docnum, RELATED_FIELD, text=text, top=limit, numterms=RELATED_TERMS)
+        return [related_record(h) for h in hits]
 
     def stats(self) -> dict[str, Any]:
         searcher = self.searcher()
@@ -476,6 +459,46 @@ class Finder(Protocol):
 
     def suggestion(self, request: SearchRequest) -> str | None:
         """The did-you-mean of the request's query."""
+
+
+def complete_box(
+    completions: Completions, text: str, limit: int, search: Callable[[SearchRequest], SearchResult]
+) -> list[str]:
+    """Completions of the search box: the index's phrases that finish it or,
+    when none does (several words typed), each completion of the last word
+    kept only if some article holds every word of the query it makes."""
+    found = completions.complete(text, limit)
+    words = text.split()
+    if found or len(words) < 2:
+        return found
+    head = " ".join(words[:-1])
+    out: list[str] = []
+    for phrase in completions.complete(words[-1], limit * 2):
+        q = f"{head} {phrase}"
+        try:
+            answer = search(SearchRequest(q=q, size=1, snippets=False, autocorrect=False))
+        except QueryError:
+            continue
+        if answer.total and not answer.fallback and not answer.partial:
+            out.append(q)
+            if len(out) >= limit:
+                break
+    return out
+
+
+#: Related articles: the field whose distinctive words (Whoosh's Bo1
+#: expansion model over the whole corpus) make the query, and how many.
+RELATED_FIELD = "body"
+RELATED_TERMS = 12
+
+
+def related_text(stored: dict[str, Any]) -> str:
+    """What an article's related ones are found from: its title and body."""
+    return "\n".join(x for x in (stored.get("title"), stored.get("body")) if x)
+
+
+def related_record(hit: Any) -> dict[str, Any]:
+    return {"id": hit["id"], "url": hit.get("url"), "title": hit.get("title")}
 
 
 def answer(request: SearchRequest, finder: Finder, started: float) -> SearchResult:

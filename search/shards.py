@@ -24,21 +24,37 @@ from collections import Counter
 from typing import Any
 
 from whoosh import index as whoosh_index
+from whoosh import query
+from whoosh.classify import Expander
 
 from indexer.analysis import get_segmenter, segmentation_of
 from indexer.cluster import ray_session
 from indexer.config import Settings
+from indexer.schema import ORDER_FIELD, SegmentColumn, build_schema
 from indexer.shards import read_manifest, shard_of
 from indexer.store import IndexStore
 from indexer.writer import stored_to_record
 from search.budget import time_budget
 from search.collect import Candidate, Candidates, Plan, collect
-from search.engine import Hit, SearchRequest, SearchResult, answer, page_hits, plan_request
+from search.engine import (
+    RELATED_FIELD,
+    RELATED_TERMS,
+    Hit,
+    SearchRequest,
+    SearchResult,
+    answer,
+    complete_box,
+    page_hits,
+    plan_request,
+    related_record,
+    related_text,
+)
 from search.facets import facet_counts, overview_counts
 from search.frequent import title_frequencies
 from search.query import DEFAULT_WEIGHTS, Weights
 from search.spelling import Speller, vocabulary
 from search.stats import CorpusStats, GlobalSearcher, shard_statistics
+from search.suggest import Completions, phrase_counts
 from search.synonyms import Synonyms
 
 
@@ -85,6 +101,24 @@ class ShardSearcher:
     def document(self, doc_id: str) -> dict[str, Any] | None:
         return self.searcher().document(id=doc_id)
 
+    def frequencies(self, fieldname: str, texts: list[bytes]) -> dict[bytes, float]:
+        """The collection frequencies here of those of ``texts`` found here."""
+        return {t: self.reader.frequency(fieldname, t) for t in texts if (fieldname, t) in self.reader}
+
+    def query_statistics(self, q: query.Query) -> CorpusStats:
+        return shard_statistics(self.searcher(), [q])
+
+    def similar(
+        self, q: query.Query, doc_id: str, limit: int, stats: CorpusStats | None
+    ) -> list[tuple[float, int, dict[str, Any]]]:
+        """This shard's best ``limit`` matches of ``q`` but ``doc_id``, with
+        their scores and places in indexing order."""
+        searcher = self.searcher(stats)
+        docnum = searcher.document_number(id=doc_id)
+        orders = SegmentColumn(self.reader, ORDER_FIELD)
+        hits = searcher.search(q, limit=limit, mask={docnum} if docnum is not None else None)
+        return [(hit.score, orders[hit.docnum], related_record(hit)) for hit in hits]
+
     def overview(self) -> dict[str, Counter]:
         return overview_counts(self.searcher())
 
@@ -93,6 +127,9 @@ class ShardSearcher:
 
     def title_frequencies(self) -> Counter:
         return title_frequencies(self.reader)
+
+    def phrase_counts(self) -> Counter:
+        return phrase_counts(self.reader, self.segmentation)
 
     def doc_frequency(self, fieldname: str, text: str) -> int:
         return self.reader.doc_frequency(fieldname, text)
@@ -138,6 +175,7 @@ class ShardedEngine:
         self._session = None
         self.segmentation = settings.segmentation
         self._speller = Speller()
+        self._completions = Completions()
 
     # -- the open shards --------------------------------------------------
 
@@ -192,13 +230,7 @@ class ShardedEngine:
         return [next(taken[candidate.shard]) for candidate in page]
 
     def suggestion(self, request: SearchRequest) -> str | None:
-        def freq() -> Counter:
-            total: Counter = Counter()
-            for part in self._all("vocabulary"):
-                total.update(part)
-            return total
-
-        self._speller.prepare(None, self._version, freq)
+        self._speller.prepare(None, self._version, lambda: _summed(self._all("vocabulary")))
         return self._speller.suggest(_Corpus(self), request.q, self.segmentation)
 
     # -- what ``SearchEngine`` offers -------------------------------------
@@ -222,10 +254,37 @@ class ShardedEngine:
         return facet_counts(counts)
 
     def related(self, doc_id: str, limit: int = 5) -> list[dict[str, Any]]:
-        return []
+        """``SearchEngine.related``, on the whole corpus: the article's
+        distinctive words are weighed by their frequencies summed over every
+        shard, and their query is scored with the corpus-wide statistics."""
+        self._open()
+        stored = self._shards[shard_of(doc_id, len(self._shards))].call("document", doc_id)
+        text = related_text(stored) if stored else ""
+        if not text:
+            return []
+        schema = build_schema(self.segmentation, sharded=True)
+        texts = sorted({t for t, _pos, _weight, _chars in schema[RELATED_FIELD].index(text)})
+        frequencies: dict[tuple[str, bytes], float] = {}
+        for part in self._all("frequencies", RELATED_FIELD, texts):
+            for t, f in part.items():
+                frequencies[(RELATED_FIELD, t)] = frequencies.get((RELATED_FIELD, t), 0) + f
+        expander = Expander(_ExpansionCorpus(schema, self.manifest, frequencies), RELATED_FIELD)
+        expander.add_text(text)
+        terms = expander.expanded_terms(RELATED_TERMS, normalize=False)
+        if not terms:
+            return []
+        q = query.Or([query.Term(RELATED_FIELD, word, boost=weight) for word, weight in terms])
+        stats = CorpusStats.combine(self._all("query_statistics", q))
+        found = [hit for part in self._all("similar", q, doc_id, limit, stats) for hit in part]
+        found.sort(key=lambda hit: (-hit[0], hit[1]))
+        return [record for _score, _order, record in found[:limit]]
 
     def suggest(self, text: str, limit: int = 8) -> list[str]:
-        return []
+        """``SearchEngine.suggest``: the table built from every shard's
+        phrase counts, summed."""
+        self._open()
+        self._completions.prepare(None, self._version, counts=lambda: _summed(self._all("phrase_counts")))
+        return complete_box(self._completions, text, limit, self.search)
 
     def stats(self) -> dict[str, Any]:
         self._open()
@@ -243,10 +302,7 @@ class ShardedEngine:
         return self.manifest.documents
 
     def title_frequencies(self) -> Counter:
-        total: Counter = Counter()
-        for part in self._all("title_frequencies"):
-            total.update(part)
-        return total
+        return _summed(self._all("title_frequencies"))
 
     def misses(self) -> int:
         return sum(self._all("misses_seen"))
@@ -293,6 +349,34 @@ class _Corpus:
 
     def doc_frequency(self, fieldname: str, text: str) -> int:
         return sum(self.engine._all("doc_frequency", fieldname, text))
+
+
+def _summed(counters: list[Counter]) -> Counter:
+    total: Counter = Counter()
+    for part in counters:
+        total.update(part)
+    return total
+
+
+class _ExpansionCorpus:
+    """What Whoosh's query expansion asks of a reader, for the whole
+    sharded corpus: counts from the manifest, and the frequencies of one
+    article's words summed over the shards."""
+
+    def __init__(self, schema: Any, manifest: Any, frequencies: dict[tuple[str, bytes], float]) -> None:
+        self.schema, self.manifest, self.frequencies = schema, manifest, frequencies
+
+    def doc_count_all(self) -> int:
+        return sum(part.doc_count_all for part in self.manifest.parts)
+
+    def field_length(self, fieldname: str) -> int:
+        return sum(part.field_lengths.get(fieldname, 0) for part in self.manifest.parts)
+
+    def __contains__(self, key: tuple[str, bytes]) -> bool:
+        return key in self.frequencies
+
+    def frequency(self, fieldname: str, text: bytes) -> float:
+        return self.frequencies[(fieldname, text)]
 
 
 class _Done:

@@ -14,10 +14,11 @@ generation and keeps the most used phrases only.
 from __future__ import annotations
 
 import bisect
+import heapq
 import re
 import time
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 from indexer.analysis import Segmentation, is_cjk, normalize, query_words
 from search.query import STOPWORDS
@@ -101,6 +102,24 @@ class _SegmentPhrases:
 MAX_AGE = 600.0
 
 
+def phrase_counts(reader, seg: Segmentation | None) -> Counter:
+    """How many live articles use each phrase (remembered per segment, so
+    a later table counts only what changed)."""
+    df: Counter[str] = Counter()
+    for leaf, _offset in reader.leaf_readers():
+        counted = leaf.__dict__.get("_zhsearch_phrases")
+        if counted is None:
+            counted = leaf.__dict__["_zhsearch_phrases"] = _SegmentPhrases(leaf, seg)
+        else:
+            counted.update(leaf, seg)
+        df.update(counted.counts)
+    return df
+
+
+def _most_used(item: tuple[str, int]) -> tuple[int, str]:
+    return -item[1], item[0]
+
+
 class Completions:
     """The phrase table of the live index; a build swaps in a new one whole."""
 
@@ -114,26 +133,24 @@ class Completions:
         """The index commit the table was built from."""
         return self._version
 
-    def prepare(self, reader, version: str, seg: Segmentation | None = None) -> bool:
+    def prepare(
+        self, reader, version: str, seg: Segmentation | None = None, counts: Callable[[], Counter] | None = None
+    ) -> bool:
         """Build the table if this generation has none, or it is older than
-        ``MAX_AGE`` and the index changed since. Whether it was built."""
+        ``MAX_AGE`` and the index changed since. Whether it was built.
+        ``counts``: the phrase counts of the whole index, where ``reader``
+        does not hold all of it (a sharded index's)."""
         if not table_due(self._version, self._built_at, version, MAX_AGE):
             return False
-        self._build(reader, seg)
+        self._build(counts() if counts is not None else phrase_counts(reader, seg))
         self._version = version
         self._built_at = time.monotonic()
         return True
 
-    def _build(self, reader, seg: Segmentation | None) -> None:
-        df: Counter[str] = Counter()
-        for leaf, _offset in reader.leaf_readers():
-            counted = leaf.__dict__.get("_zhsearch_phrases")
-            if counted is None:
-                counted = leaf.__dict__["_zhsearch_phrases"] = _SegmentPhrases(leaf, seg)
-            else:
-                counted.update(leaf, seg)
-            df.update(counted.counts)
-        kept = {p: n for p, n in df.most_common(MAX_PHRASES) if n > 0}
+    def _build(self, df: Counter) -> None:
+        # The most used phrases, ties in code point order: the same table
+        # whatever order the segments (or shards) were counted in.
+        kept = dict(heapq.nsmallest(MAX_PHRASES, ((p, n) for p, n in df.items() if n > 0), key=_most_used))
         pinyin: list[tuple[str, str]] = []
         initials: list[tuple[str, str]] = []
         for phrase in kept:

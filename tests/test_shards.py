@@ -171,6 +171,15 @@ def test_a_sharded_index_gives_the_single_index_answers(ray_cluster, tmp_path_fa
     assert any(a.fallback for a in answers)
     assert any(a.suggestion or a.corrected for a in answers)
     assert any(a.all_words is not None for a in answers)
+    # Related articles: the same, weighed and scored on the whole corpus.
+    ids = [a.hits[0].id for a in answers[:12] if a.hits]
+    related = [(single.related(i), sharded.related(i)) for i in ids]
+    assert len(ids) >= 10 and all(a == b and a for a, b in related), related
+    # Search-box completions: one table from every shard's phrase counts.
+    boxes = [q[:n] for q in queries[:10] for n in (1, 2)] + ["kua", "dianshang", "亚马逊 物"]
+    completed = [(single.suggest(box), sharded.suggest(box)) for box in boxes]
+    assert all(a == b for a, b in completed), completed
+    assert sum(bool(a) for a, _ in completed) >= len(boxes) // 2, completed
     if shards > 1:
         # Without the corpus-wide statistics, shards rank on their own
         # scales: the comparison above would fail.
@@ -178,6 +187,9 @@ def test_a_sharded_index_gives_the_single_index_answers(ray_cluster, tmp_path_fa
         assert len(_compare(single, alone, queries[:20])) > 10
 
 
+# A group of its own (three and a half minutes): it runs on the other
+# worker, with a Ray cluster of its own, beside the rest of this module.
+@pytest.mark.xdist_group("poetry")
 def test_poetry_shards_give_the_single_index_answers(ray_cluster, tmp_path_factory):
     corpus = shared_corpus("poetry-20k.jsonl")
     single_settings = Settings(index=tmp_path_factory.mktemp("poetry") / "index", index_procs=1)
@@ -187,7 +199,7 @@ def test_poetry_shards_give_the_single_index_answers(ray_cluster, tmp_path_facto
     # Poems are undated: sorting by date and the recency bonus are the
     # relevance order there.
     undated = tuple(v for v in VARIANTS if "sort" not in v and "recent" not in v)
-    for shards in (2, 7):
+    for shards in (1, 2, 3, 7):
         sharded = ShardedEngine(_sharded(tmp_path_factory, corpus, shards))
         assert _compare(single, sharded, queries, undated) == []
         assert sharded.misses() == 0
@@ -391,9 +403,25 @@ def test_the_commands_on_a_sharded_index(ray_cluster, tmp_path):
     assert deleted.returncode == 0 and "1 deleted" in deleted.stdout
     exported = subprocess.run([*cmd, "export"], env=plain, capture_output=True, text=True)
     assert len(exported.stdout.splitlines()) == 60
-    # What does not work on one yet says so in plain words.
-    refused = subprocess.run([*cmd, "check"], env=plain, capture_output=True, text=True)
-    assert refused.returncode != 0 and "sharded" in refused.stderr and "Traceback" not in refused.stderr
+    # check reads every shard, and the manifest against them.
+    checked = subprocess.run([*cmd, "check", "--json"], env=plain, capture_output=True, text=True)
+    report = json.loads(checked.stdout)
+    assert checked.returncode == 0 and report["ok"] and report["documents"] == 60, checked
+    assert report["leftovers"] == [] and report["segments"] >= 3
+    # The manifest's counts are what queries score with: one that disagrees
+    # with its shard is damage, and so is a document in the wrong shard.
+    generation = IndexStore(index).current_dir()
+    manifest = json.loads((generation / "manifest.json").read_text())
+    manifest["parts"][1]["documents"] += 1
+    (generation / "manifest.json").write_text(json.dumps(manifest))
+    damaged = subprocess.run([*cmd, "check"], env=plain, capture_output=True, text=True)
+    assert damaged.returncode == 1 and "Traceback" not in damaged.stderr
+    assert f"{generation.name}/shard-001: the manifest's documents differ" in damaged.stderr
+    manifest["parts"][1]["documents"] -= 1
+    manifest["shards"], manifest["parts"] = 2, manifest["parts"][:2]  # shard-002's documents now route elsewhere
+    (generation / "manifest.json").write_text(json.dumps(manifest))
+    misrouted = subprocess.run([*cmd, "check"], env=plain, capture_output=True, text=True)
+    assert misrouted.returncode == 1 and "belongs in shard" in misrouted.stderr
 
 
 def test_the_web_app_serves_a_sharded_index(ray_cluster, tmp_path_factory, html_single):
