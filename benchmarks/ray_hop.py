@@ -18,7 +18,6 @@ import argparse
 import json
 import os
 import statistics
-import sys
 import time
 from collections.abc import Callable
 from typing import Any
@@ -78,7 +77,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             serve.shutdown()
     finally:
         ray.shutdown()
-    print(json.dumps(figures, indent=None if args.json else 1), file=sys.stdout)
+    print(json.dumps(figures, indent=None if args.json else 1))
     return figures
 
 

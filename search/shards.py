@@ -9,6 +9,9 @@ them in one order (ties to the document indexed first), decides the
 fallback and the did-you-mean on the whole, and asks only the shards that
 hold the final page for its stored fields and snippets.
 
+Related articles and search-box completions are built from the shards'
+summed figures in the same way (``ShardedEngine.related``, ``suggest``).
+
 A shard is a ``ShardSearcher``: in this process, or in Ray actors
 (``replicas`` per shard) when the settings name a Ray cluster. Both run the
 same code, so a test of one covers what the other computes.
@@ -26,12 +29,13 @@ from typing import Any
 from whoosh import index as whoosh_index
 from whoosh import query
 from whoosh.classify import Expander
+from whoosh.fields import Schema
 
 from indexer.analysis import get_segmenter, segmentation_of
 from indexer.cluster import ray_session
 from indexer.config import Settings
 from indexer.schema import ORDER_FIELD, SegmentColumn, build_schema
-from indexer.shards import read_manifest, shard_of
+from indexer.shards import Manifest, read_manifest, shard_of
 from indexer.store import IndexStore
 from indexer.writer import stored_to_record
 from search.budget import time_budget
@@ -363,7 +367,7 @@ class _ExpansionCorpus:
     sharded corpus: counts from the manifest, and the frequencies of one
     article's words summed over the shards."""
 
-    def __init__(self, schema: Any, manifest: Any, frequencies: dict[tuple[str, bytes], float]) -> None:
+    def __init__(self, schema: Schema, manifest: Manifest, frequencies: dict[tuple[str, bytes], float]) -> None:
         self.schema, self.manifest, self.frequencies = schema, manifest, frequencies
 
     def doc_count_all(self) -> int:
