@@ -203,6 +203,8 @@ class ShardedEngine:
             # Queries are cut the way the shards were built.
             self.segmentation = self._shards[0].call("segmentation_used")
             self.manifest = manifest
+            # What a related article's text is analysed with, here.
+            self.schema = build_schema(self.segmentation, sharded=True)
             self._version = version
             for shard in old:
                 shard.close()
@@ -266,7 +268,7 @@ class ShardedEngine:
         text = related_text(stored) if stored else ""
         if not text:
             return []
-        schema = build_schema(self.segmentation, sharded=True)
+        schema = self.schema
         texts = sorted({t for t, _pos, _weight, _chars in schema[RELATED_FIELD].index(text)})
         frequencies: dict[tuple[str, bytes], float] = {}
         for part in self._all("frequencies", RELATED_FIELD, texts):

@@ -76,9 +76,13 @@ def _turns(item: pytest.Item) -> Path | None:
     return Path(item.config.option.basetemp).parent / "turns"
 
 
-def _beside_others(item: pytest.Item) -> contextlib.AbstractContextManager[None]:
+def _beside_others(item: pytest.Item, if_alone: bool) -> contextlib.AbstractContextManager[None]:
+    """A shared turn for ``item`` when whether it is marked ``alone`` is
+    ``if_alone`` (and it runs under pytest-xdist); otherwise none."""
     folder = _turns(item)
-    return contextlib.nullcontext() if folder is None else _turn(folder, alone=False)
+    if folder is None or bool(item.get_closest_marker("alone")) != if_alone:
+        return contextlib.nullcontext()
+    return _turn(folder, alone=False)
 
 
 @pytest.hookimpl(wrapper=True)
@@ -87,9 +91,7 @@ def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> 
     included), call and teardown. One marked ``alone`` runs beside others
     for its setup and teardown (``pytest_runtest_setup``), and its call
     alone (``pytest_runtest_call``)."""
-    if item.get_closest_marker("alone"):
-        return (yield)
-    with _beside_others(item):
+    with _beside_others(item, if_alone=False):
         return (yield)
 
 
@@ -104,9 +106,7 @@ def pytest_runtest_setup(item: pytest.Item) -> Iterator[None]:
             "than pytest-xdist's support for groups (see the pin in pyproject.toml)",
             pytrace=False,
         )
-    if not item.get_closest_marker("alone"):
-        return (yield)
-    with _beside_others(item):
+    with _beside_others(item, if_alone=True):
         return (yield)
 
 
@@ -114,9 +114,7 @@ def pytest_runtest_setup(item: pytest.Item) -> Iterator[None]:
 def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None) -> Iterator[None]:
     """As its setup: the fixtures torn down after a test marked ``alone``
     may stop servers or a cluster, which is work too."""
-    if not item.get_closest_marker("alone"):
-        return (yield)
-    with _beside_others(item):
+    with _beside_others(item, if_alone=True):
         return (yield)
 
 
