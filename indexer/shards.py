@@ -18,16 +18,18 @@ Which records become documents (tombstones, updates, near-duplicates) is
 decided once, in the order a single build sees them, by the same code as a
 single build (``indexer.writer``); ``ShardedWriter`` stands in for Whoosh's
 writer there and sends each shard's documents, with their place in that
-order, to Ray's object store in chunks as they are decided. The shards are
-then analysed and written by parallel Ray tasks, each reading its chunks
-one at a time. A
-task writes into a folder of its own and renames it into place when its
-commit is done, so a task that Ray retries after losing a worker starts
-clean, and the retried build equals an uninterrupted one.
+order, to Ray's object store in chunks as they are decided. A shard's Ray
+task starts with its first chunk and analyses and writes the chunks as
+they come (handed over by a ``ChunkFeed`` actor beside the command), so
+reading the crawl and writing the shards overlap. A task writes into a
+folder of its own and renames it into place when its commit is done, so a
+task that Ray retries after losing a worker starts clean, and the retried
+build equals an uninterrupted one.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import os
@@ -137,13 +139,13 @@ class ShardedWriter:
     document goes to the end), and keeps the ids each shard must delete.
 
     A shard's documents leave in chunks of ``CHUNK_DOCUMENTS`` (``ship``
-    puts one in Ray's object store), so what the process deciding them
-    holds is each id's place, not the documents. A document replaced or
-    deleted after its chunk left is dropped by its place (``dropped``)
+    hands one on, with its shard's number), so what the process deciding
+    them holds is each id's place, not the documents. A document replaced
+    or deleted after its chunk left is dropped by its place (``dropped``)
     when the shard is written."""
 
     def __init__(
-        self, shards: int, ship: Callable[[list[tuple[int, dict[str, Any]]]], Any], first_order: int = 0
+        self, shards: int, ship: Callable[[int, list[tuple[int, dict[str, Any]]]], Any], first_order: int = 0
     ) -> None:
         self.shards = shards
         self.ship = ship
@@ -176,10 +178,13 @@ class ShardedWriter:
             self.dropped[number].add(replaced)
 
     def flush(self, number: int) -> None:
-        """Send shard ``number``'s pending documents on as one chunk."""
-        if self.pending[number]:
-            self.chunks[number].append(self.ship(self.pending[number]))
-            self.pending[number] = []
+        """Send shard ``number``'s pending documents on as one chunk, less
+        those replaced or deleted while they waited."""
+        dropped = self.dropped[number]
+        chunk = [item for item in self.pending[number] if item[0] not in dropped]
+        self.pending[number] = []
+        if chunk:
+            self.chunks[number].append(self.ship(number, chunk))
 
     def doc_count(self) -> int:
         return sum(len(t) for t in self.latest)
@@ -207,7 +212,8 @@ class ShardedGeneration:
     switches to the new one when its manifest is written.
 
     Ray is joined when the first chunk of documents leaves (a run that
-    changes nothing never starts it) and left on ``close``."""
+    changes nothing never starts it) and left on ``close``, which also
+    stops the tasks of a run that did not get to ``write``."""
 
     def __init__(self, folder: Path, shards: int, settings: Settings, base: Manifest | None = None) -> None:
         self.folder = folder
@@ -218,6 +224,10 @@ class ShardedGeneration:
         self.run = uuid.uuid4().hex
         self._session = ExitStack()
         self._ray: Any = None
+        self._feed: Any = None
+        self._streams = 0
+        #: shard number -> its task (started with the shard's first chunk).
+        self._tasks: dict[int, Any] = {}
 
     @classmethod
     def following(cls, live: Path, folder: Path, settings: Settings) -> ShardedGeneration:
@@ -231,8 +241,37 @@ class ShardedGeneration:
             self._ray = self._session.enter_context(ray_session(self.settings.ray_address))
         return self._ray
 
-    def _put(self, chunk: list[tuple[int, dict[str, Any]]]) -> Any:
-        return self.ray().put(chunk)
+    def _put(self, number: int, chunk: list[tuple[int, dict[str, Any]]]) -> Any:
+        """Send a chunk to the object store and on to its shard's task."""
+        ray = self.ray()
+        ref = ray.put(chunk)
+        # In a list: an object reference passed as it is would be resolved.
+        self._fed().add.remote(number, len(self.writer.chunks[number]), [ref])
+        if len(self._tasks) < self._streams:
+            # No more shards are written while they are read than the
+            # cluster has cores: each task holds a writer's memory.
+            self._start(number)
+        return ref
+
+    def _fed(self) -> Any:
+        if self._feed is None:
+            from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+            ray = self.ray()
+            # On this command's node: the feed must outlive any worker node.
+            here = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=False)
+            self._feed = ray.remote(num_cpus=0, scheduling_strategy=here)(ChunkFeed).remote(self.writer.shards)
+            self._streams = max(1, int(ray.cluster_resources().get("CPU", 1)))
+        return self._feed
+
+    def _start(self, number: int) -> None:
+        """Shard ``number``'s task, unless it is running."""
+        if number not in self._tasks:
+            ray, feed = self.ray(), self._fed()
+            writing = ray.remote(max_retries=SHARD_RETRIES)(write_shard)
+            self._tasks[number] = writing.remote(
+                str(self.folder), number, self.settings, feed, self.base is not None, self.run
+            )
 
     def doc_count_all(self) -> int:
         return self.base.documents if self.base is not None else 0
@@ -247,30 +286,33 @@ class ShardedGeneration:
             lookup.close()
 
     def close(self) -> None:
+        if self._ray is not None:
+            for task in self._tasks.values():
+                self._ray.cancel(task, force=True)  # done by now, when written
+            if self._feed is not None:
+                self._ray.kill(self._feed)
+        self._tasks, self._feed = {}, None
         self.writer.cancel()
         self._session.close()
         self._ray = None
 
     def write(self) -> Manifest:
-        """Write every changed shard in a Ray task of its own, and then the
-        manifest; the generation is complete when this returns."""
+        """Finish every changed shard's task (one per shard, started with
+        its first chunk), and then write the manifest; the generation is
+        complete when this returns."""
         ray = self.ray()
-        writing = ray.remote(max_retries=SHARD_RETRIES)(write_shard)
-        refs = {}
         for number in range(self.writer.shards):
-            if self.base is not None and not self.writer.changed(number):
+            if number not in self._tasks and self.base is not None and not self.writer.changed(number):
                 continue
             self.writer.flush(number)
-            refs[number] = writing.remote(
-                str(self.folder),
+            self._start(number)
+            self._fed().end.remote(
                 number,
-                self.settings,
-                self.writer.chunks[number],
+                len(self.writer.chunks[number]),
                 sorted(self.writer.dropped[number]),
-                sorted(self.writer.deleted[number]) if self.base is not None else None,
-                self.run,
+                sorted(self.writer.deleted[number]) if self.base is not None else [],
             )
-        written = dict(zip(refs, ray.get(list(refs.values())), strict=True))
+        written = dict(zip(self._tasks, ray.get(list(self._tasks.values())), strict=True))
         # What attempts lost with their worker left behind.
         for left in self.folder.glob(".shard-*"):
             shutil.rmtree(left, ignore_errors=True)
@@ -342,25 +384,79 @@ def sharded_documents(generation: Path) -> Iterator[dict[str, Any]]:
         yield fields
 
 
-def write_shard(
-    folder: str,
-    number: int,
-    settings: Settings,
-    chunks: list[Any],
-    dropped: list[int],
-    deleted: list[str] | None = None,
-    run: str = "",
-) -> dict:
-    """One shard of a sharded generation (run as a Ray task): written anew
-    (``deleted`` None), or the shard's files there with ``deleted`` gone
-    and the documents of ``chunks`` (Ray object references, read one at a
-    time) added, except those whose place is in ``dropped``. The work is
-    done in a folder of its own and
-    renamed into place once committed, so a task that Ray runs again after
-    losing its worker starts from the shard as it was; one that finds its
-    own run already in place returns it."""
+class ChunkFeed:
+    """Hands each shard's task its chunks as the command decides them (a
+    Ray actor, on the command's node): a task asks for chunk 0, 1, 2...
+    and waits for the next; when the command is done it says how many
+    chunks there were and what to drop and delete. A retried task asks
+    from chunk 0 again, so the feed keeps every chunk's reference."""
+
+    def __init__(self, shards: int) -> None:
+        self._chunks: list[dict[int, Any]] = [{} for _ in range(shards)]
+        #: shard -> (chunk count, dropped places, deleted ids), once known.
+        self._ends: list[tuple[int, list[int], list[str]] | None] = [None] * shards
+        self._changed: asyncio.Condition | None = None
+
+    def _condition(self) -> asyncio.Condition:
+        if self._changed is None:  # made on the actor's event loop
+            self._changed = asyncio.Condition()
+        return self._changed
+
+    async def add(self, number: int, index: int, refs: list[Any]) -> None:
+        async with self._condition():
+            self._chunks[number][index] = refs[0]
+            self._condition().notify_all()
+
+    async def end(self, number: int, count: int, dropped: list[int], deleted: list[str]) -> None:
+        async with self._condition():
+            self._ends[number] = (count, dropped, deleted)
+            self._condition().notify_all()
+
+    async def next(self, number: int, index: int) -> tuple[str, Any]:
+        """("chunk", [reference]) of chunk ``index``, or ("end", (count,
+        dropped, deleted)) after the last."""
+
+        def ready() -> bool:
+            end = self._ends[number]
+            return index in self._chunks[number] or (end is not None and index >= end[0])
+
+        async with self._condition():
+            await self._condition().wait_for(ready)
+        if index in self._chunks[number]:
+            return "chunk", [self._chunks[number][index]]
+        return "end", self._ends[number]
+
+
+def _feed_documents(writer: Any, feed: Any, number: int, skipped: set[int]) -> tuple[list[int], tuple]:
+    """Add shard ``number``'s documents from ``feed`` as they come, except
+    the places in ``skipped``: the places added, and the feed's end."""
     import ray
 
+    added: list[int] = []
+    index = 0
+    while True:
+        kind, payload = ray.get(feed.next.remote(number, index))
+        if kind == "end":
+            return added, payload
+        for order, fields in ray.get(payload[0]):
+            if order not in skipped:
+                writer.add_document(**fields, **{ORDER_FIELD: order})
+                added.append(order)
+        index += 1
+
+
+def write_shard(
+    folder: str, number: int, settings: Settings, feed: Any, following: bool = False, run: str = ""
+) -> dict:
+    """One shard of a sharded generation (run as a Ray task): written anew,
+    or (``following``) the shard's files there with the ids the feed says
+    were deleted gone and the documents the feed hands over added, except
+    those it says to drop. Documents are added as they come; a document
+    replaced after it was added (rare: an id twice in one crawl, far
+    apart) means writing them again, skipping it. The work is done in a
+    folder of its own and renamed into place once committed, so a task
+    that Ray runs again after losing its worker starts from the shard as
+    it was; one that finds its own run already in place returns it."""
     from indexer.merging import commit as commit_merging
     from indexer.writer import open_writer
 
@@ -372,21 +468,24 @@ def write_shard(
         return shard_info(final, number)
     work = Path(folder) / f".{shard_name(number)}.{uuid.uuid4().hex}"
     try:
-        if deleted is None:
-            work.mkdir()
-            ix = whoosh_index.create_in(work, build_schema(settings.segmentation, sharded=True))
-        else:
+        if following:
             link_tree(final, work)
             (work / RUN_FILE).unlink(missing_ok=True)
             ix = whoosh_index.open_dir(work)
-        writer = open_writer(ix, settings.replace(index_procs=1), fresh=False)
-        for doc_id in deleted or ():
+        else:
+            work.mkdir()
+            ix = whoosh_index.create_in(work, build_schema(settings.segmentation, sharded=True))
+        single = settings.replace(index_procs=1)
+        writer = open_writer(ix, single, fresh=False)
+        added, (_count, dropped, deleted) = _feed_documents(writer, feed, number, set())
+        if not set(dropped).isdisjoint(added):
+            writer.cancel()
+            writer = open_writer(ix, single, fresh=False)
+            _feed_documents(writer, feed, number, set(dropped))
+        # Deletions reach only the segments committed before: the
+        # documents just added, some under the same ids, stay.
+        for doc_id in deleted:
             writer.delete_by_term("id", doc_id)
-        skipped = set(dropped)
-        for chunk in chunks:
-            for order, fields in ray.get(chunk):
-                if order not in skipped:
-                    writer.add_document(**fields, **{ORDER_FIELD: order})
         commit_merging(writer)
         ix.close()
         (work / RUN_FILE).write_text(run)

@@ -356,6 +356,40 @@ def test_a_build_that_loses_a_worker_node_is_retried_and_equals_an_uninterrupted
     assert not list(store.current_dir().glob(".shard-*"))
 
 
+def test_a_document_replaced_after_its_chunk_was_written_is_not_in_its_shard(ray_cluster, tmp_path, monkeypatch):
+    """Shard tasks write chunks as they come; an id that comes again after
+    its chunk was written means writing the shard again without the older
+    version. The shards then equal those of a build that held every
+    document until the end (chunks larger than the crawl)."""
+    import indexer.shards
+
+    records = [
+        json.loads(line) for line in shared_corpus("articles-html.jsonl").read_text(encoding="utf-8").splitlines()
+    ][:400]
+    again = [{**r, "body": (r.get("body") or "") + " 再版：咕噜咕噜"} for r in records[:40:4]]
+    crawl = write_jsonl(tmp_path / "crawl.jsonl", [*records, *again])
+    held = Settings(index=tmp_path / "held")
+    index_paths(held, [str(crawl)], rebuild=True, shards=2)
+    monkeypatch.setattr(indexer.shards, "CHUNK_DOCUMENTS", 25)
+    streamed = Settings(index=tmp_path / "streamed")
+    summary = index_paths(streamed, [str(crawl)], rebuild=True, shards=2)
+    assert summary.records == 410
+    manifests = [read_manifest(IndexStore(s.index).current_dir()) for s in (held, streamed)]
+    assert manifests[0].parts == manifests[1].parts
+    assert manifests[1].documents == manifests[1].parts[0].doc_count_all + manifests[1].parts[1].doc_count_all == 400
+    engines = [ShardedEngine(s) for s in (held, streamed)]
+    found = [e.search(SearchRequest(q="咕噜咕噜", size=20)) for e in engines]
+    assert found[0].total == found[1].total == 10
+    assert sorted(h.id for h in found[1].hits) == sorted(r["id"] for r in again)
+    answered = 0
+    for q in _queries("knownitem_html")[:30]:
+        a, b = (e.search(SearchRequest(q=q)).to_dict() for e in engines)
+        a.pop("took_ms"), b.pop("took_ms")
+        assert a == b, q
+        answered += bool(a["results"])
+    assert answered >= 20
+
+
 def test_the_commands_on_a_sharded_index(ray_cluster, tmp_path):
     import ray
 
