@@ -25,7 +25,7 @@ from whoosh import index as whoosh_index
 
 from indexer.known import known_file
 from indexer.merging import retired_file, retired_segments
-from indexer.shards import MANIFEST, RUN_FILE, is_sharded, read_manifest, shard_info, shard_of
+from indexer.shards import KNOWN_FILE, MANIFEST, RUN_FILE, is_sharded, read_manifest, shard_info, shard_of
 from indexer.store import (
     CURRENT,
     LOCK_FILE,
@@ -142,7 +142,7 @@ def _check_shards(path: Path, report: CheckReport) -> None:
                 f"{where}: the manifest's {', '.join(differs)} differ from the shard's "
                 f"({', '.join(f'{k} {listed.get(k)!r} against {actual[k]!r}' for k in differs)})"
             )
-    named = {MANIFEST} | {part.name for part in manifest.parts}
+    named = {MANIFEST, KNOWN_FILE} | {part.name for part in manifest.parts}
     report.leftovers.extend(f"{path.name}/{name}" for name in sorted(os.listdir(path)) if name not in named)
 
 

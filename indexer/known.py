@@ -170,13 +170,19 @@ class KnownDocuments:
         not describe that commit exactly."""
         toc = toc if toc is not None else ix._read_toc()
         path = Path(ix.storage.folder) / known_file(ix.indexname, toc.generation)
+        live = sum(seg.doc_count() for seg in toc.segments)
+        return cls.read(path, toc.generation, fingerprint(toc.generation, toc.segments), live)
+
+    @classmethod
+    def read(cls, path: Path, generation: int, expected: str, live: int) -> KnownDocuments | None:
+        """The table in the side file ``path``, if it describes what
+        ``decode`` is told; None when it is missing or does not."""
         try:
             data = path.read_bytes()
         except OSError:
             return None
-        live = sum(seg.doc_count() for seg in toc.segments)
         try:
-            return cls.decode(data, toc.generation, fingerprint(toc.generation, toc.segments), live)
+            return cls.decode(data, generation, expected, live)
         except Exception:  # noqa: BLE001 - any fault means the file is not trusted
             return None
 
@@ -306,6 +312,11 @@ class KnownDocuments:
     ) -> None:
         """Write the table as the side file of the commit ``generation``
         with ``segments`` (before its table of contents is written)."""
+        self.write(Path(folder) / known_file(indexname, generation), generation, fingerprint(generation, segments))
+
+    def write(self, path: Path, generation: int, described: str) -> None:
+        """Write the table to ``path``, as describing ``generation`` of
+        fingerprint ``described``."""
         if len(self._ids) - len(self._row) > max(len(self._row), 1_000):
             self._compact()
         rows = len(self._ids)
@@ -319,7 +330,6 @@ class KnownDocuments:
         for key, keyed in self._new_bands.items():
             entries.extend((key << 32) | row for row in keyed)
         bands = array("Q", sorted(entries))
-        described = fingerprint(generation, segments)
         fields = {
             "format": _FORMAT,
             "byteorder": sys.byteorder,
@@ -332,7 +342,6 @@ class KnownDocuments:
             "sigs": blob,
         }
         payload = pickle.dumps(fields, 5)
-        path = Path(folder) / known_file(indexname, generation)
         tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
         try:
             with open(tmp, "wb") as fh:

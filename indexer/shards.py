@@ -45,10 +45,13 @@ from whoosh import index as whoosh_index
 
 from indexer.cluster import ray_session
 from indexer.config import Settings
-from indexer.known import KnownDocuments, live_rows
+from indexer.known import KNOWN_SUFFIX, KnownDocuments, live_rows
 from indexer.schema import ORDER_FIELD, SegmentColumn, build_schema
 
 MANIFEST = "manifest.json"
+#: What a sharded generation holds, by id (``indexer.known``): written with
+#: the manifest, so a later run need not read every shard for it.
+KNOWN_FILE = f"documents{KNOWN_SUFFIX}"
 #: In a shard written by a run: which run (a retried task finds its own).
 RUN_FILE = "RUN"
 ROUTING = "blake2b-64 of the id's UTF-8, big-endian, modulo the shard count"
@@ -114,6 +117,12 @@ def is_sharded(generation: Path) -> bool:
 
 def read_manifest(generation: Path) -> Manifest:
     return Manifest.from_json((generation / MANIFEST).read_text(encoding="utf-8"))
+
+
+def manifest_fingerprint(manifest: Manifest) -> str:
+    """What a manifest says, in 32 hex digits: the known table it was
+    written with describes exactly that."""
+    return hashlib.blake2b(manifest.to_json().encode("utf-8"), digest_size=16).hexdigest()
 
 
 def write_manifest(generation: Path, manifest: Manifest) -> None:
@@ -296,10 +305,11 @@ class ShardedGeneration:
         self._session.close()
         self._ray = None
 
-    def write(self) -> Manifest:
+    def write(self, known: KnownDocuments | None = None) -> Manifest:
         """Finish every changed shard's task (one per shard, started with
-        its first chunk), and then write the manifest; the generation is
-        complete when this returns."""
+        its first chunk), and then write ``known`` (the table of what the
+        generation holds) and the manifest; the generation is complete
+        when this returns."""
         ray = self.ray()
         for number in range(self.writer.shards):
             if number not in self._tasks and self.base is not None and not self.writer.changed(number):
@@ -321,6 +331,8 @@ class ShardedGeneration:
             for n in range(self.writer.shards)
         ]
         manifest = Manifest(shards=self.writer.shards, parts=parts, orders=self.writer.next_order)
+        if known is not None:
+            known.write(self.folder / KNOWN_FILE, 0, manifest_fingerprint(manifest))
         write_manifest(self.folder, manifest)
         return manifest
 
@@ -352,9 +364,14 @@ def link_tree(source: Path, target: Path) -> None:
 def known_documents(generation: Path) -> KnownDocuments:
     """Every shard's live documents (id, content hash, signature), in
     indexing order, as one table: the table a single index of the same
-    documents would read."""
+    documents would read. From the generation's side file when it
+    describes the manifest exactly, else read from every shard."""
+    manifest = read_manifest(generation)
+    kept = KnownDocuments.read(generation / KNOWN_FILE, 0, manifest_fingerprint(manifest), manifest.documents)
+    if kept is not None:
+        return kept
     rows = []
-    for part in read_manifest(generation).parts:
+    for part in manifest.parts:
         ix = whoosh_index.open_dir(generation / part.name)
         with ix.reader() as reader:
             orders = SegmentColumn(reader, ORDER_FIELD)

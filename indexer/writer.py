@@ -320,7 +320,7 @@ def index_paths(
             try:
                 _write(settings, ix, found, summary, on_bytes, guard, known, live=live)
                 if shards is not None:
-                    ix.write()
+                    ix.write(known)
                     ix.close()
             except BaseException:
                 ix.close()
@@ -395,12 +395,13 @@ def _sharded_update(settings: Settings, store: IndexStore) -> Iterator[tuple[Sha
     ix = None
     try:
         ix = ShardedGeneration.following(live, folder, settings)
-        yield ix, known_documents(live)
+        known = known_documents(live)
+        yield ix, known
         if not any(ix.writer.changed(n) for n in range(ix.writer.shards)):
             ix.close()
             store.remove_generation(name)
             return
-        ix.write()
+        ix.write(known)
         ix.close()
     except BaseException:
         if ix is not None:

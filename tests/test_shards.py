@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from indexer.config import Settings
-from indexer.shards import MANIFEST, read_manifest, shard_of
+from indexer.shards import KNOWN_FILE, MANIFEST, known_documents, read_manifest, shard_of
 from indexer.store import IndexStore
 from indexer.writer import index_paths
 from search.collect import collect, rank
@@ -230,6 +230,15 @@ def test_crawls_added_to_a_sharded_index_give_the_single_index_answers(ray_clust
     assert (
         read_manifest(store.current_dir()).documents == SearchEngine(single).doc_count() == built.added + a.added - 30
     )
+    # What the index holds comes from the generation's side file, which
+    # says what every shard would: read again without it, the same table.
+    generation = store.current_dir()
+    kept = known_documents(generation)
+    (generation / KNOWN_FILE).rename(tmp_path / "aside.known")
+    read = known_documents(generation)
+    (tmp_path / "aside.known").rename(generation / KNOWN_FILE)
+    assert (kept.source, read.source) == ("file", "shards")
+    assert list(kept.rows()) == list(read.rows()) and len(kept) > 2000
     # Nothing new: no new generation.
     now = store.current_name()
     again = index_paths(sharded, [str(crawl_two)])
@@ -402,6 +411,7 @@ def test_the_commands_on_a_sharded_index(ray_cluster, tmp_path):
     assert built.returncode == 0, built.stderr
     assert json.loads(built.stdout)["added"] == 60
     assert sorted(p.name for p in IndexStore(index).current_dir().iterdir()) == [
+        "documents.known",
         "manifest.json",
         "shard-000",
         "shard-001",
