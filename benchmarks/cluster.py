@@ -22,6 +22,7 @@ its cache off, as the sharded engine runs. Prints JSON with ``--json``.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import statistics
@@ -30,6 +31,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -172,6 +174,15 @@ def _scored(result: Any) -> list[tuple[float, str]]:
     return sorted((-h.score, h.id) for h in result.hits)
 
 
+@contextlib.contextmanager
+def _answers_not_cached() -> Iterator[None]:
+    cache_size, engine_module.CACHE_SIZE = engine_module.CACHE_SIZE, 0
+    try:
+        yield
+    finally:
+        engine_module.CACHE_SIZE = cache_size
+
+
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--corpus", type=Path, required=True)
@@ -204,37 +215,36 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             {"engine": "single index, in process", **load(single, queries, args.clients, args.seconds, args.warmup)}
         )
         print(json.dumps(figures["queries"][-1]), file=sys.stderr)
-        # The single index caches answers per commit, and the clients repeat
-        # the query set: the row above is mostly cache lookups. The sharded
-        # engine has no cache, so it is compared with this one.
-        cache_size, engine_module.CACHE_SIZE = engine_module.CACHE_SIZE, 0
-        try:
+        # Both engines cache answers (per commit, per generation), and the
+        # clients repeat the query set: the row above is mostly cache
+        # lookups. The sharded rows are measured without the cache, to
+        # show what a query costs across shards, beside this one.
+        with _answers_not_cached():
             uncached = SearchEngine(Settings(index=work / "single"))
             row = load(uncached, queries, args.clients, args.seconds, args.warmup)
-        finally:
-            engine_module.CACHE_SIZE = cache_size
         figures["queries"].append({"engine": "single index, in process, answers not cached", **row})
         print(json.dumps(figures["queries"][-1]), file=sys.stderr)
         ray = import_ray()
         ray.init(include_dashboard=False, log_to_driver=False, _node_ip_address="127.0.0.1")
         try:
-            address = ray.get_runtime_context().gcs_address
-            for n in shard_counts:
-                for r in replica_counts:
-                    settings = Settings(index=work / f"shards-{n}", ray_address=address)
-                    engine = ShardedEngine(settings, replicas=r)
-                    engine.warm_up()
-                    # The single index here was built in parallel, so equal
-                    # scores may be in another order: compared as scored sets.
-                    same = all(
-                        _scored(engine.search(SearchRequest(q=q))) == _scored(single.search(SearchRequest(q=q)))
-                        for q in queries[:20]
-                    )
-                    row = {"shards": n, "replicas": r, "same_answers_first_20": same}
-                    row.update(load(engine, queries, args.clients, args.seconds, args.warmup))
-                    figures["queries"].append(row)
-                    print(json.dumps(row), file=sys.stderr)
-                    engine.close()
+            with _answers_not_cached():
+                address = ray.get_runtime_context().gcs_address
+                for n in shard_counts:
+                    for r in replica_counts:
+                        settings = Settings(index=work / f"shards-{n}", ray_address=address)
+                        engine = ShardedEngine(settings, replicas=r)
+                        engine.warm_up()
+                        # The single index here was built in parallel, so equal
+                        # scores may be in another order: compared as scored sets.
+                        same = all(
+                            _scored(engine.search(SearchRequest(q=q))) == _scored(single.search(SearchRequest(q=q)))
+                            for q in queries[:20]
+                        )
+                        row = {"shards": n, "replicas": r, "same_answers_first_20": same}
+                        row.update(load(engine, queries, args.clients, args.seconds, args.warmup))
+                        figures["queries"].append(row)
+                        print(json.dumps(row), file=sys.stderr)
+                        engine.close()
         finally:
             ray.shutdown()
     print(json.dumps(figures, ensure_ascii=False, indent=None if args.json else 1))

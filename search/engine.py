@@ -10,6 +10,7 @@ does it on the request that first sees the commit.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime as dt
 import time
@@ -160,6 +161,36 @@ class SearchResult:
             "all_words": self.all_words,
             "corrected": self.corrected,
         }
+
+
+def cached_answer(
+    cache: OrderedDict[tuple, tuple[SearchRequest, SearchResult]], reused: set[tuple], key: tuple, started: float
+) -> SearchResult | None:
+    """The answer cached under ``key`` (its time: the lookup's), now the
+    most recently used; None when there is none."""
+    cached = cache.get(key)
+    if cached is None:
+        return None
+    with contextlib.suppress(KeyError):  # another thread's answer pushed it out
+        cache.move_to_end(key)
+    reused.add(key)
+    return dataclasses.replace(cached[1], took_ms=(time.perf_counter() - started) * 1000)
+
+
+def keep_answer(
+    cache: OrderedDict[tuple, tuple[SearchRequest, SearchResult]],
+    reused: set[tuple],
+    key: tuple,
+    request: SearchRequest,
+    result: SearchResult,
+) -> None:
+    """Cache ``result``, keeping the ``CACHE_SIZE`` most recently used; a
+    partial answer depends on how busy the machine was, and is not kept."""
+    if result.partial:
+        return
+    cache[key] = (request, result)
+    while len(cache) > CACHE_SIZE:
+        reused.discard(cache.popitem(last=False)[0])
 
 
 @dataclass
@@ -354,21 +385,15 @@ class SearchEngine:
         live = self._current()
         # Every field of the request, the index commit and the synonyms.
         key = (live.version, self.synonyms.version(), repr(request))
-        cached = live.cache.get(key)
+        cached = cached_answer(live.cache, live.reused, key, started)
         if cached is not None:
-            live.cache.move_to_end(key)
-            live.reused.add(key)
-            return dataclasses.replace(cached[1], took_ms=(time.perf_counter() - started) * 1000)
+            return cached
         # Loading the segmenter (once per process) is not this query's work:
         # a cold command-line search spent a second of its budget on it.
         get_segmenter(self.segmentation)
         with time_budget(self.settings.query_budget_ms / 1000):
             result = self._search(request, live, started)
-        # A partial answer depends on how busy the machine was.
-        if not result.partial:
-            live.cache[key] = (request, result)
-            while len(live.cache) > CACHE_SIZE:
-                live.reused.discard(live.cache.popitem(last=False)[0])
+        keep_answer(live.cache, live.reused, key, request, result)
         return result
 
     def _search(self, request: SearchRequest, live: _Live, started: float) -> SearchResult:

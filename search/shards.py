@@ -23,7 +23,7 @@ import itertools
 import os
 import threading
 import time
-from collections import Counter
+from collections import Counter, OrderedDict
 from typing import Any
 
 from whoosh import index as whoosh_index
@@ -47,7 +47,9 @@ from search.engine import (
     SearchRequest,
     SearchResult,
     answer,
+    cached_answer,
     complete_box,
+    keep_answer,
     page_hits,
     plan_request,
     related_record,
@@ -180,6 +182,10 @@ class ShardedEngine:
         self.segmentation = settings.segmentation
         self._speller = Speller()
         self._completions = Completions()
+        #: Answers of the live generation (``SearchEngine``'s cache: a
+        #: generation never changes, so it holds until the next one).
+        self._answers: OrderedDict[tuple, tuple[SearchRequest, SearchResult]] = OrderedDict()
+        self._reused: set[tuple] = set()
 
     # -- the open shards --------------------------------------------------
 
@@ -205,6 +211,7 @@ class ShardedEngine:
             self.manifest = manifest
             # What a related article's text is analysed with, here.
             self.schema = build_schema(self.segmentation, sharded=True)
+            self._answers, self._reused = OrderedDict(), set()
             self._version = version
             for shard in old:
                 shard.close()
@@ -244,7 +251,14 @@ class ShardedEngine:
     def search(self, request: SearchRequest) -> SearchResult:
         started = time.perf_counter()
         self._open()
-        return answer(request, self, started)
+        key = (self._version, self.synonyms.version(), repr(request))
+        answers, reused = self._answers, self._reused
+        cached = cached_answer(answers, reused, key, started)
+        if cached is not None:
+            return cached
+        result = answer(request, self, started)
+        keep_answer(answers, reused, key, request, result)
+        return result
 
     def document(self, doc_id: str) -> dict[str, Any] | None:
         self._open()

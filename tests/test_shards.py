@@ -3,6 +3,7 @@ worker nodes on 127.0.0.1) gives the single index's answers."""
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import json
 import os
@@ -222,7 +223,22 @@ def test_crawls_added_to_a_sharded_index_give_the_single_index_answers(ray_clust
     index_paths(sharded, [str(crawl_one)], rebuild=True, shards=3)
     store = IndexStore(sharded.index)
     before = store.current_name()
+    # An engine kept open across the run: its answers are cached per
+    # generation, and the new generation's are new.
+    live_engine = ShardedEngine(sharded)
+    asked = SearchRequest(q="更新 幻灯片 表格函数说明")
+    before_run = live_engine.search(asked)
+    repeated = live_engine.search(asked)
+    # The same answer, from the cache (the very list of hits).
+    assert repeated == dataclasses.replace(before_run, took_ms=repeated.took_ms) and repeated.hits is before_run.hits
     a, b = index_paths(single, [str(crawl_two)]), index_paths(sharded, [str(crawl_two)])
+    answers = [e.search(asked).to_dict() for e in (live_engine, ShardedEngine(sharded), SearchEngine(single))]
+    for d in answers:
+        d.pop("took_ms")
+    # Before, no article held every word (the any-word fallback); now the
+    # 60 changed ones do.
+    assert before_run.fallback and (answers[0]["total"], answers[0]["fallback"]) == (60, False)
+    assert answers[0] == answers[1] == answers[2]
     assert (b.added, b.updated, b.deleted, len(b.duplicates)) == (a.added, a.updated, a.deleted, len(a.duplicates))
     assert (a.added + len(a.duplicates), a.updated, a.deleted) == (400, 60, 30)
     # A new generation of hard links, the shards that changed written again.
