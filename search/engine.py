@@ -164,33 +164,40 @@ class SearchResult:
 
 
 def cached_answer(
-    cache: OrderedDict[tuple, tuple[SearchRequest, SearchResult]], reused: set[tuple], key: tuple, started: float
+    cache: OrderedDict[tuple, tuple[SearchRequest, SearchResult]],
+    key: tuple,
+    started: float,
+    reused: set[tuple] | None = None,
 ) -> SearchResult | None:
     """The answer cached under ``key`` (its time: the lookup's), now the
-    most recently used; None when there is none."""
+    most recently used, and noted in ``reused``; None when there is none."""
     cached = cache.get(key)
     if cached is None:
         return None
     with contextlib.suppress(KeyError):  # another thread's answer pushed it out
         cache.move_to_end(key)
-    reused.add(key)
+    if reused is not None:
+        reused.add(key)
     return dataclasses.replace(cached[1], took_ms=(time.perf_counter() - started) * 1000)
 
 
 def keep_answer(
     cache: OrderedDict[tuple, tuple[SearchRequest, SearchResult]],
-    reused: set[tuple],
     key: tuple,
     request: SearchRequest,
     result: SearchResult,
+    reused: set[tuple] | None = None,
 ) -> None:
-    """Cache ``result``, keeping the ``CACHE_SIZE`` most recently used; a
-    partial answer depends on how busy the machine was, and is not kept."""
+    """Cache ``result``, keeping the ``CACHE_SIZE`` most recently used (and
+    ``reused`` to those); a partial answer depends on how busy the machine
+    was, and is not kept."""
     if result.partial:
         return
     cache[key] = (request, result)
     while len(cache) > CACHE_SIZE:
-        reused.discard(cache.popitem(last=False)[0])
+        gone = cache.popitem(last=False)[0]
+        if reused is not None:
+            reused.discard(gone)
 
 
 @dataclass
@@ -385,7 +392,7 @@ class SearchEngine:
         live = self._current()
         # Every field of the request, the index commit and the synonyms.
         key = (live.version, self.synonyms.version(), repr(request))
-        cached = cached_answer(live.cache, live.reused, key, started)
+        cached = cached_answer(live.cache, key, started, live.reused)
         if cached is not None:
             return cached
         # Loading the segmenter (once per process) is not this query's work:
@@ -393,7 +400,7 @@ class SearchEngine:
         get_segmenter(self.segmentation)
         with time_budget(self.settings.query_budget_ms / 1000):
             result = self._search(request, live, started)
-        keep_answer(live.cache, live.reused, key, request, result)
+        keep_answer(live.cache, key, request, result, live.reused)
         return result
 
     def _search(self, request: SearchRequest, live: _Live, started: float) -> SearchResult:

@@ -185,7 +185,6 @@ class ShardedEngine:
         #: Answers of the live generation (``SearchEngine``'s cache: a
         #: generation never changes, so it holds until the next one).
         self._answers: OrderedDict[tuple, tuple[SearchRequest, SearchResult]] = OrderedDict()
-        self._reused: set[tuple] = set()
 
     # -- the open shards --------------------------------------------------
 
@@ -211,7 +210,7 @@ class ShardedEngine:
             self.manifest = manifest
             # What a related article's text is analysed with, here.
             self.schema = build_schema(self.segmentation, sharded=True)
-            self._answers, self._reused = OrderedDict(), set()
+            self._answers = OrderedDict()
             self._version = version
             for shard in old:
                 shard.close()
@@ -252,12 +251,12 @@ class ShardedEngine:
         started = time.perf_counter()
         self._open()
         key = (self._version, self.synonyms.version(), repr(request))
-        answers, reused = self._answers, self._reused
-        cached = cached_answer(answers, reused, key, started)
+        answers = self._answers  # the generation's, should another thread open the next
+        cached = cached_answer(answers, key, started)
         if cached is not None:
             return cached
         result = answer(request, self, started)
-        keep_answer(answers, reused, key, request, result)
+        keep_answer(answers, key, request, result)
         return result
 
     def document(self, doc_id: str) -> dict[str, Any] | None:

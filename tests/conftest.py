@@ -120,8 +120,8 @@ def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None) -> 
 
 @pytest.hookimpl(trylast=True)
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """The cluster tests (two groups, of about six and five minutes in a
-    full run) are handed out first, so the rest of the suite runs beside
+    """The cluster tests (two groups, the suite's longest: about four and
+    three minutes in a full run) are handed out first, so the rest of the suite runs beside
     them rather than after.
     Under ``--dist=loadgroup``, a test of an ``xdist_group`` whose node id
     does not name its group would be run on any worker, beside tests it
