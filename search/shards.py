@@ -266,11 +266,9 @@ class ShardedEngine:
 
     def overview(self) -> dict[str, list[dict[str, Any]]]:
         self._open()
-        counts: dict[str, Counter] = {}
-        for part in self._all("overview"):
-            for name, values in part.items():
-                counts.setdefault(name, Counter()).update(values)
-        return facet_counts(counts)
+        parts = self._all("overview")
+        names = dict.fromkeys(name for part in parts for name in part)
+        return facet_counts({name: _summed([part.get(name, Counter()) for part in parts]) for name in names})
 
     def related(self, doc_id: str, limit: int = 5) -> list[dict[str, Any]]:
         """``SearchEngine.related``, on the whole corpus: the article's
@@ -283,10 +281,8 @@ class ShardedEngine:
             return []
         schema = self.schema
         texts = sorted({t for t, _pos, _weight, _chars in schema[RELATED_FIELD].index(text)})
-        frequencies: dict[tuple[str, bytes], float] = {}
-        for part in self._all("frequencies", RELATED_FIELD, texts):
-            for t, f in part.items():
-                frequencies[(RELATED_FIELD, t)] = frequencies.get((RELATED_FIELD, t), 0) + f
+        summed = _summed(self._all("frequencies", RELATED_FIELD, texts))
+        frequencies = {(RELATED_FIELD, t): f for t, f in summed.items()}
         expander = Expander(_ExpansionCorpus(schema, self.manifest, frequencies), RELATED_FIELD)
         expander.add_text(text)
         terms = expander.expanded_terms(RELATED_TERMS, normalize=False)
@@ -370,7 +366,8 @@ class _Corpus:
         return sum(self.engine._all("doc_frequency", fieldname, text))
 
 
-def _summed(counters: list[Counter]) -> Counter:
+def _summed(counters: list[Any]) -> Counter:
+    """The shards' counts (counters, or mappings of numbers) added up."""
     total: Counter = Counter()
     for part in counters:
         total.update(part)
