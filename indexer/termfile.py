@@ -96,6 +96,12 @@ def _read_varint(buf, pos: int) -> tuple[int, int]:
         shift += 7
 
 
+def _skip(buf, pos: int) -> int:
+    """The position after the varint length at ``pos`` and the bytes it counts."""
+    n, pos = _read_varint(buf, pos)
+    return pos + n
+
+
 def _f32(value: float) -> float:
     return _F32.unpack(_F32.pack(value))[0]
 
@@ -494,13 +500,53 @@ class TermFileReader:
             pos += n
 
     def get(self, key: bytes) -> bytes | None:
-        """The info bytes of ``key``, or None."""
+        """The info bytes of ``key``, or None.
+
+        A query asks each segment about 50-300 terms, most of them missing,
+        so this is walked some 10,000 times a second per worker. Entries
+        are front-coded against the one before, and a key is only rebuilt
+        where it could equal ``key``: ``matched`` is how much of ``key`` the
+        last entry (smaller than ``key``) shares. An entry sharing more of
+        that entry than ``matched`` is smaller than ``key`` too; one sharing
+        less is larger (the keys are sorted and distinct), so ``key`` is
+        missing; only one sharing exactly ``matched`` is compared.
+        """
         block = self._block(key)
         if block < 0:
             return None
-        for current, info in self._entries(block):
-            if current >= key:
-                return info if current == key else None
+        data = bytes(self._buf[self._offsets[block] : self._offsets[block + 1]])
+        size = len(data)
+        pos = matched = 0
+        while pos < size:
+            shared = data[pos]
+            if shared < 128:
+                pos += 1
+            else:
+                shared, pos = _read_varint(data, pos)
+            n = data[pos]
+            if n < 128:
+                pos += 1
+            else:
+                n, pos = _read_varint(data, pos)
+            if shared < matched:
+                return None
+            if shared == matched:
+                end = pos + n
+                wanted = key[matched:]
+                suffix = data[pos:end]
+                if suffix == wanted:
+                    n, pos = _read_varint(data, end)
+                    return data[pos : pos + n]
+                if suffix > wanted:
+                    return None
+                common = 0
+                limit = min(n, len(wanted))
+                while common < limit and suffix[common] == wanted[common]:
+                    common += 1
+                matched += common
+            pos += n
+            n = data[pos]
+            pos = pos + 1 + n if n < 128 else _skip(data, pos)
         return None
 
     def items_from(self, key: bytes = b"") -> Iterator[tuple[bytes, bytes]]:

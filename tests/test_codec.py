@@ -223,7 +223,10 @@ def test_term_file_finds_every_key_and_only_those(tmp_path):
     for i, key in enumerate(keys):
         assert reader.get(key) == str(i).encode()
     present = set(keys)
-    for probe in [b"", b"\x00", b"\x00\x01\xff", b"\x00\x03", b"\xff" * 4, *(k + b"\x00" for k in keys[::7])]:
+    # Misses just before, after and between keys, and keys' prefixes.
+    near = [k + b"\x00" for k in keys] + [k[:-1] for k in keys if k] + [k + b"\xff" for k in keys]
+    near += [k[:-1] + bytes([k[-1] - 1]) for k in keys if k and k[-1]]
+    for probe in [b"", b"\x00", b"\x00\x01\xff", b"\x00\x03", b"\xff" * 4, *near]:
         if probe not in present:
             assert reader.get(probe) is None, probe
     assert [k for k, _v in reader.items_from()] == keys
