@@ -14,9 +14,13 @@ documents are routed, and each shard's document count and field-length
 totals; it is written last, after every shard is complete, and ``CURRENT``
 switches to the generation only then, so no reader ever sees part of one.
 
-Which records become documents (tombstones, updates, near-duplicates) is
-decided once, in the order a single build sees them, by the same code as a
-single build (``indexer.writer``); ``ShardedWriter`` stands in for Whoosh's
+What each record needs on its own (pages extracted, records validated,
+hashed and signed for near-duplicates) is done for a new generation in Ray
+tasks, a part of the crawl each, while the command reads on
+(``ShardedGeneration.prepared``). Which records become documents
+(tombstones, updates, near-duplicates) is decided once, in the order a
+single build sees them, by the same code as a single build
+(``indexer.writer``); ``ShardedWriter`` stands in for Whoosh's
 writer there and sends each shard's documents, with their place in that
 order, to Ray's object store in chunks as they are decided. A shard's Ray
 task starts with its first chunk and analyses and writes the chunks as
@@ -35,7 +39,7 @@ import json
 import os
 import shutil
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -46,7 +50,9 @@ from whoosh import index as whoosh_index
 from indexer.cluster import ray_session
 from indexer.config import Settings
 from indexer.known import KNOWN_SUFFIX, KnownDocuments, live_rows
+from indexer.prepare import Item, prepare, prepare_part, prepared_in_order
 from indexer.schema import ORDER_FIELD, SegmentColumn, build_schema
+from indexer.siterules import SiteRule
 
 MANIFEST = "manifest.json"
 #: What a sharded generation holds, by id (``indexer.known``): written with
@@ -249,6 +255,23 @@ class ShardedGeneration:
         if self._ray is None:
             self._ray = self._session.enter_context(ray_session(self.settings.ray_address))
         return self._ray
+
+    def prepared(self, items: Iterable[Item], rules: list[SiteRule]) -> Iterator[Item]:
+        """The crawl's ``items`` prepared (``indexer.prepare``). For a new
+        generation, in Ray tasks, a part of the crawl each, with as many
+        parts out at a time as the cluster has cores, so that extracting
+        pages and signing records keep pace with the shards' tasks instead
+        of holding them up. A run on a live generation (a crawl's batch,
+        which may change nothing and then never starts Ray) prepares them
+        here. The tasks take no core of their own: the shards' tasks hold
+        the cores while they wait for what these tasks prepare."""
+        if self.base is not None:
+            return (prepare(item, rules) for item in items)
+        ray = self.ray()
+        task = ray.remote(num_cpus=0, max_retries=SHARD_RETRIES)(prepare_part)
+        shared_rules = ray.put(rules)
+        window = max(2, int(ray.cluster_resources().get("CPU", 1)))
+        return prepared_in_order(items, lambda part: task.remote(part, shared_rules), ray.get, window)
 
     def _put(self, number: int, chunk: list[tuple[int, dict[str, Any]]]) -> Any:
         """Send a chunk to the object store and on to its shard's task."""

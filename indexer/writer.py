@@ -21,7 +21,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from marshmallow import ValidationError
 from whoosh.index import Index
 from whoosh.util.times import datetime_to_long
 from whoosh.writing import SegmentWriter
@@ -29,18 +28,18 @@ from whoosh.writing import SegmentWriter
 from indexer.analysis import normalize, normalize_keyword
 from indexer.codec import FastSegmentWriter, LeanCodec
 from indexer.config import Settings
-from indexer.dedupe import Signature, signature
-from indexer.documents import Article, Tombstone, describe_error, lead_text, load_record
-from indexer.html import HtmlError
+from indexer.dedupe import Signature
+from indexer.documents import Article, Tombstone, lead_text
 from indexer.known import KNOWN_SUFFIX, KnownDocuments, live_columns
 from indexer.mapping import FieldMapper
 from indexer.merging import commit as commit_merging
 from indexer.merging import remove_notes
-from indexer.pages import Draft, draft_page, settle_site, with_site_names
+from indexer.pages import Draft, with_site_names
 from indexer.parallel import ParallelWriter
+from indexer.prepare import Item, PageFailed, Prepared, Rejection, Unprepared, prepare, prepare_record
 from indexer.schema import CRAWL_FIELDS, LATER_FIELDS, STORED_FIELDS, VALUE_SEPARATOR, build_schema
 from indexer.shards import ShardedGeneration, ShardedWriter, known_documents, sharded_documents
-from indexer.siterules import SiteRule, load_rules
+from indexer.siterules import load_rules
 from indexer.sources import (
     BadRecord,
     Discovery,
@@ -64,17 +63,6 @@ class RunRefused(Exception):
     too much; nothing was changed."""
 
     code = "run_refused"
-
-
-@dataclass(frozen=True)
-class Rejection:
-    location: str
-    reason: str
-    #: The id the bad record names, when it names one (kept by --prune).
-    id: str | None = None
-
-    def __str__(self) -> str:
-        return f"{self.location}: {self.reason}"
 
 
 @dataclass(frozen=True)
@@ -473,13 +461,15 @@ def _write(
     seen: set[str] = set()
     seen_urls: set[str] = set()
     try:
-        for item in _records(_read(found, rules, mapper, summary, on_bytes, guard, seen_urls)):
+        read = _read(found, mapper, summary, on_bytes, guard, seen_urls)
+        prepared = ix.prepared(read, rules) if isinstance(ix, ShardedGeneration) else (prepare(i, rules) for i in read)
+        for item in _records(_extracted(prepared, summary)):
             if isinstance(item, Rejection):
                 summary.rejected.append(item)
                 if item.id:
                     summary.protected.add(item.id)
                 continue
-            location, record = item
+            location, record = item.location, item.record
             summary.records += 1
             seen.add(record.id)
             if record.id in written_this_run:
@@ -496,12 +486,12 @@ def _write(
                 else:
                     summary.unchanged += 1
                 continue
-            digest = record.content_hash()
+            digest = item.content_hash()
             previous = known.digest(record.id)
             if previous == digest:
                 summary.unchanged += 1
                 continue
-            sig = signature(record.title, record.body)
+            sig = item.signature()
             original = known.find_duplicate(record.id, sig)
             if original is not None:
                 summary.duplicates.append(Duplicate(location, record.id, original))
@@ -580,42 +570,37 @@ def _not_revisited(ix: Index, ids: list[str], seen_urls: set[str]) -> list[str]:
     return [doc_id for doc_id in ids if doc_id not in keep]
 
 
-def _claimed_id(data: Any) -> str | None:
-    if isinstance(data, dict):
-        for key in ("id", "url"):
-            if isinstance(data.get(key), str | int) and str(data[key]).strip():
-                return str(data[key]).strip()
-    return None
-
-
-def _records(
-    items: Iterator[tuple[str, Any] | Draft | Rejection],
-) -> Iterator[tuple[str, Article | Tombstone] | Rejection]:
-    """The crawl's items validated, pages finished with what their sites'
-    other pages taught."""
+def _records(items: Iterator[Item]) -> Iterator[Prepared | Rejection]:
+    """The crawl's records, prepared, pages finished with what their
+    sites' other pages taught."""
     for item in with_site_names(items):
-        if isinstance(item, Rejection):
+        if isinstance(item, Prepared | Rejection):
             yield item
             continue
-        location, data = item
-        try:
-            record = load_record(data)
-        except ValidationError as err:
-            yield Rejection(location, describe_error(err), _claimed_id(data))
+        location, data = item  # a page, finished
+        yield prepare_record(location, data)
+
+
+def _extracted(items: Iterator[Item], summary: IndexSummary) -> Iterator[Item]:
+    """``items``, the pages that hold no article counted out."""
+    for item in items:
+        if isinstance(item, PageFailed):
+            summary.skipped.append(Rejection(item.location, item.reason, item.url))
             continue
-        yield location, settle_site(record) if isinstance(record, Article) else record
+        if isinstance(item, Draft):
+            summary.extracted += 1
+        yield item
 
 
 def _read(
     found: Discovery,
-    rules: list[SiteRule],
     mapper: FieldMapper,
     summary: IndexSummary,
     on_bytes,
     guard: _Guard,
     seen_urls: set[str],
-) -> Iterator[tuple[str, Any] | Draft | Rejection]:
-    """Every item of the crawl: records as read, pages extracted (drafts),
+) -> Iterator[Unprepared | Rejection]:
+    """Every item of the crawl as read: records and pages to prepare,
     input that could not be read."""
     for crawl_file in found.files:
         for raw in read_file(crawl_file, on_bytes):
@@ -638,14 +623,9 @@ def _read(
                 summary.pages += 1
                 if raw.encoding:
                     summary.encodings[raw.encoding] += 1
-                try:
-                    yield draft_page(raw.location, data, rules)
-                except HtmlError as err:
-                    summary.skipped.append(Rejection(raw.location, str(err), data.get("url")))
-                    continue
-                summary.extracted += 1
+                yield Unprepared(raw.location, data, page=True)
                 continue
-            yield raw.location, data
+            yield Unprepared(raw.location, data)
 
 
 def delete_ids(settings: Settings, ids: Iterable[str]) -> list[str]:

@@ -153,6 +153,109 @@ def test_routing_is_stable_and_spread():
     assert min(counts) > 900
 
 
+def test_parts_prepared_elsewhere_come_back_in_the_order_they_were_read(monkeypatch):
+    """However the parts finish (here the first ones last), the items come
+    back in crawl order, with no more parts out than the window."""
+    import random
+    from concurrent.futures import ThreadPoolExecutor
+
+    import indexer.prepare
+    from indexer.prepare import Unprepared, prepared_in_order
+
+    monkeypatch.setattr(indexer.prepare, "PART_RECORDS", 3)
+    rng = random.Random(5)
+    out = 0
+    most = 0
+    lock = threading.Lock()
+
+    def work(part):
+        nonlocal out, most
+        with lock:
+            out += 1
+            most = max(most, out)
+        time.sleep(rng.random() * 0.02)
+        with lock:
+            out -= 1
+        return [item.location for item in part]
+
+    items = [Unprepared(f"crawl.jsonl:{n}", {"id": n}) for n in range(50)]
+    with ThreadPoolExecutor(4) as pool:
+        got = list(prepared_in_order(items, lambda part: pool.submit(work, part), lambda f: f.result(), window=3))
+    assert got == [item.location for item in items]
+    assert 1 < most <= 3
+
+
+def test_a_sharded_build_prepares_the_crawl_in_ray_tasks_and_decides_as_a_single_build(
+    ray_cluster, tmp_path, monkeypatch
+):
+    """Pages are extracted, and records validated and signed, in Ray tasks,
+    in parts of seven; the command then decides in crawl order, as a single
+    build does: the same rejections (with file and line), near-duplicates,
+    pages without an article, and documents."""
+    import indexer.pages
+    import indexer.prepare
+
+    records = [
+        json.loads(line) for line in shared_corpus("articles-html.jsonl").read_text(encoding="utf-8").splitlines()
+    ][:120]
+    copy = {**records[3], "id": "copy-of-3", "url": "https://example.com/copy-of-3"}
+    pages = [
+        {
+            "url": f"https://news.example.com/a/{n}.html",
+            "html": f"<html><head><title>{r['title']} - 跨境快讯</title></head><body><article>"
+            f"<h1>{r['title']}</h1><p>{r.get('body') or ''}</p></article></body></html>",
+        }
+        for n, r in enumerate(records[100:110])
+    ]
+    empty_page = {"url": "https://news.example.com/empty.html", "html": "<html><body></body></html>"}
+    crawl = write_jsonl(
+        tmp_path / "crawl.jsonl",
+        [
+            *records[:50],
+            {"id": "only-an-id"},
+            {"title": "无编号"},
+            *pages[:5],
+            empty_page,
+            *records[50:100],
+            copy,
+            *pages[5:],
+        ],
+    )
+    single = Settings(index=tmp_path / "single", index_procs=1)
+    expected = index_paths(single, [str(crawl)], rebuild=True)
+    monkeypatch.setattr(indexer.prepare, "PART_RECORDS", 7)
+    here = {"draft_page": 0, "signature": 0}
+
+    def counted(name, real):
+        def call(*args, **kwargs):
+            here[name] += 1
+            return real(*args, **kwargs)
+
+        return call
+
+    monkeypatch.setattr(indexer.prepare, "draft_page", counted("draft_page", indexer.pages.draft_page))
+    monkeypatch.setattr(indexer.prepare, "signature", counted("signature", indexer.prepare.signature))
+    sharded = Settings(index=tmp_path / "sharded")
+    got = index_paths(sharded, [str(crawl)], rebuild=True, shards=2)
+    # Nothing was extracted in this process, and only the pages (finished
+    # here, once their site's titles were seen) were signed here.
+    assert here == {"draft_page": 0, "signature": got.extracted} and got.extracted == 10
+    assert (got.records, got.added, got.pages, got.extracted) == (
+        expected.records,
+        expected.added,
+        expected.pages,
+        expected.extracted,
+    )
+    assert [str(r) for r in got.rejected] == [str(r) for r in expected.rejected]
+    assert [r.location.rsplit(":", 1)[1] for r in got.rejected] == ["51", "52"]
+    assert got.duplicates == expected.duplicates
+    assert [(d.id, d.duplicate_of) for d in got.duplicates] == [("copy-of-3", records[3]["id"])]
+    assert [str(r) for r in got.skipped] == [str(r) for r in expected.skipped] and len(got.skipped) == 1
+    from indexer.writer import export_documents
+
+    assert list(export_documents(sharded)) == list(export_documents(single))
+
+
 @pytest.mark.parametrize("shards", [1, 2, 3, 7])
 def test_a_sharded_index_gives_the_single_index_answers(ray_cluster, tmp_path_factory, html_single, shards):
     corpus = shared_corpus("articles-html.jsonl")
