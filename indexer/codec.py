@@ -66,8 +66,6 @@ _RUN_CHUNK_POSTINGS = 32_768
 #: Runs merged at once; more are first merged into fewer, longer runs,
 #: so a merge's memory does not grow with the size of the segment.
 _MERGE_FANIN = 32
-#: Bytes buffered before a write to the postings or terms file.
-_FLUSH_BYTES = 1 << 22
 
 _TERMINFO = W3TermInfo._struct
 _EXTENT = Struct("!qi")  # pack_long(offset) + pack_int(length)
@@ -527,11 +525,17 @@ class TermPool(PostingPool):
             self.save()
 
     def _sorted_terms(self) -> Iterator[TermPostings]:
-        for fieldname in sorted(self._fields):
-            terms = self._fields[fieldname]
+        """The pooled terms, sorted, each let go of as it is handed over:
+        the memory of the terms already written then holds what writing
+        the rest needs, instead of the segment's writing adding to the
+        pool's peak (a fifth of a writer's peak on poetry-20k)."""
+        fields = self._fields
+        for fieldname in sorted(fields):
+            terms = fields[fieldname]
             for tbytes in sorted(terms):
-                postings = terms[tbytes]
+                postings = terms.pop(tbytes)
                 yield fieldname, tbytes, postings[0::3], postings[1::3], postings[2::3]
+            del fields[fieldname]
 
     def save(self) -> None:
         if self._count:
@@ -638,7 +642,7 @@ class _Buffered:
         start = self.pos
         self._parts.append(data)
         self.pos = start + len(data)
-        if self.pos - self._flushed > _FLUSH_BYTES:
+        if self.pos - self._flushed > termfile.FLUSH_BYTES:
             self.flush()
         return start
 
