@@ -735,6 +735,7 @@ def bench_cmd(
         ("MB/s", "mb_per_second"),
         ("index MB", "index_mb"),
         ("peak memory MB", "peak_memory_mb"),
+        ("querying peak MB", "query_peak_memory_mb"),
     ]
     for label, key in rows:
         click.echo(f"{label:<22}{figures['ours'][key]:>12}{figures['fts5'][key]:>12}")

@@ -197,6 +197,7 @@ def test_bench_compares_with_fts5(tmp_path):
         "query_p95_snippets",
         "index_size",
         "peak_memory",
+        "query_peak_memory",
         "question_p95",
     }
     assert ratios["index_size"] == round(data["ours"]["index_mb"] / max(data["fts5"]["index_mb"], 0.1), 3)
@@ -204,6 +205,7 @@ def test_bench_compares_with_fts5(tmp_path):
     for side in ("ours", "fts5"):
         assert data[side]["documents"] == 60
         assert data[side]["build_seconds"] > 0 and data[side]["index_mb"] >= 0 and data[side]["peak_memory_mb"] > 0
+        assert data[side]["query_peak_memory_mb"] > 0
         assert set(data[side]["query_ms_snippets"]) == set(data[side]["question_ms"]) == {"p50", "p95", "p99"}
     # Without questions, no question figures; the table says what it measured.
     result = CliRunner().invoke(cli, ["bench", "--corpus", str(corpus), "--queries", str(queries)])
