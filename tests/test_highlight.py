@@ -94,3 +94,30 @@ def test_snippets_do_not_start_inside_a_latin_word():
     out = snippet(spaced, ["数据透视表"], size=60)
     assert out.startswith("…"), out
     assert re.match(r"…(LibreOffice|Calc|后)", out), out
+
+
+def test_a_long_texts_normal_form_is_kept_for_its_next_snippet_within_a_budget(monkeypatch):
+    """A long article is folded once for all the queries it is a hit of;
+    the answer is the same as folding it again, and the kept forms never
+    hold more characters than their budget."""
+    import search.highlight as highlight
+
+    texts = [f"第{n}篇……" + "五龍廟曰雨，ＴｉｋＴｏｋ　Ｓｈｏｐ。" * 120 for n in range(4)]
+    assert all(len(t) >= highlight.LONG_TEXT for t in texts)
+    fresh = [highlight._normalized(t) for t in texts]
+    assert all(mapping for _norm, mapping in fresh)  # the ellipsis lengthens
+    cost = len(texts[0]) + len(fresh[0][0]) + 8 * len(fresh[0][1])
+    forms = highlight._NormalForms(budget=cost * 5 // 2)
+    monkeypatch.setattr(highlight, "_normal_forms", forms)
+    for text, form in zip(texts, fresh, strict=True):
+        assert normalize_with_map(text) == form
+        assert forms.get(text) == form
+        assert normalize_with_map(text) == form
+    assert forms._held <= cost * 5 // 2 and len(forms._forms) == 2
+    # The first went out first; the last is still kept, and gives the
+    # same snippet as a fresh folding.
+    assert forms.get(texts[0]) is None and forms.get(texts[-1]) == fresh[-1]
+    marked = snippet(texts[-1], ["龙庙", "tiktok"])
+    assert "<mark>龍廟</mark>" in marked and "<mark>ＴｉｋＴｏｋ</mark>" in marked
+    monkeypatch.setattr(highlight, "_normal_forms", highlight._NormalForms(budget=0))
+    assert snippet(texts[-1], ["龙庙", "tiktok"]) == marked
