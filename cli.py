@@ -216,13 +216,32 @@ def _message(err: Exception) -> str:
     help="Ray cluster for a sharded index (default: ZHSEARCH_RAY_ADDRESS; unset, builds start Ray on this machine "
     "and searches read the shards in this process).",
 )
+@click.option(
+    "--shard-replicas",
+    type=click.IntRange(min=1),
+    default=None,
+    metavar="N",
+    help="Ray actors serving each shard of a sharded index on a Ray cluster (default: ZHSEARCH_SHARD_REPLICAS, "
+    "then 1).",
+)
 @click.version_option(package_name="zhsearch")
 @click.pass_context
 def cli(
-    ctx: click.Context, index_dir: Path | None, userdict: str | None, synonyms: str | None, ray_address: str | None
+    ctx: click.Context,
+    index_dir: Path | None,
+    userdict: str | None,
+    synonyms: str | None,
+    ray_address: str | None,
+    shard_replicas: int | None,
 ) -> None:
     """Full-text search for Chinese articles."""
-    ctx.obj = {"index": index_dir, "userdict": userdict, "synonyms": synonyms, "ray_address": ray_address}
+    ctx.obj = {
+        "index": index_dir,
+        "userdict": userdict,
+        "synonyms": synonyms,
+        "ray_address": ray_address,
+        "shard_replicas": shard_replicas,
+    }
 
 
 def main() -> None:

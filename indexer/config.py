@@ -55,6 +55,9 @@ class Settings:
     #: (``host:port`` of its head); unset: an embedded one on 127.0.0.1,
     #: for the length of the command.
     ray_address: str | None = None
+    #: Ray actors serving each shard of a sharded index (with a Ray
+    #: cluster): a request goes on to another replica when one is lost.
+    shard_replicas: int = 1
     #: Our field name -> the crawler's, for records whose names no built-in
     #: alias knows (``--field body=news_content``, or a ``[fields]`` table
     #: in the TOML file ``--config`` names).

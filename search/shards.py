@@ -14,16 +14,22 @@ summed figures in the same way (``ShardedEngine.related``, ``suggest``).
 
 A shard is a ``ShardSearcher``: in this process, or in Ray actors
 (``replicas`` per shard) when the settings name a Ray cluster. Both run the
-same code, so a test of one covers what the other computes.
+same code, so a test of one covers what the other computes. The actors
+are named for the index, generation and shard, so the processes serving
+an index share them; the last to let go of a generation stops them, and
+those of a generation that was replaced stop soon after a newer one is
+served (``retire_replaced``), whoever held them.
 """
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 import os
 import threading
 import time
 from collections import Counter, OrderedDict
+from pathlib import Path
 from typing import Any
 
 from whoosh import index as whoosh_index
@@ -75,6 +81,8 @@ class ShardSearcher:
         self.synonyms = Synonyms(settings.synonyms)
         #: Terms scored without a corpus-wide figure (see ``GlobalSearcher``).
         self.misses: set[tuple[str, bytes]] = set()
+        #: Serving processes using this shard, as a shared Ray actor.
+        self._users = 0
         get_segmenter(self.segmentation)
 
     def searcher(self, stats: CorpusStats | None = None) -> GlobalSearcher:
@@ -146,6 +154,22 @@ class ShardSearcher:
     def pid(self) -> int:
         return os.getpid()
 
+    def attach(self) -> None:
+        """A serving process begins to use this replica (see
+        ``_ActorShard``)."""
+        self._users += 1
+
+    def detach(self) -> int | None:
+        """A serving process is done with this replica: how many still use
+        it, or None when that is not known (the replica was restarted, and
+        the count went with its first life)."""
+        import ray
+
+        if ray.get_runtime_context().was_current_actor_reconstructed:
+            return None
+        self._users = max(0, self._users - 1)
+        return self._users
+
     def segmentation_used(self) -> Any:
         return self.segmentation
 
@@ -167,14 +191,14 @@ class ShardedEngine:
         self,
         settings: Settings,
         weights: Weights = DEFAULT_WEIGHTS,
-        replicas: int = 1,
+        replicas: int | None = None,
         global_stats: bool = True,
     ) -> None:
         self.settings, self.weights = settings, weights
         self.store = IndexStore(settings.index)
         self.synonyms = Synonyms(settings.synonyms)
         self.global_stats = global_stats
-        self.replicas = max(1, replicas)
+        self.replicas = max(1, settings.shard_replicas if replicas is None else replicas)
         self._lock = threading.Lock()
         self._version: str | None = None
         self._shards: list[Any] = []
@@ -200,9 +224,9 @@ class ShardedEngine:
             folders = [str(generation / part.name) for part in manifest.parts]
             old = self._shards
             if self.settings.ray_address:
-                self._shards = [
-                    _ActorShard.start(self._ray(), self.settings, f, self.weights, self.replicas) for f in folders
-                ]
+                ray = self._ray()
+                self._shards = [_ActorShard.start(ray, self.settings, f, self.weights, self.replicas) for f in folders]
+                retire_replaced(ray, self.store.root, generation)
             else:
                 self._shards = [_LocalShard(ShardSearcher(self.settings, f, self.weights)) for f in folders]
             # Queries are cut the way the shards were built.
@@ -255,9 +279,30 @@ class ShardedEngine:
         cached = cached_answer(answers, key, started)
         if cached is not None:
             return cached
-        result = answer(request, self, started)
+        try:
+            result = answer(request, self, started)
+        except Exception as err:
+            if not self._replicas_lost(err):
+                raise
+            # Every replica of a shard is gone for good (stopped, say, while
+            # this process was still on their generation): find the shards
+            # by name again, which starts them anew if need be, and answer
+            # once more.
+            self._reopen()
+            result = answer(request, self, started)
         keep_answer(answers, key, request, result)
         return result
+
+    def _replicas_lost(self, err: Exception) -> bool:
+        if self._session is None:
+            return False
+        ray = self._ray()
+        return isinstance(err, ray.exceptions.RayActorError | ray.exceptions.ActorUnavailableError)
+
+    def _reopen(self) -> None:
+        with self._lock:
+            self._version = None
+        self._open()
 
     def document(self, doc_id: str) -> dict[str, Any] | None:
         self._open()
@@ -452,12 +497,24 @@ class _ActorShard:
 
     @classmethod
     def start(cls, ray: Any, settings: Settings, folder: str, weights: Weights, replicas: int) -> _ActorShard:
+        """The replicas of the shard in ``folder``: those another serving
+        process of the cluster already started, or new ones."""
         # No CPU reserved (a shard is idle between requests), and the
         # replicas spread over the nodes, so that one node's loss leaves one.
         remote = ray.remote(num_cpus=0, max_restarts=-1, max_task_retries=0, scheduling_strategy="SPREAD")(
             ShardSearcher
         )
-        return cls(ray, [remote.remote(settings, folder, weights) for _ in range(replicas)])
+        actors = []
+        for replica in range(replicas):
+            options = remote.options(
+                name=actor_name(Path(folder), replica),
+                namespace=ACTOR_NAMESPACE,
+                lifetime="detached",
+                get_if_exists=True,
+            )
+            actors.append(options.remote(settings, folder, weights))
+        ray.get([actor.attach.remote() for actor in actors])
+        return cls(ray, actors)
 
     def submit(self, method: str, *args: Any) -> _Pending:
         return _Pending(self, method, args)
@@ -466,8 +523,76 @@ class _ActorShard:
         return self.submit(method, *args).get()
 
     def close(self) -> None:
+        """Let go of the replicas; the last serving process to do so stops
+        them. A replica whose count of users was lost (it was restarted)
+        is left to ``retire_replaced``."""
+        lost = (self.ray.exceptions.RayActorError, self.ray.exceptions.ActorUnavailableError)
         for actor in self.actors:
-            self.ray.kill(actor)
+            try:
+                users = self.ray.get(actor.detach.remote(), timeout=CALL_TIMEOUT)
+            except (*lost, self.ray.exceptions.GetTimeoutError):
+                continue
+            if users == 0:
+                self.ray.kill(actor, no_restart=True)
+
+
+#: The Ray namespace of the shard actors, so that every serving process of
+#: the cluster finds them by name.
+ACTOR_NAMESPACE = "zhsearch"
+#: Seconds the replicas of a generation that was replaced keep answering
+#: the requests already sent to them before ``retire_replaced`` stops them.
+RETIRE_AFTER = 60.0
+#: Seconds to wait for a replica's answer to a bookkeeping call.
+CALL_TIMEOUT = 30.0
+
+
+def actor_prefix(root: Path) -> str:
+    """The start of the names of an index's shard actors (by the index's
+    folder)."""
+    return f"shard:{hashlib.sha1(str(root.resolve()).encode('utf-8')).hexdigest()[:16]}:"
+
+
+def actor_name(shard_folder: Path, replica: int) -> str:
+    """A replica's name in the cluster: the index (by its folder), the
+    generation and the shard. Serving processes of the same index share
+    them: with ``search serve --workers N`` the shards are held once, not
+    N times."""
+    generation = shard_folder.parent
+    return f"{actor_prefix(generation.parent)}{generation.name}:{shard_folder.name}:{replica}"
+
+
+def retire_replaced(ray: Any, root: Path, live: Path, after: float | None = None) -> threading.Timer | None:
+    """Stop, ``after`` seconds from now, the replicas of this index's
+    generations other than ``live``: their serving processes have moved
+    to a newer one, or died without letting them go."""
+    prefix = actor_prefix(root)
+    keep = f"{prefix}{live.name}:"
+    names = [
+        entry["name"]
+        for entry in ray.util.list_named_actors(all_namespaces=True)
+        if entry.get("namespace") == ACTOR_NAMESPACE
+        and entry["name"].startswith(prefix)
+        and not entry["name"].startswith(keep)
+    ]
+    if not names:
+        return None
+
+    def stop() -> None:
+        # A newer generation than ``live`` may have been switched to since:
+        # its replicas are in use.
+        current = IndexStore(root).current_name()
+        for name in names:
+            if current and name.startswith(f"{prefix}{current}:"):
+                continue
+            try:
+                ray.kill(ray.get_actor(name, namespace=ACTOR_NAMESPACE), no_restart=True)
+            except ValueError:
+                pass  # already gone
+
+    timer = threading.Timer(RETIRE_AFTER if after is None else after, stop)
+    timer.daemon = True
+    timer.start()
+    return timer
 
 
 class _Pending:

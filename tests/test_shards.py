@@ -21,7 +21,7 @@ from indexer.store import IndexStore
 from indexer.writer import index_paths
 from search.collect import collect, rank
 from search.engine import SearchEngine, SearchRequest, plan_request
-from search.shards import ShardedEngine, open_engine
+from search.shards import ShardedEngine, actor_prefix, open_engine
 from tests.conftest import search_command, shared_corpus, write_jsonl
 
 pytestmark = pytest.mark.xdist_group("cluster")
@@ -393,6 +393,81 @@ def _wait_until_answering(actor, seconds: float = 120.0) -> None:
             time.sleep(0.2)
 
 
+def test_serving_processes_share_the_shard_actors_and_a_replaced_generations_retire(ray_cluster, tmp_path, monkeypatch):
+    """Serving processes of one index (engines here, as the workers of
+    ``search serve --workers N`` are) use the same replicas instead of
+    starting their own; the last one to let go of a generation stops its
+    replicas, and once a newer generation is served the replaced one's
+    replicas stop even when a process that used them died holding them."""
+    import ray
+
+    import search.shards
+
+    def names() -> set[str]:
+        return {
+            e["name"]
+            for e in ray.util.list_named_actors(all_namespaces=True)
+            if e["namespace"] == search.shards.ACTOR_NAMESPACE and e["name"].startswith("shard:")
+        }
+
+    def pids(engine: ShardedEngine) -> list[list[int]]:
+        return [[ray.get(actor.pid.remote()) for actor in shard.actors] for shard in engine._shards]
+
+    settings = Settings(index=tmp_path / "index")
+    index_paths(settings, [str(SAMPLE)], rebuild=True, shards=2)
+    address = ray.get_runtime_context().gcs_address
+    served = settings.replace(ray_address=address, shard_replicas=2)
+    before = names()
+    first, second = ShardedEngine(served), ShardedEngine(served)
+    first.warm_up()
+    second.warm_up()
+    shared = pids(first)
+    assert shared == pids(second) and len({p for replicas in shared for p in replicas}) == 4
+    old = names() - before
+    assert len(old) == 4
+    request = SearchRequest(q="跨境电商")
+    assert first.search(request).hits and first.search(request).hits == second.search(request).hits
+    first.close()
+    assert pids(second) == shared and second.search(SearchRequest(q="物流")).total >= 0
+    second.close()
+    assert not names() & old  # the last one out stopped them
+
+    # Replicas stopped under a process still on their generation: it finds
+    # the shards by name again (started anew) and answers.
+    again = ShardedEngine(served)
+    again.warm_up()
+    for name in names() - before:
+        ray.kill(ray.get_actor(name, namespace=search.shards.ACTOR_NAMESPACE), no_restart=True)
+    deadline = time.monotonic() + 30
+    while names() - before and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert again.search(request).hits == ShardedEngine(settings).search(request).hits
+    assert len(names() - before) == 4
+    again.close()
+    assert not names() - before
+
+    died = ShardedEngine(served)  # a worker killed before it let go
+    died.warm_up()
+    held = names() - before
+    assert len(held) == 4
+    index_paths(settings, [str(SAMPLE)], rebuild=True, shards=2)
+    monkeypatch.setattr(search.shards, "RETIRE_AFTER", 0.5)
+    newer = ShardedEngine(served)
+    try:
+        newer.warm_up()
+        assert newer.search(request).hits == ShardedEngine(settings).search(request).hits
+        deadline = time.monotonic() + 60
+        while names() & held and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert not names() & held
+        live = names() - before
+        assert len(live) == 4 and not live & held
+    finally:
+        newer.close()
+        died.close()
+    assert not names() - before
+
+
 def test_shards_served_by_ray_actors_survive_a_killed_replica(ray_cluster, tmp_path_factory, html_single):
     import ray
 
@@ -550,6 +625,27 @@ def test_the_commands_on_a_sharded_index(ray_cluster, tmp_path):
         for d in (a, b):
             d.pop("took_ms")
         assert [r["id"] for r in a["results"]] and a == b
+    # Through the cluster, two Ray actors a shard: the same answer. The
+    # actors are named for the index, so the next command uses them rather
+    # than starting its own (a command leaves them up for the next one).
+    expected = b  # the single index's answer to the last query
+    for _ in range(2):
+        served = subprocess.run(
+            [*cmd, "--shard-replicas", "2", *args], env=env, capture_output=True, text=True, timeout=300
+        )
+        assert served.returncode == 0, served.stderr
+        got = json.loads(served.stdout)
+        got.pop("took_ms")
+        assert got == expected
+        named = [
+            e["name"]
+            for e in ray.util.list_named_actors(all_namespaces=True)
+            if e["namespace"] == "zhsearch"
+            and e["name"].startswith(f"{actor_prefix(index)}{IndexStore(index).current_name()}:")
+        ]
+        assert len(named) == 6
+    for name in named:
+        ray.kill(ray.get_actor(name, namespace="zhsearch"), no_restart=True)
     first = json.loads(ours.stdout)["results"][0]["id"]
     show = subprocess.run([*cmd, "show", first, "--json"], env=plain, capture_output=True, text=True)
     assert show.returncode == 0 and json.loads(show.stdout)["id"] == first
