@@ -68,10 +68,9 @@ def _child(target: Callable[..., dict[str, Any]], *args: Any) -> dict[str, Any]:
 
 def _built_and_queried(built: dict[str, Any], query: Callable[..., dict[str, Any]], *args: Any) -> dict[str, Any]:
     """A build's figures with those of ``query(*args)``, run in a child of
-    its own: ``peak_memory_mb`` stays the build's, and the querying
-    process's peak is ``query_peak_memory_mb`` (the queries' figures
-    overwrote the build's peak before, so the build's memory ratio was
-    the querying processes')."""
+    its own. Both children report a peak: ``peak_memory_mb`` stays the
+    build's (the figure the memory ratio compares), and the querying
+    process's is kept apart as ``query_peak_memory_mb``."""
     queried = _child(query, *args)
     queried["query_peak_memory_mb"] = queried.pop("peak_memory_mb")
     return {**built, **queried}
