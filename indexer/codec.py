@@ -584,9 +584,8 @@ class TermPool(PostingPool):
             yield from self._sorted_terms()
             return
         runs, self.runs = self.runs, []
-        # The terms still pooled are the last run, merged from memory: not
-        # written out and read back (a fifth of a 25,000-article build's
-        # time went to spilling two runs).
+        # The terms still pooled are the last run, merged from memory
+        # rather than written out and read back only to be merged.
         last = len(runs)
         while len(runs) > _MERGE_FANIN:
             # A pass merges consecutive runs, keeping them in document order.
