@@ -294,10 +294,7 @@ class ShardedEngine:
         return result
 
     def _replicas_lost(self, err: Exception) -> bool:
-        if self._session is None:
-            return False
-        ray = self._ray()
-        return isinstance(err, ray.exceptions.RayActorError | ray.exceptions.ActorUnavailableError)
+        return self._session is not None and isinstance(err, replica_lost(self._ray()))
 
     def _reopen(self) -> None:
         with self._lock:
@@ -526,11 +523,10 @@ class _ActorShard:
         """Let go of the replicas; the last serving process to do so stops
         them. A replica whose count of users was lost (it was restarted)
         is left to ``retire_replaced``."""
-        lost = (self.ray.exceptions.RayActorError, self.ray.exceptions.ActorUnavailableError)
         for actor in self.actors:
             try:
                 users = self.ray.get(actor.detach.remote(), timeout=CALL_TIMEOUT)
-            except (*lost, self.ray.exceptions.GetTimeoutError):
+            except (*replica_lost(self.ray), self.ray.exceptions.GetTimeoutError):
                 continue
             if users == 0:
                 self.ray.kill(actor, no_restart=True)
@@ -544,6 +540,11 @@ ACTOR_NAMESPACE = "zhsearch"
 RETIRE_AFTER = 60.0
 #: Seconds to wait for a replica's answer to a bookkeeping call.
 CALL_TIMEOUT = 30.0
+
+
+def replica_lost(ray: Any) -> tuple[type[Exception], ...]:
+    """What a call to a replica that died (or is being restarted) raises."""
+    return (ray.exceptions.RayActorError, ray.exceptions.ActorUnavailableError)
 
 
 def actor_prefix(root: Path) -> str:
@@ -561,8 +562,8 @@ def actor_name(shard_folder: Path, replica: int) -> str:
     return f"{actor_prefix(generation.parent)}{generation.name}:{shard_folder.name}:{replica}"
 
 
-def retire_replaced(ray: Any, root: Path, live: Path, after: float | None = None) -> threading.Timer | None:
-    """Stop, ``after`` seconds from now, the replicas of this index's
+def retire_replaced(ray: Any, root: Path, live: Path) -> None:
+    """Stop, ``RETIRE_AFTER`` seconds from now, the replicas of this index's
     generations other than ``live``: their serving processes have moved
     to a newer one, or died without letting them go."""
     prefix = actor_prefix(root)
@@ -575,7 +576,7 @@ def retire_replaced(ray: Any, root: Path, live: Path, after: float | None = None
         and not entry["name"].startswith(keep)
     ]
     if not names:
-        return None
+        return
 
     def stop() -> None:
         # A newer generation than ``live`` may have been switched to since:
@@ -589,10 +590,9 @@ def retire_replaced(ray: Any, root: Path, live: Path, after: float | None = None
             except ValueError:
                 pass  # already gone
 
-    timer = threading.Timer(RETIRE_AFTER if after is None else after, stop)
+    timer = threading.Timer(RETIRE_AFTER, stop)
     timer.daemon = True
     timer.start()
-    return timer
 
 
 class _Pending:
@@ -605,7 +605,7 @@ class _Pending:
 
     def get(self) -> Any:
         ray = self.shard.ray
-        lost = (ray.exceptions.RayActorError, ray.exceptions.ActorUnavailableError)
+        lost = replica_lost(ray)
         try:
             return ray.get(self.ref)
         except lost as err:
