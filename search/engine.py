@@ -533,11 +533,18 @@ def related_record(hit: Any) -> dict[str, Any]:
     return {"id": hit["id"], "url": hit.get("url"), "title": hit.get("title")}
 
 
-def answer(request: SearchRequest, finder: Finder, started: float) -> SearchResult:
+def answer(request: SearchRequest, finder: Finder, started: float, correcting: bool = False) -> SearchResult | None:
     """One page of results from what ``finder``'s shards find: the any-word
-    fallback and the did-you-mean decided on what all of them found."""
+    fallback and the did-you-mean decided on what all of them found.
+    ``correcting``: ``request`` asks for a did-you-mean correction, whose
+    answer replaces the asked query's only when it finds articles by all
+    of its words; None when it does not, before the any-word pass, the
+    page and a suggestion of its own were worked out for nothing (that
+    was a third of a mistyped query's time)."""
     plan, interpreted_as = plan_request(request, finder.settings, finder.segmentation, finder.weights, finder.synonyms)
     found = finder.candidates(request, plan, False)
+    if correcting and (not sum(f.total for f in found) or any(f.partial for f in found)):
+        return None
     fallback = False
     if sum(f.total for f in found) == 0 and plan.compiled.loose is not None and not any(f.partial for f in found):
         found = finder.candidates(request, plan, True)
@@ -552,8 +559,8 @@ def answer(request: SearchRequest, finder: Finder, started: float) -> SearchResu
     if (fallback or ranking.total < SUGGEST_BELOW) and plan.parsed.groups and not ranking.partial:
         suggestion = finder.suggestion(request)
     if suggestion and suggestion != request.q and request.autocorrect and (fallback or not ranking.total):
-        instead = answer(dataclasses.replace(request, q=suggestion, autocorrect=False), finder, started)
-        if instead.total and not instead.fallback and not instead.partial:
+        instead = answer(dataclasses.replace(request, q=suggestion, autocorrect=False), finder, started, True)
+        if instead is not None and instead.total and not instead.partial:
             return dataclasses.replace(instead, corrected={"from": request.q, "to": suggestion})
     return SearchResult(
         query=request.q,

@@ -51,7 +51,8 @@ def table_due(built_for: str | None, built_at: float, version: str, max_age: flo
 
 def pinyin_of(word: str) -> list[str]:
     """``lazy_pinyin(word)``, remembered: a table rebuilt after a commit
-    asks again for nearly every word it asked before."""
+    asks again for nearly every word it asked before, and a query asked
+    again (its next page, a filter added) for the same stretches."""
     found = _pinyin_memo.get(word)
     if found is None:
         from pypinyin import lazy_pinyin
@@ -127,8 +128,6 @@ class Speller:
     def suggest(self, reader, text: str, seg: Segmentation | None = None) -> str | None:
         """A corrected query, or None when nothing better is known (from
         the table ``prepare`` made last)."""
-        from pypinyin import lazy_pinyin
-
         changed = False
         out = []
         for chunk in text.split():
@@ -148,7 +147,7 @@ class Speller:
                 changed = changed or candidate is not None
                 continue
             words = query_words(chunk, seg)
-            fixed = self._homophones(reader, words, lazy_pinyin)
+            fixed = self._homophones(reader, words)
             changed = changed or fixed != words
             out.append("".join(fixed) if fixed != words else chunk)
         return " ".join(out) if changed else None
@@ -169,7 +168,7 @@ class Speller:
         found = best[-1]
         return "".join(found) if found and len(found) > 1 else None
 
-    def _homophones(self, reader, words: list[str], lazy_pinyin) -> list[str]:
+    def _homophones(self, reader, words: list[str]) -> list[str]:
         """``words`` with rare Chinese stretches replaced by a frequent index
         word that reads the same: a word (亚码逊 → 亚马逊), or a word and
         the character jieba cut off it (防火 + 强 → 防火墙)."""
@@ -182,7 +181,7 @@ class Speller:
                     continue
                 if span == 1 and self._doc_freq(reader, stretch) >= RARE:
                     continue
-                candidate = self._by_pinyin.get("".join(lazy_pinyin(stretch)))
+                candidate = self._by_pinyin.get("".join(pinyin_of(stretch)))
                 if candidate and candidate != stretch and len(candidate) == len(stretch):
                     out.append(candidate)
                     i += span

@@ -359,6 +359,10 @@ def test_a_query_finding_nothing_is_answered_with_its_correction(client):
         assert client.get("/api/search", query_string={"q": typed}).get_json()["corrected"]["to"] == meant
     found = client.get("/api/search", query_string={"q": "物流"}).get_json()
     assert found["corrected"] is None
+    # A correction that finds articles only by some of its words is offered,
+    # not searched instead.
+    partly = client.get("/api/search", query_string={"q": "亚码逊 火星"}).get_json()
+    assert partly["corrected"] is None and partly["suggestion"] == "亚马逊 火星" and not partly["fallback"]
     page = client.get("/", query_string={"q": "yamaxun"}).get_data(as_text=True)
     assert "已显示“亚马逊”的搜索结果。仍然搜索：" in page and "autocorrect=0" in page
 
