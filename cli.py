@@ -224,6 +224,14 @@ def _message(err: Exception) -> str:
     help="Ray actors serving each shard of a sharded index on a Ray cluster (default: ZHSEARCH_SHARD_REPLICAS, "
     "then 1).",
 )
+@click.option(
+    "--shard-cache",
+    type=click.Path(file_okay=False),
+    default=None,
+    metavar="DIR",
+    help="Folder on each machine of the Ray cluster where shards are written and served from copies "
+    "(default: ZHSEARCH_SHARD_CACHE; unset, where a machine sees the index folder they are used in place).",
+)
 @click.version_option(package_name="zhsearch")
 @click.pass_context
 def cli(
@@ -233,6 +241,7 @@ def cli(
     synonyms: str | None,
     ray_address: str | None,
     shard_replicas: int | None,
+    shard_cache: str | None,
 ) -> None:
     """Full-text search for Chinese articles."""
     ctx.obj = {
@@ -241,6 +250,7 @@ def cli(
         "synonyms": synonyms,
         "ray_address": ray_address,
         "shard_replicas": shard_replicas,
+        "shard_cache": shard_cache,
     }
 
 

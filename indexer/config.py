@@ -58,6 +58,12 @@ class Settings:
     #: Ray actors serving each shard of a sharded index (with a Ray
     #: cluster): a request goes on to another replica when one is lost.
     shard_replicas: int = 1
+    #: A folder on each machine of a Ray cluster for the shards written and
+    #: served there (say, a local disk in front of a shared one): shard
+    #: tasks write in it and the command copies their shards in, shard
+    #: actors serve copies in it. Unset: they work in the index folder
+    #: where their machine sees it, and copy only where it does not.
+    shard_cache: str | None = None
     #: Our field name -> the crawler's, for records whose names no built-in
     #: alias knows (``--field body=news_content``, or a ``[fields]`` table
     #: in the TOML file ``--config`` names).

@@ -28,7 +28,9 @@ they come (handed over by a ``ChunkFeed`` actor beside the command), so
 reading the crawl and writing the shards overlap. A task writes into a
 folder of its own and renames it into place when its commit is done, so a
 task that Ray retries after losing a worker starts clean, and the retried
-build equals an uninterrupted one.
+build equals an uninterrupted one. A task on a machine that does not see
+the index folder writes on that machine, and the command copies the shard
+in through Ray (``indexer.shipping``).
 """
 
 from __future__ import annotations
@@ -52,6 +54,15 @@ from indexer.config import Settings
 from indexer.known import KNOWN_SUFFIX, KnownDocuments, live_rows
 from indexer.prepare import Item, prepare, prepare_part, prepared_in_order
 from indexer.schema import ORDER_FIELD, SegmentColumn, build_schema
+from indexer.shipping import (
+    DEFAULT_LOCAL_ROOT,
+    fetch_folder,
+    local_folder,
+    on_node,
+    prune_generations,
+    remove_copy,
+    this_node,
+)
 from indexer.siterules import SiteRule
 
 MANIFEST = "manifest.json"
@@ -61,6 +72,9 @@ KNOWN_FILE = f"documents{KNOWN_SUFFIX}"
 #: In a shard written by a run: which run (a retried task finds its own).
 RUN_FILE = "RUN"
 ROUTING = "blake2b-64 of the id's UTF-8, big-endian, modulo the shard count"
+#: In a generation being written on Ray: the run's id, by which a shard
+#: task sees whether its machine shares the command's index folder.
+BUILD_MARK = ".building"
 #: How often Ray runs a shard's task again after losing the worker it ran on.
 SHARD_RETRIES = 3
 #: A shard's documents per chunk sent to Ray's object store while a run
@@ -300,10 +314,36 @@ class ShardedGeneration:
         """Shard ``number``'s task, unless it is running."""
         if number not in self._tasks:
             ray, feed = self.ray(), self._fed()
+            if not (self.folder / BUILD_MARK).exists():
+                (self.folder / BUILD_MARK).write_text(self.run)
             writing = ray.remote(max_retries=SHARD_RETRIES)(write_shard)
             self._tasks[number] = writing.remote(
-                str(self.folder), number, self.settings, feed, self.base is not None, self.run
+                str(self.folder), number, self.settings, feed, self.base is not None, self.run, this_node(ray)
             )
+
+    def _placed(self, number: int, entry: dict[str, Any]) -> dict[str, Any]:
+        """Shard ``number``'s manifest entry, from its task's ``entry``; a
+        shard the task left on its machine (``write_shard``) is copied into
+        the generation first, and written again should that machine be
+        lost before it is."""
+        ray = self.ray()
+        for attempt in range(SHARD_RETRIES + 1):
+            node, copy = entry.pop("node", None), entry.pop("copy", None)
+            if copy is None:
+                return entry
+            try:
+                fetched = fetch_folder(ray, node, copy, self.folder / f".{shard_name(number)}.{uuid.uuid4().hex}")
+            except ray.exceptions.RayError:
+                if attempt == SHARD_RETRIES:
+                    raise
+                del self._tasks[number]
+                self._start(number)
+                entry = ray.get(self._tasks[number])
+                continue
+            place(fetched, self.folder / shard_name(number))
+            on_node(ray, node, remove_copy).remote(copy)
+            return entry
+        raise AssertionError("unreachable")
 
     def doc_count_all(self) -> int:
         return self.base.documents if self.base is not None else 0
@@ -345,10 +385,12 @@ class ShardedGeneration:
                 sorted(self.writer.dropped[number]),
                 sorted(self.writer.deleted[number]) if self.base is not None else [],
             )
-        written = dict(zip(self._tasks, ray.get(list(self._tasks.values())), strict=True))
+        done = dict(zip(self._tasks, ray.get(list(self._tasks.values())), strict=True))
+        written = {number: self._placed(number, entry) for number, entry in done.items()}
         # What attempts lost with their worker left behind.
         for left in self.folder.glob(".shard-*"):
             shutil.rmtree(left, ignore_errors=True)
+        (self.folder / BUILD_MARK).unlink(missing_ok=True)
         parts = [
             ShardInfo(**written[n]) if n in written else self.base.parts[n]  # type: ignore[union-attr]
             for n in range(self.writer.shards)
@@ -486,7 +528,13 @@ def _feed_documents(writer: Any, feed: Any, number: int, skipped: set[int]) -> t
 
 
 def write_shard(
-    folder: str, number: int, settings: Settings, feed: Any, following: bool = False, run: str = ""
+    folder: str,
+    number: int,
+    settings: Settings,
+    feed: Any,
+    following: bool = False,
+    run: str = "",
+    source: str | None = None,
 ) -> dict:
     """One shard of a sharded generation (run as a Ray task): written anew,
     or (``following``) the shard's files there with the ids the feed says
@@ -496,46 +544,101 @@ def write_shard(
     apart) means writing them again, skipping it. The work is done in a
     folder of its own and renamed into place once committed, so a task
     that Ray runs again after losing its worker starts from the shard as
-    it was; one that finds its own run already in place returns it."""
-    from indexer.merging import commit as commit_merging
-    from indexer.writer import open_writer
+    it was; one that finds its own run already in place returns it.
 
-    final = Path(folder) / shard_name(number)
-    previous = Path(folder) / f".{shard_name(number)}.previous"
+    A task on a machine that does not see ``folder`` (``source``: the Ray
+    node of the command, which does), or on any machine when
+    ``settings.shard_cache`` is set, works in that machine's shard folder
+    instead (``indexer.shipping``) and leaves the shard there: its entry
+    then says where (``node``, ``copy``), for the command to copy it in."""
+    generation = Path(folder)
+    final = generation / shard_name(number)
+    if source is not None and (settings.shard_cache or not _sees(generation, run)):
+        return _write_shard_elsewhere(generation, number, settings, feed, following, run, source)
+    previous = generation / f".{shard_name(number)}.previous"
     if not final.exists() and previous.exists():
         os.replace(previous, final)  # an attempt died between its two renames
     if run and (final / RUN_FILE).is_file() and (final / RUN_FILE).read_text() == run:
         return shard_info(final, number)
-    work = Path(folder) / f".{shard_name(number)}.{uuid.uuid4().hex}"
+    work = generation / f".{shard_name(number)}.{uuid.uuid4().hex}"
     try:
         if following:
             link_tree(final, work)
-            (work / RUN_FILE).unlink(missing_ok=True)
-            ix = whoosh_index.open_dir(work)
         else:
             work.mkdir()
-            ix = whoosh_index.create_in(work, build_schema(settings.segmentation, sharded=True))
-        single = settings.replace(index_procs=1, writer_memory_mb=_task_memory_mb(settings))
-        writer = open_writer(ix, single, fresh=False)
-        added, (_count, dropped, deleted) = _feed_documents(writer, feed, number, set())
-        if not set(dropped).isdisjoint(added):
-            writer.cancel()
-            writer = open_writer(ix, single, fresh=False)
-            _feed_documents(writer, feed, number, set(dropped))
-        # Deletions reach only the segments committed before: the
-        # documents just added, some under the same ids, stay.
-        for doc_id in deleted:
-            writer.delete_by_term("id", doc_id)
-        commit_merging(writer)
-        ix.close()
-        (work / RUN_FILE).write_text(run)
-        if final.exists():
-            os.replace(final, previous)
-        os.replace(work, final)
-        shutil.rmtree(previous, ignore_errors=True)
+        _write_into(work, settings, feed, number, following, run)
+        place(work, final)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return shard_info(final, number)
+
+
+def _write_shard_elsewhere(
+    generation: Path, number: int, settings: Settings, feed: Any, following: bool, run: str, source: str
+) -> dict:
+    """``write_shard`` in this machine's shard folder; a following shard's
+    files are copied from the command's machine first."""
+    import ray
+
+    root = Path(settings.shard_cache) if settings.shard_cache else DEFAULT_LOCAL_ROOT
+    work = root / "builds" / run / f"{shard_name(number)}.{uuid.uuid4().hex}"
+    try:
+        if following:
+            fetch_folder(ray, source, str(generation / shard_name(number)), work)
+        else:
+            work.mkdir(parents=True)
+        _write_into(work, settings, feed, number, following, run)
+    except BaseException:
+        shutil.rmtree(work, ignore_errors=True)
+        raise
+    return {**shard_info(work, number), "node": this_node(ray), "copy": str(work)}
+
+
+def _sees(generation: Path, run: str) -> bool:
+    """Whether this machine sees the command's generation folder (the run's
+    mark in it, ``BUILD_MARK``)."""
+    try:
+        return (generation / BUILD_MARK).read_text() == run
+    except OSError:
+        return False
+
+
+def _write_into(work: Path, settings: Settings, feed: Any, number: int, following: bool, run: str) -> None:
+    """Shard ``number``'s documents from ``feed`` written into the index in
+    ``work`` (a new one unless ``following``), committed, marked with
+    ``run``."""
+    from indexer.merging import commit as commit_merging
+    from indexer.writer import open_writer
+
+    if following:
+        (work / RUN_FILE).unlink(missing_ok=True)
+        ix = whoosh_index.open_dir(work)
+    else:
+        ix = whoosh_index.create_in(work, build_schema(settings.segmentation, sharded=True))
+    single = settings.replace(index_procs=1, writer_memory_mb=_task_memory_mb(settings))
+    writer = open_writer(ix, single, fresh=False)
+    added, (_count, dropped, deleted) = _feed_documents(writer, feed, number, set())
+    if not set(dropped).isdisjoint(added):
+        writer.cancel()
+        writer = open_writer(ix, single, fresh=False)
+        _feed_documents(writer, feed, number, set(dropped))
+    # Deletions reach only the segments committed before: the
+    # documents just added, some under the same ids, stay.
+    for doc_id in deleted:
+        writer.delete_by_term("id", doc_id)
+    commit_merging(writer)
+    ix.close()
+    (work / RUN_FILE).write_text(run)
+
+
+def place(work: Path, final: Path) -> None:
+    """Put the complete shard in ``work`` in the place of ``final``: at no
+    moment is there no complete shard under one of the two names."""
+    previous = final.parent / f".{final.name}.previous"
+    if final.exists():
+        os.replace(final, previous)
+    os.replace(work, final)
+    shutil.rmtree(previous, ignore_errors=True)
 
 
 def _task_memory_mb(settings: Settings) -> int:
@@ -565,3 +668,26 @@ def shard_info(path: Path, number: int) -> dict[str, Any]:
             }
     finally:
         ix.close()
+
+
+def serving_folder(settings: Settings, folder: str, node: str, fingerprint: str) -> str:
+    """The folder a shard actor serves the shard in ``folder`` from: that
+    one, where this machine sees the generation the command serves (its
+    manifest here has ``fingerprint``) and no ``shard_cache`` is set;
+    otherwise this machine's copy (``indexer.shipping``), copied first
+    from Ray node ``node`` (the command's) if need be."""
+    import ray
+
+    shard = Path(folder)
+    generation = shard.parent
+    if not settings.shard_cache:
+        try:
+            if manifest_fingerprint(read_manifest(generation)) == fingerprint:
+                return folder
+        except (OSError, ValueError, KeyError, TypeError):
+            pass  # not here, or not that generation
+    root = Path(settings.shard_cache) if settings.shard_cache else DEFAULT_LOCAL_ROOT
+    copy = local_folder(root, generation.parent, f"{generation.name}-{fingerprint[:12]}", shard.name)
+    fetch_folder(ray, node, folder, copy)
+    prune_generations(copy.parent.parent, keep=copy.parent.name)
+    return str(copy)

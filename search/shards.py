@@ -18,7 +18,9 @@ same code, so a test of one covers what the other computes. The actors
 are named for the index, generation and shard, so the processes serving
 an index share them; the last to let go of a generation stops them, and
 those of a generation that was replaced stop soon after a newer one is
-served (``retire_replaced``), whoever held them.
+served (``retire_replaced``), whoever held them. An actor on a machine
+that does not see the index folder serves a copy of its shard, sent
+through Ray (``indexer.shards.serving_folder``).
 """
 
 from __future__ import annotations
@@ -41,7 +43,8 @@ from indexer.analysis import get_segmenter, segmentation_of
 from indexer.cluster import ray_session
 from indexer.config import Settings
 from indexer.schema import ORDER_FIELD, SegmentColumn, build_schema
-from indexer.shards import Manifest, read_manifest, shard_of
+from indexer.shards import Manifest, manifest_fingerprint, read_manifest, serving_folder, shard_of
+from indexer.shipping import this_node
 from indexer.store import IndexStore
 from indexer.writer import stored_to_record
 from search.budget import time_budget
@@ -73,9 +76,20 @@ from search.synonyms import Synonyms
 class ShardSearcher:
     """One shard, answering the coordinator's rounds."""
 
-    def __init__(self, settings: Settings, folder: str, weights: Weights = DEFAULT_WEIGHTS) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        folder: str,
+        weights: Weights = DEFAULT_WEIGHTS,
+        source: tuple[str, str] | None = None,
+    ) -> None:
+        """``source``: for an actor, the Ray node of the process that
+        started it and the fingerprint of the generation's manifest there,
+        whence the shard is copied to a machine that does not see it
+        (``indexer.shards.serving_folder``)."""
         self.settings, self.weights = settings, weights
-        self.ix = whoosh_index.open_dir(folder)
+        self.folder = folder if source is None else serving_folder(settings, folder, *source)
+        self.ix = whoosh_index.open_dir(self.folder)
         self.reader = self.ix.reader()
         self.segmentation = segmentation_of(self.reader.schema) or settings.segmentation
         self.synonyms = Synonyms(settings.synonyms)
@@ -154,6 +168,10 @@ class ShardSearcher:
     def pid(self) -> int:
         return os.getpid()
 
+    def served_from(self) -> str:
+        """The folder read: the index's, or this machine's copy of it."""
+        return self.folder
+
     def attach(self) -> None:
         """A serving process begins to use this replica (see
         ``_ActorShard``)."""
@@ -225,7 +243,10 @@ class ShardedEngine:
             old = self._shards
             if self.settings.ray_address:
                 ray = self._ray()
-                self._shards = [_ActorShard.start(ray, self.settings, f, self.weights, self.replicas) for f in folders]
+                source = (this_node(ray), manifest_fingerprint(manifest))
+                self._shards = [
+                    _ActorShard.start(ray, self.settings, f, self.weights, self.replicas, source) for f in folders
+                ]
                 retire_replaced(ray, self.store.root, generation)
             else:
                 self._shards = [_LocalShard(ShardSearcher(self.settings, f, self.weights)) for f in folders]
@@ -493,9 +514,12 @@ class _ActorShard:
         self._failed[number] = time.monotonic()
 
     @classmethod
-    def start(cls, ray: Any, settings: Settings, folder: str, weights: Weights, replicas: int) -> _ActorShard:
+    def start(
+        cls, ray: Any, settings: Settings, folder: str, weights: Weights, replicas: int, source: tuple[str, str]
+    ) -> _ActorShard:
         """The replicas of the shard in ``folder``: those another serving
-        process of the cluster already started, or new ones."""
+        process of the cluster already started, or new ones (``source``:
+        see ``ShardSearcher``)."""
         # No CPU reserved (a shard is idle between requests), and the
         # replicas spread over the nodes, so that one node's loss leaves one.
         remote = ray.remote(num_cpus=0, max_restarts=-1, max_task_retries=0, scheduling_strategy="SPREAD")(
@@ -509,7 +533,7 @@ class _ActorShard:
                 lifetime="detached",
                 get_if_exists=True,
             )
-            actors.append(options.remote(settings, folder, weights))
+            actors.append(options.remote(settings, folder, weights, source))
         ray.get([actor.attach.remote() for actor in actors])
         return cls(ray, actors)
 

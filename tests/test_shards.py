@@ -153,6 +153,16 @@ def test_routing_is_stable_and_spread():
     assert min(counts) > 900
 
 
+def test_a_machine_keeps_copies_of_the_generation_served_and_the_one_it_replaced(tmp_path):
+    from indexer.shipping import local_folder, prune_generations
+
+    copies = [local_folder(tmp_path, tmp_path / "index", f"gen-00000{n}-abc", "shard-000") for n in (1, 2, 3, 4)]
+    for copy in copies:
+        copy.mkdir(parents=True)
+    prune_generations(copies[2].parent.parent, keep=copies[2].parent.name)
+    assert [c.exists() for c in copies] == [False, True, True, True]
+
+
 def test_parts_prepared_elsewhere_come_back_in_the_order_they_were_read(monkeypatch):
     """However the parts finish (here the first ones last), the items come
     back in crawl order, with no more parts out than the window."""
@@ -512,6 +522,74 @@ def test_shards_served_by_ray_actors_survive_a_killed_replica(ray_cluster, tmp_p
     # It went on answering (from the other replica) while the killed one
     # came back.
     assert answered[0] > before + 10
+
+
+def test_machines_with_a_shard_folder_of_their_own_get_their_shards_through_ray(ray_cluster, tmp_path):
+    """With a shard folder on each machine (``shard_cache``), as on a
+    cluster whose machines do not share the index folder: shard tasks
+    write there and the command copies their shards into the generation,
+    a later crawl's tasks start from copies of the live shards, and shard
+    actors serve copies there; all of it through Ray's object store. The
+    same manifest and answers as the index folder used in place."""
+    import filecmp
+
+    import ray
+
+    records = [
+        json.loads(line) for line in shared_corpus("articles-html.jsonl").read_text(encoding="utf-8").splitlines()
+    ]
+    first = write_jsonl(tmp_path / "first.jsonl", records[:700])
+    changed = [{**r, "body": (r.get("body") or "") + " 更新：新增幻灯片与表格函数说明。"} for r in records[:30]]
+    second = write_jsonl(tmp_path / "second.jsonl", [*records[700:800], *changed])
+    cache = tmp_path / "cache"
+    copied = Settings(index=tmp_path / "copied", shard_cache=str(cache))
+    in_place = Settings(index=tmp_path / "in-place")
+    single = Settings(index=tmp_path / "single", index_procs=1)
+    for settings in (copied, in_place):
+        index_paths(settings, [str(first)], rebuild=True, shards=2)
+    index_paths(single, [str(first)], rebuild=True)
+    manifests = [read_manifest(IndexStore(s.index).current_dir()) for s in (copied, in_place)]
+    assert manifests[0] == manifests[1] and manifests[0].documents > 600
+    for settings in (copied, in_place, single):
+        index_paths(settings, [str(second)])
+    generations = [IndexStore(s.index).current_dir() for s in (copied, in_place)]
+    assert read_manifest(generations[0]) == read_manifest(generations[1])
+    assert not (generations[0] / ".building").exists()
+
+    # The later crawl's shards were copied in (in place, their unchanged
+    # segments are hard links to the live generation's), and the tasks'
+    # folders go once they are.
+    def linked(generation: Path) -> int:
+        return sum(p.stat().st_nlink > 1 for p in generation.rglob("*.seg"))
+
+    assert linked(generations[0]) == 0 < linked(generations[1])
+    deadline = time.monotonic() + 30
+    while any((cache / "builds").iterdir()) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not any((cache / "builds").iterdir())
+    queries = [*_queries("knownitem_html")[:12], "更新 幻灯片 表格函数说明"]
+    address = ray.get_runtime_context().gcs_address
+    served = ShardedEngine(copied.replace(ray_address=address), replicas=2)
+    try:
+        assert _compare(SearchEngine(single), served, queries, ({}, {"page": 2, "facets": True})) == []
+        folders = [ray.get(actor.served_from.remote()) for shard in served._shards for actor in shard.actors]
+    finally:
+        served.close()
+    assert all(Path(f).is_relative_to(cache) for f in folders) and len(set(folders)) == 2
+    for folder in set(folders):
+        original = generations[0] / Path(folder).name
+        names = sorted(p.name for p in original.iterdir())
+        assert names == sorted(p.name for p in Path(folder).iterdir())
+        assert filecmp.cmpfiles(original, folder, names, shallow=False)[0] == names
+    # Without the shard folder, a machine that sees the index folder
+    # serves it in place.
+    plain = ShardedEngine(in_place.replace(ray_address=address))
+    try:
+        plain.warm_up()
+        served_from = ray.get(plain._shards[0].actors[0].served_from.remote())
+    finally:
+        plain.close()
+    assert Path(served_from).parent == generations[1]
 
 
 def test_a_build_that_loses_a_worker_node_is_retried_and_equals_an_uninterrupted_one(ray_cluster, tmp_path_factory):
