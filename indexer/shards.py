@@ -581,7 +581,9 @@ def _write_shard_elsewhere(
     import ray
 
     root = Path(settings.shard_cache) if settings.shard_cache else DEFAULT_LOCAL_ROOT
-    work = root / "builds" / run / f"{shard_name(number)}.{uuid.uuid4().hex}"
+    # Named for the node too: the Ray nodes of one machine share the folder.
+    node = this_node(ray)
+    work = root / "builds" / run / f"{shard_name(number)}.{node}.{uuid.uuid4().hex[:8]}"
     try:
         if following:
             fetch_folder(ray, source, str(generation / shard_name(number)), work)
@@ -591,7 +593,7 @@ def _write_shard_elsewhere(
     except BaseException:
         shutil.rmtree(work, ignore_errors=True)
         raise
-    return {**shard_info(work, number), "node": this_node(ray), "copy": str(work)}
+    return {**shard_info(work, number), "node": node, "copy": str(work)}
 
 
 def _sees(generation: Path, run: str) -> bool:

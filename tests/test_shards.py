@@ -637,6 +637,44 @@ def test_a_build_that_loses_a_worker_node_is_retried_and_equals_an_uninterrupted
     assert not list(store.current_dir().glob(".shard-*"))
 
 
+def test_a_shard_whose_machine_is_lost_before_it_is_copied_in_is_written_again(ray_cluster, tmp_path_factory):
+    """Shard tasks that leave their shards on their machines (a shard folder
+    per machine): a machine lost after its task finished, before the
+    command copied its shard in, has the task run again elsewhere, and the
+    build equals an uninterrupted one."""
+    cluster, workers = ray_cluster
+    corpus = shared_corpus("articles-html.jsonl")
+    expected = read_manifest(IndexStore(_sharded(tmp_path_factory, corpus, 3).index).current_dir())
+    folder = tmp_path_factory.mktemp("lost-copy")
+    settings = Settings(index=folder / "index", shard_cache=str(folder / "cache"))
+    killed: list[str] = []
+    stop = threading.Event()
+
+    def kill_the_machine_of_a_finished_shard() -> None:
+        while not stop.is_set():
+            for run_file in (folder / "cache").glob("builds/*/shard-*/RUN"):
+                node = run_file.parent.name.split(".")[1]
+                victim = next((w for w in workers if w.node_id == node), None)
+                if victim is not None:
+                    workers.remove(victim)
+                    cluster.remove_node(victim, allow_graceful=False)
+                    killed.append(node)
+                    return
+            time.sleep(0.01)
+
+    watcher = threading.Thread(target=kill_the_machine_of_a_finished_shard)
+    watcher.start()
+    try:
+        summary = index_paths(settings, [str(corpus)], rebuild=True, shards=3)
+    finally:
+        stop.set()
+        watcher.join()
+        workers.append(cluster.add_node(num_cpus=1, node_ip_address="127.0.0.1"))
+        cluster.wait_for_nodes()
+    assert killed and summary.rebuilt
+    assert read_manifest(IndexStore(settings.index).current_dir()) == expected
+
+
 def test_a_document_replaced_after_its_chunk_was_written_is_not_in_its_shard(ray_cluster, tmp_path, monkeypatch):
     """Shard tasks write chunks as they come; an id that comes again after
     its chunk was written means writing the shard again without the older
