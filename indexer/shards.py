@@ -55,9 +55,9 @@ from indexer.known import KNOWN_SUFFIX, KnownDocuments, live_rows
 from indexer.prepare import Item, prepare, prepare_part, prepared_in_order
 from indexer.schema import ORDER_FIELD, SegmentColumn, build_schema
 from indexer.shipping import (
-    DEFAULT_LOCAL_ROOT,
     fetch_folder,
     local_folder,
+    local_root,
     on_node,
     prune_generations,
     remove_copy,
@@ -251,6 +251,7 @@ class ShardedGeneration:
         self.schema = build_schema(settings.segmentation, sharded=True)
         self.writer = ShardedWriter(shards, self._put, base.orders if base is not None else 0)
         self.run = uuid.uuid4().hex
+        (folder / BUILD_MARK).write_text(self.run)
         self._session = ExitStack()
         self._ray: Any = None
         self._feed: Any = None
@@ -314,8 +315,6 @@ class ShardedGeneration:
         """Shard ``number``'s task, unless it is running."""
         if number not in self._tasks:
             ray, feed = self.ray(), self._fed()
-            if not (self.folder / BUILD_MARK).exists():
-                (self.folder / BUILD_MARK).write_text(self.run)
             writing = ray.remote(max_retries=SHARD_RETRIES)(write_shard)
             self._tasks[number] = writing.remote(
                 str(self.folder), number, self.settings, feed, self.base is not None, self.run, this_node(ray)
@@ -327,14 +326,14 @@ class ShardedGeneration:
         the generation first, and written again should that machine be
         lost before it is."""
         ray = self.ray()
-        for attempt in range(SHARD_RETRIES + 1):
-            node, copy = entry.pop("node", None), entry.pop("copy", None)
-            if copy is None:
-                return entry
+        lost = 0
+        while (copy := entry.pop("copy", None)) is not None:
+            node = entry.pop("node")
             try:
                 fetched = fetch_folder(ray, node, copy, self.folder / f".{shard_name(number)}.{uuid.uuid4().hex}")
             except ray.exceptions.RayError:
-                if attempt == SHARD_RETRIES:
+                lost += 1
+                if lost > SHARD_RETRIES:
                     raise
                 del self._tasks[number]
                 self._start(number)
@@ -342,8 +341,7 @@ class ShardedGeneration:
                 continue
             place(fetched, self.folder / shard_name(number))
             on_node(ray, node, remove_copy).remote(copy)
-            return entry
-        raise AssertionError("unreachable")
+        return entry
 
     def doc_count_all(self) -> int:
         return self.base.documents if self.base is not None else 0
@@ -580,7 +578,7 @@ def _write_shard_elsewhere(
     files are copied from the command's machine first."""
     import ray
 
-    root = Path(settings.shard_cache) if settings.shard_cache else DEFAULT_LOCAL_ROOT
+    root = local_root(settings.shard_cache)
     # Named for the node too: the Ray nodes of one machine share the folder.
     node = this_node(ray)
     work = root / "builds" / run / f"{shard_name(number)}.{node}.{uuid.uuid4().hex[:8]}"
@@ -651,7 +649,7 @@ def _task_memory_mb(settings: Settings) -> int:
     task with the whole budget each."""
     import ray
 
-    node = ray.get_runtime_context().get_node_id()
+    node = this_node(ray)
     cpus = next((n["Resources"].get("CPU", 1) for n in ray.nodes() if n["NodeID"] == node), 1)
     return max(32, settings.writer_memory_mb // max(1, int(cpus)))
 
@@ -688,8 +686,10 @@ def serving_folder(settings: Settings, folder: str, node: str, fingerprint: str)
                 return folder
         except (OSError, ValueError, KeyError, TypeError):
             pass  # not here, or not that generation
-    root = Path(settings.shard_cache) if settings.shard_cache else DEFAULT_LOCAL_ROOT
+    root = local_root(settings.shard_cache)
     copy = local_folder(root, generation.parent, f"{generation.name}-{fingerprint[:12]}", shard.name)
-    fetch_folder(ray, node, folder, copy)
+    # The copies of earlier generations: most of their files are this one's.
+    earlier = sorted(copy.parent.parent.glob(f"gen-*/{shard.name}"), reverse=True)
+    fetch_folder(ray, node, folder, copy, earlier)
     prune_generations(copy.parent.parent, keep=copy.parent.name)
     return str(copy)

@@ -23,6 +23,7 @@ import shutil
 import tempfile
 import uuid
 from collections import deque
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -35,10 +36,36 @@ PARTS_IN_FLIGHT = 4
 DEFAULT_LOCAL_ROOT = Path(tempfile.gettempdir()) / "zhsearch-shards"
 
 
-def files_of(folder: str) -> list[tuple[str, int]]:
-    """The files under ``folder``: (path relative to it, size)."""
+def local_root(shard_cache: str | None) -> Path:
+    """This machine's folder for shards: the configured one, or the default."""
+    return Path(shard_cache) if shard_cache else DEFAULT_LOCAL_ROOT
+
+
+def files_of(folder: str) -> list[tuple[str, int, int]]:
+    """The files under ``folder``: (path relative to it, size, modification
+    time in nanoseconds)."""
     root = Path(folder)
-    return sorted((str(p.relative_to(root)), p.stat().st_size) for p in root.rglob("*") if p.is_file())
+    listing = []
+    for path in root.rglob("*"):
+        if path.is_file():
+            stat = path.stat()
+            listing.append((str(path.relative_to(root)), stat.st_size, stat.st_mtime_ns))
+    return sorted(listing)
+
+
+def _same_file(earlier: list[Path], name: str, size: int, mtime_ns: int) -> Path | None:
+    """A file of an earlier copy that is the one listed (same name, size
+    and modification time, which a copy keeps): a segment file never
+    changes once written, and a later generation's shard holds the
+    earlier one's files as they were (hard links)."""
+    for folder in earlier:
+        try:
+            stat = (folder / name).stat()
+        except OSError:
+            continue
+        if stat.st_size == size and stat.st_mtime_ns == mtime_ns:
+            return folder / name
+    return None
 
 
 def read_part(path: str, offset: int, size: int) -> bytes:
@@ -70,37 +97,48 @@ def on_node(ray: Any, node: str, function: Any, retries: int = 0) -> Any:
     return ray.remote(num_cpus=0, scheduling_strategy=strategy, max_retries=retries)(function)
 
 
-def fetch_folder(ray: Any, node: str, folder: str, destination: Path) -> Path:
+def fetch_folder(ray: Any, node: str, folder: str, destination: Path, earlier: Iterable[Path] = ()) -> Path:
     """Copy ``folder`` of Ray node ``node`` to ``destination`` here, whole
     or not at all; ``destination``. One already there is kept (another
-    replica on this machine copied it first)."""
+    replica on this machine copied it first). Files that ``earlier``
+    copies here hold unchanged are linked from them instead of sent (a
+    later crawl adds a segment or two to a shard)."""
     if destination.is_dir():
         return destination
+    earlier = [e for e in earlier if e.is_dir()]
     listing = ray.get(on_node(ray, node, files_of, retries=2).remote(folder))
     reader = on_node(ray, node, read_part, retries=2)
     work = destination.parent / f".{destination.name}.{uuid.uuid4().hex}"
     work.mkdir(parents=True)
     try:
-        pending: deque[tuple[Path, Any]] = deque()
+        pending: deque[tuple[Path, Any, int | None]] = deque()
 
         def write_oldest() -> None:
-            target, ref = pending.popleft()
+            target, ref, mtime_ns = pending.popleft()
             with open(target, "ab") as out:
                 out.write(ray.get(ref))
+            if mtime_ns is not None:  # its last part: the source's time, for a later copy to compare
+                os.utime(target, ns=(mtime_ns, mtime_ns))
 
-        for name, size in listing:
+        for name, size, mtime_ns in listing:
             target = work / name
             target.parent.mkdir(parents=True, exist_ok=True)
+            same = _same_file(earlier, name, size, mtime_ns)
+            if same is not None:
+                os.link(same, target)
+                continue
             target.touch()
+            os.utime(target, ns=(mtime_ns, mtime_ns))
             for offset in range(0, size, PART_BYTES):
                 # Parts are written in the order they were asked for, so a
                 # file's parts are appended in order.
-                pending.append((target, reader.remote(os.path.join(folder, name), offset, PART_BYTES)))
+                last = mtime_ns if offset + PART_BYTES >= size else None
+                pending.append((target, reader.remote(os.path.join(folder, name), offset, PART_BYTES), last))
                 if len(pending) >= PARTS_IN_FLIGHT:
                     write_oldest()
         while pending:
             write_oldest()
-        if sum(size for _name, size in listing) != sum(p.stat().st_size for p in work.rglob("*") if p.is_file()):
+        if sum(entry[1] for entry in listing) != sum(p.stat().st_size for p in work.rglob("*") if p.is_file()):
             raise OSError(f"copy of {folder} from node {node} is incomplete")
         try:
             os.rename(work, destination)
@@ -112,12 +150,17 @@ def fetch_folder(ray: Any, node: str, folder: str, destination: Path) -> Path:
     return destination
 
 
+def index_key(index: Path) -> str:
+    """An index across the cluster: a hash of its folder's path on the
+    machine of the commands."""
+    return hashlib.sha1(str(Path(index).resolve()).encode("utf-8")).hexdigest()[:16]
+
+
 def local_folder(root: str | Path, index: Path, generation: str, name: str) -> Path:
     """Where a machine keeps its copy of shard ``name`` of ``generation``
-    of the index in folder ``index`` (the index by a hash of its path: the
-    copies of several indexes share a root)."""
-    key = hashlib.sha1(str(Path(index).resolve()).encode("utf-8")).hexdigest()[:16]
-    return Path(root) / key / generation / name
+    of the index in folder ``index`` (the copies of several indexes share
+    a root)."""
+    return Path(root) / index_key(index) / generation / name
 
 
 def prune_generations(index_root: Path, keep: str) -> None:

@@ -533,18 +533,36 @@ def related_record(hit: Any) -> dict[str, Any]:
     return {"id": hit["id"], "url": hit.get("url"), "title": hit.get("title")}
 
 
-def answer(request: SearchRequest, finder: Finder, started: float, correcting: bool = False) -> SearchResult | None:
+def answer(request: SearchRequest, finder: Finder, started: float) -> SearchResult:
     """One page of results from what ``finder``'s shards find: the any-word
-    fallback and the did-you-mean decided on what all of them found.
-    ``correcting``: ``request`` asks for a did-you-mean correction, whose
-    answer replaces the asked query's only when it finds articles by all
-    of its words; None when it does not, before the any-word pass, the
-    page and a suggestion of its own were worked out for nothing (that
-    was a third of a mistyped query's time)."""
+    fallback and the did-you-mean decided on what all of them found."""
     plan, interpreted_as = plan_request(request, finder.settings, finder.segmentation, finder.weights, finder.synonyms)
     found = finder.candidates(request, plan, False)
-    if correcting and (not sum(f.total for f in found) or any(f.partial for f in found)):
+    return _answered(request, finder, started, plan, interpreted_as, found)
+
+
+def _corrected(request: SearchRequest, finder: Finder, started: float) -> SearchResult | None:
+    """The answer to ``request``, a did-you-mean correction, when it finds
+    articles by all of its words (only then does it replace the asked
+    query's answer); otherwise None, known from that first pass alone,
+    before an any-word pass, a page and a suggestion of its own were
+    worked out for nothing (a third of a mistyped query's time)."""
+    plan, interpreted_as = plan_request(request, finder.settings, finder.segmentation, finder.weights, finder.synonyms)
+    found = finder.candidates(request, plan, False)
+    if not sum(f.total for f in found) or any(f.partial for f in found):
         return None
+    return _answered(request, finder, started, plan, interpreted_as, found)
+
+
+def _answered(
+    request: SearchRequest,
+    finder: Finder,
+    started: float,
+    plan: Plan,
+    interpreted_as: str | None,
+    found: list[Candidates],
+) -> SearchResult:
+    """``answer`` from the shards' all-words candidates ``found``."""
     fallback = False
     if sum(f.total for f in found) == 0 and plan.compiled.loose is not None and not any(f.partial for f in found):
         found = finder.candidates(request, plan, True)
@@ -559,7 +577,7 @@ def answer(request: SearchRequest, finder: Finder, started: float, correcting: b
     if (fallback or ranking.total < SUGGEST_BELOW) and plan.parsed.groups and not ranking.partial:
         suggestion = finder.suggestion(request)
     if suggestion and suggestion != request.q and request.autocorrect and (fallback or not ranking.total):
-        instead = answer(dataclasses.replace(request, q=suggestion, autocorrect=False), finder, started, True)
+        instead = _corrected(dataclasses.replace(request, q=suggestion, autocorrect=False), finder, started)
         if instead is not None and instead.total and not instead.partial:
             return dataclasses.replace(instead, corrected={"from": request.q, "to": suggestion})
     return SearchResult(

@@ -25,7 +25,6 @@ through Ray (``indexer.shards.serving_folder``).
 
 from __future__ import annotations
 
-import hashlib
 import itertools
 import os
 import threading
@@ -44,7 +43,7 @@ from indexer.cluster import ray_session
 from indexer.config import Settings
 from indexer.schema import ORDER_FIELD, SegmentColumn, build_schema
 from indexer.shards import Manifest, manifest_fingerprint, read_manifest, serving_folder, shard_of
-from indexer.shipping import this_node
+from indexer.shipping import index_key, this_node
 from indexer.store import IndexStore
 from indexer.writer import stored_to_record
 from search.budget import time_budget
@@ -574,7 +573,7 @@ def replica_lost(ray: Any) -> tuple[type[Exception], ...]:
 def actor_prefix(root: Path) -> str:
     """The start of the names of an index's shard actors (by the index's
     folder)."""
-    return f"shard:{hashlib.sha1(str(root.resolve()).encode('utf-8')).hexdigest()[:16]}:"
+    return f"shard:{index_key(root)}:"
 
 
 def actor_name(shard_folder: Path, replica: int) -> str:

@@ -581,6 +581,24 @@ def test_machines_with_a_shard_folder_of_their_own_get_their_shards_through_ray(
         names = sorted(p.name for p in original.iterdir())
         assert names == sorted(p.name for p in Path(folder).iterdir())
         assert filecmp.cmpfiles(original, folder, names, shallow=False)[0] == names
+    # A crawl that deletes: the next generation's copies link the segments
+    # the earlier copies hold instead of sending them again.
+    gone = write_jsonl(tmp_path / "gone.jsonl", [{"id": r["id"], "deleted": True} for r in records[100:110]])
+    for settings in (copied, single):
+        index_paths(settings, [str(gone)])
+    served = ShardedEngine(copied.replace(ray_address=address))
+    try:
+        assert _compare(SearchEngine(single), served, queries[:6], ({},)) == []
+        newer = [ray.get(shard.actors[0].served_from.remote()) for shard in served._shards]
+    finally:
+        served.close()
+    for folder in newer:
+        earlier = next(Path(f) for f in folders if Path(f).name == Path(folder).name)
+        assert Path(folder).parent != earlier.parent
+        segments = sorted(p.name for p in Path(folder).glob("*.seg"))
+        assert segments and all((Path(folder) / n).samefile(earlier / n) for n in segments)
+        tocs = sorted(Path(folder).glob("*.toc"))
+        assert tocs and not any((earlier / t.name).exists() and t.samefile(earlier / t.name) for t in tocs)
     # Without the shard folder, a machine that sees the index folder
     # serves it in place.
     plain = ShardedEngine(in_place.replace(ray_address=address))
