@@ -1,5 +1,5 @@
-"""Shard folders carried between the machines of a Ray cluster through its
-object store, for machines that do not share the index folder.
+"""Shard folders copied between the machines of a Ray cluster, for
+machines that do not share the index folder.
 
 A sharded generation lives in the index folder of the machine that runs
 the command (``search index``, ``search serve``). Where every machine of
@@ -11,8 +11,9 @@ shard there and the command copies it into the generation; a shard actor
 copies the shard it serves there from the command's machine. Both copy
 with ``fetch_folder``: a folder of one node, each file streamed in small
 parts by a generator task pinned to that node, written beside the
-destination and renamed into place, so a copy is complete or absent. A generation's files never change once its
-manifest is written, so a copy that is there is the one wanted.
+destination and renamed into place, so a copy is complete or absent. A
+generation's files never change once its manifest is written, so a copy
+that is there is the one wanted.
 """
 
 from __future__ import annotations
