@@ -330,7 +330,7 @@ class ShardedGeneration:
         while (copy := entry.pop("copy", None)) is not None:
             node = entry.pop("node")
             try:
-                fetched = fetch_folder(ray, node, copy, self.folder / f".{shard_name(number)}.{uuid.uuid4().hex}")
+                fetched = fetch_folder(ray, node, copy, _work_folder(self.folder, number))
             except ray.exceptions.RayError:
                 lost += 1
                 if lost > SHARD_RETRIES:
@@ -553,12 +553,12 @@ def write_shard(
     final = generation / shard_name(number)
     if source is not None and (settings.shard_cache or not _sees(generation, run)):
         return _write_shard_elsewhere(generation, number, settings, feed, following, run, source)
-    previous = generation / f".{shard_name(number)}.previous"
+    previous = _previous(final)
     if not final.exists() and previous.exists():
         os.replace(previous, final)  # an attempt died between its two renames
     if run and (final / RUN_FILE).is_file() and (final / RUN_FILE).read_text() == run:
         return shard_info(final, number)
-    work = generation / f".{shard_name(number)}.{uuid.uuid4().hex}"
+    work = _work_folder(generation, number)
     try:
         if following:
             link_tree(final, work)
@@ -631,10 +631,22 @@ def _write_into(work: Path, settings: Settings, feed: Any, number: int, followin
     (work / RUN_FILE).write_text(run)
 
 
+def _work_folder(generation: Path, number: int) -> Path:
+    """A folder of its own in ``generation`` where shard ``number`` is
+    written or copied before ``place`` puts it in place (what an attempt
+    left of one is removed when the generation is written)."""
+    return generation / f".{shard_name(number)}.{uuid.uuid4().hex}"
+
+
+def _previous(final: Path) -> Path:
+    """Where ``place`` keeps the shard it replaces until the new one is in."""
+    return final.parent / f".{final.name}.previous"
+
+
 def place(work: Path, final: Path) -> None:
     """Put the complete shard in ``work`` in the place of ``final``: at no
     moment is there no complete shard under one of the two names."""
-    previous = final.parent / f".{final.name}.previous"
+    previous = _previous(final)
     if final.exists():
         os.replace(final, previous)
     os.replace(work, final)

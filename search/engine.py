@@ -536,9 +536,7 @@ def related_record(hit: Any) -> dict[str, Any]:
 def answer(request: SearchRequest, finder: Finder, started: float) -> SearchResult:
     """One page of results from what ``finder``'s shards find: the any-word
     fallback and the did-you-mean decided on what all of them found."""
-    plan, interpreted_as = plan_request(request, finder.settings, finder.segmentation, finder.weights, finder.synonyms)
-    found = finder.candidates(request, plan, False)
-    return _answered(request, finder, started, plan, interpreted_as, found)
+    return _answered(request, finder, started, *_all_words(request, finder))
 
 
 def _corrected(request: SearchRequest, finder: Finder, started: float) -> SearchResult | None:
@@ -547,11 +545,16 @@ def _corrected(request: SearchRequest, finder: Finder, started: float) -> Search
     query's answer); otherwise None, known from that first pass alone,
     before an any-word pass, a page and a suggestion of its own were
     worked out for nothing (a third of a mistyped query's time)."""
-    plan, interpreted_as = plan_request(request, finder.settings, finder.segmentation, finder.weights, finder.synonyms)
-    found = finder.candidates(request, plan, False)
+    plan, interpreted_as, found = _all_words(request, finder)
     if not sum(f.total for f in found) or any(f.partial for f in found):
         return None
     return _answered(request, finder, started, plan, interpreted_as, found)
+
+
+def _all_words(request: SearchRequest, finder: Finder) -> tuple[Plan, str | None, list[Candidates]]:
+    """``request`` planned, and the candidates of its all-words pass."""
+    plan, interpreted_as = plan_request(request, finder.settings, finder.segmentation, finder.weights, finder.synonyms)
+    return plan, interpreted_as, finder.candidates(request, plan, False)
 
 
 def _answered(
@@ -578,7 +581,7 @@ def _answered(
         suggestion = finder.suggestion(request)
     if suggestion and suggestion != request.q and request.autocorrect and (fallback or not ranking.total):
         instead = _corrected(dataclasses.replace(request, q=suggestion, autocorrect=False), finder, started)
-        if instead is not None and instead.total and not instead.partial:
+        if instead is not None and not instead.partial:
             return dataclasses.replace(instead, corrected={"from": request.q, "to": suggestion})
     return SearchResult(
         query=request.q,
