@@ -361,6 +361,7 @@ def test_a_typo_is_answered_with_its_correction(server, page):
     """yamaxun showed 0 results and a link; now the corrected results, and
     a way to search as typed."""
     page.goto(server + "/")
+    assert page.evaluate("document.activeElement.id") == "q"  # no first letter lost
     page.keyboard.type("yamaxun", delay=30)
     notice = page.locator("p.notice", has_text="已显示")
     notice.wait_for(timeout=10_000)

@@ -5,6 +5,7 @@
 //   keystroke cancels the request in flight
 // - suggestions while typing (the <datalist> of the search box)
 // - a sort change applies at once
+// - the home page's search box has focus before the page counts as loaded
 // - "/" focuses the search box; j/k (or the arrow keys on a result) move
 //   through the results
 // - on a narrow screen, the filters wait behind the 筛选 button
@@ -26,6 +27,15 @@
   var suggesting = null;
   var searching = null;
   var shown = location.pathname + location.search;
+
+  // The browser applies autofocus at its next rendering step, which may come
+  // after the load event: keys typed in between went to the page and the
+  // first letters of a query were lost. Focusing here (a deferred script runs
+  // before DOMContentLoaded) has the box ready before the page counts as
+  // loaded, unless the reader has already moved elsewhere.
+  if (box.hasAttribute("autofocus") && (!document.activeElement || document.activeElement === document.body)) {
+    box.focus();
+  }
 
   function fill(words) {
     while (list.firstChild) list.removeChild(list.firstChild);
