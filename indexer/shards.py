@@ -256,6 +256,8 @@ class ShardedGeneration:
         self._ray: Any = None
         self._feed: Any = None
         self._streams = 0
+        #: Processes each new shard's task writes with (``task_procs``).
+        self._procs = 1
         #: shard number -> its task (started with the shard's first chunk).
         self._tasks: dict[int, Any] = {}
 
@@ -308,16 +310,26 @@ class ShardedGeneration:
             # On this command's node: the feed must outlive any worker node.
             here = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=False)
             self._feed = ray.remote(num_cpus=0, scheduling_strategy=here)(ChunkFeed).remote(self.writer.shards)
-            self._streams = max(1, int(ray.cluster_resources().get("CPU", 1)))
+            # A run on a live generation adds a crawl's batch to a shard
+            # through one process (``open_writer``).
+            self._procs = task_procs(ray.nodes(), self.writer.shards) if self.base is None else 1
+            self._streams = max(1, int(ray.cluster_resources().get("CPU", 1)) // self._procs)
         return self._feed
 
     def _start(self, number: int) -> None:
         """Shard ``number``'s task, unless it is running."""
         if number not in self._tasks:
             ray, feed = self.ray(), self._fed()
-            writing = ray.remote(max_retries=SHARD_RETRIES)(write_shard)
+            writing = ray.remote(num_cpus=self._procs, max_retries=SHARD_RETRIES)(write_shard)
             self._tasks[number] = writing.remote(
-                str(self.folder), number, self.settings, feed, self.base is not None, self.run, this_node(ray)
+                str(self.folder),
+                number,
+                self.settings,
+                feed,
+                self.base is not None,
+                self.run,
+                this_node(ray),
+                self._procs,
             )
 
     def _placed(self, number: int, entry: dict[str, Any]) -> dict[str, Any]:
@@ -533,6 +545,7 @@ def write_shard(
     following: bool = False,
     run: str = "",
     source: str | None = None,
+    procs: int = 1,
 ) -> dict:
     """One shard of a sharded generation (run as a Ray task): written anew,
     or (``following``) the shard's files there with the ids the feed says
@@ -548,11 +561,13 @@ def write_shard(
     node of the command, which does), or on any machine when
     ``settings.shard_cache`` is set, works in that machine's shard folder
     instead (``indexer.shipping``) and leaves the shard there: its entry
-    then says where (``node``, ``copy``), for the command to copy it in."""
+    then says where (``node``, ``copy``), for the command to copy it in.
+    A new shard is written by ``procs`` processes (the cores the task
+    holds), as a single build is."""
     generation = Path(folder)
     final = generation / shard_name(number)
     if source is not None and (settings.shard_cache or not _sees(generation, run)):
-        return _write_shard_elsewhere(generation, number, settings, feed, following, run, source)
+        return _write_shard_elsewhere(generation, number, settings, feed, following, run, source, procs)
     previous = _previous(final)
     if not final.exists() and previous.exists():
         os.replace(previous, final)  # an attempt died between its two renames
@@ -564,7 +579,7 @@ def write_shard(
             link_tree(final, work)
         else:
             work.mkdir()
-        _write_into(work, settings, feed, number, following, run)
+        _write_into(work, settings, feed, number, following, run, procs)
         place(work, final)
     finally:
         shutil.rmtree(work, ignore_errors=True)
@@ -572,7 +587,7 @@ def write_shard(
 
 
 def _write_shard_elsewhere(
-    generation: Path, number: int, settings: Settings, feed: Any, following: bool, run: str, source: str
+    generation: Path, number: int, settings: Settings, feed: Any, following: bool, run: str, source: str, procs: int
 ) -> dict:
     """``write_shard`` in this machine's shard folder; a following shard's
     files are copied from the command's machine first."""
@@ -587,7 +602,7 @@ def _write_shard_elsewhere(
             fetch_folder(ray, source, str(generation / shard_name(number)), work)
         else:
             work.mkdir(parents=True)
-        _write_into(work, settings, feed, number, following, run)
+        _write_into(work, settings, feed, number, following, run, procs)
     except BaseException:
         shutil.rmtree(work, ignore_errors=True)
         raise
@@ -603,10 +618,12 @@ def _sees(generation: Path, run: str) -> bool:
         return False
 
 
-def _write_into(work: Path, settings: Settings, feed: Any, number: int, following: bool, run: str) -> None:
+def _write_into(
+    work: Path, settings: Settings, feed: Any, number: int, following: bool, run: str, procs: int = 1
+) -> None:
     """Shard ``number``'s documents from ``feed`` written into the index in
-    ``work`` (a new one unless ``following``), committed, marked with
-    ``run``."""
+    ``work`` (a new one, by ``procs`` processes, unless ``following``),
+    committed, marked with ``run``."""
     from indexer.merging import commit as commit_merging
     from indexer.writer import open_writer
 
@@ -615,12 +632,13 @@ def _write_into(work: Path, settings: Settings, feed: Any, number: int, followin
         ix = whoosh_index.open_dir(work)
     else:
         ix = whoosh_index.create_in(work, build_schema(settings.segmentation, sharded=True))
-    single = settings.replace(index_procs=1, writer_memory_mb=_task_memory_mb(settings))
-    writer = open_writer(ix, single, fresh=False)
+    procs = 1 if following else procs
+    task = settings.replace(index_procs=procs, writer_memory_mb=_task_memory_mb(settings, procs))
+    writer = open_writer(ix, task, fresh=not following)
     added, (_count, dropped, deleted) = _feed_documents(writer, feed, number, set())
     if not set(dropped).isdisjoint(added):
         writer.cancel()
-        writer = open_writer(ix, single, fresh=False)
+        writer = open_writer(ix, task, fresh=not following)
         _feed_documents(writer, feed, number, set(dropped))
     # Deletions reach only the segments committed before: the
     # documents just added, some under the same ids, stay.
@@ -653,17 +671,31 @@ def place(work: Path, final: Path) -> None:
     shutil.rmtree(previous, ignore_errors=True)
 
 
-def _task_memory_mb(settings: Settings) -> int:
+def _task_memory_mb(settings: Settings, procs: int = 1) -> int:
     """A shard task's share of the writer budget: the budget is a
-    machine's, and as many shard tasks run on a node at once as it has
-    cores (each takes one), as the processes of a single build share it.
-    A 200,000-article build in 4 shards on two cores peaked at 1,046 MB a
-    task with the whole budget each."""
+    machine's, and a node runs shard tasks on all its cores at once (each
+    holding ``procs`` of them), as the processes of a single build share
+    it. A 200,000-article build in 4 shards on two cores peaked at 1,046
+    MB a task with the whole budget each."""
     import ray
 
     node = this_node(ray)
     cpus = next((n["Resources"].get("CPU", 1) for n in ray.nodes() if n["NodeID"] == node), 1)
-    return max(32, settings.writer_memory_mb // max(1, int(cpus)))
+    return max(32, settings.writer_memory_mb * procs // max(1, int(cpus)))
+
+
+def task_procs(nodes: list[dict[str, Any]], shards: int) -> int:
+    """Processes (and cores) for each new shard's task: the cluster's cores
+    shared among the shards, so that a build in fewer shards than cores
+    uses them all, as a single build does (one shard on two cores wrote
+    with one process, three times as long as a single build); and no more
+    than the smallest node has, so that a task retried after its node was
+    lost fits on any that is left."""
+    cpus = [int(n["Resources"].get("CPU", 0)) for n in nodes if n.get("Alive", True)]
+    cpus = [c for c in cpus if c > 0]
+    if not cpus:
+        return 1
+    return max(1, min(sum(cpus) // max(1, shards), min(cpus)))
 
 
 def shard_info(path: Path, number: int) -> dict[str, Any]:

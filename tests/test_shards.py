@@ -15,8 +15,9 @@ from pathlib import Path
 
 import pytest
 
+from indexer import shards as shards_module
 from indexer.config import Settings
-from indexer.shards import KNOWN_FILE, MANIFEST, known_documents, read_manifest, shard_of
+from indexer.shards import KNOWN_FILE, MANIFEST, known_documents, read_manifest, shard_of, task_procs
 from indexer.store import IndexStore
 from indexer.writer import index_paths
 from search.collect import collect, rank
@@ -299,6 +300,35 @@ def test_a_sharded_index_gives_the_single_index_answers(ray_cluster, tmp_path_fa
         # scales: the comparison above would fail.
         alone = ShardedEngine(settings, global_stats=False)
         assert len(_compare(single, alone, queries[:20])) > 10
+
+
+def test_a_shard_task_writes_with_the_cores_it_holds(ray_cluster, tmp_path, monkeypatch, html_single):
+    """A build in fewer shards than the cluster has cores gives each
+    shard's task several of them, and the task writes with as many
+    processes (a segment each), as a single build does; the answers stay
+    the single index's."""
+    two, one = {"Resources": {"CPU": 2.0}, "Alive": True}, {"Resources": {"CPU": 1.0}, "Alive": True}
+    head, dead = {"Resources": {}, "Alive": True}, {"Resources": {"CPU": 8.0}, "Alive": False}
+    assert task_procs([two], 1) == 2 and task_procs([two], 2) == 1
+    assert task_procs([head, two, two], 1) == 2 and task_procs([head, two, two, dead], 3) == 1
+    # No more than the smallest node has: a retried task must fit anywhere.
+    assert task_procs([two, one], 1) == 1 and task_procs([head], 1) == 1
+    # This cluster's worker nodes have a core each: a node of two for
+    # this build, and the cores shared among shards as on such nodes alone.
+    cluster, _workers = ray_cluster
+    node = cluster.add_node(num_cpus=2, node_ip_address="127.0.0.1")
+    cluster.wait_for_nodes()
+    monkeypatch.setattr(shards_module, "task_procs", lambda nodes, shards: task_procs([two], shards))
+    settings = Settings(index=tmp_path / "index")
+    try:
+        summary = index_paths(settings, [str(shared_corpus("articles-html.jsonl"))], rebuild=True, shards=1)
+    finally:
+        cluster.remove_node(node)
+    assert summary.rebuilt
+    shard = IndexStore(settings.index).current_dir() / "shard-000"
+    assert len(list(shard.glob("*.seg"))) == 2
+    queries = _queries("knownitem_html")[:40] + EXTRA_QUERIES
+    assert _compare(SearchEngine(html_single), ShardedEngine(settings), queries) == []
 
 
 # A group of its own (three and a half minutes): it runs on the other
