@@ -622,8 +622,8 @@ def _write_into(
     work: Path, settings: Settings, feed: Any, number: int, following: bool, run: str, procs: int = 1
 ) -> None:
     """Shard ``number``'s documents from ``feed`` written into the index in
-    ``work`` (a new one, by ``procs`` processes, unless ``following``),
-    committed, marked with ``run``."""
+    ``work`` (a new one, by ``procs`` processes, unless ``following``:
+    the command asks for one there), committed, marked with ``run``."""
     from indexer.merging import commit as commit_merging
     from indexer.writer import open_writer
 
@@ -632,7 +632,6 @@ def _write_into(
         ix = whoosh_index.open_dir(work)
     else:
         ix = whoosh_index.create_in(work, build_schema(settings.segmentation, sharded=True))
-    procs = 1 if following else procs
     task = settings.replace(index_procs=procs, writer_memory_mb=_task_memory_mb(settings, procs))
     writer = open_writer(ix, task, fresh=not following)
     added, (_count, dropped, deleted) = _feed_documents(writer, feed, number, set())
@@ -691,8 +690,7 @@ def task_procs(nodes: list[dict[str, Any]], shards: int) -> int:
     with one process, three times as long as a single build); and no more
     than the smallest node has, so that a task retried after its node was
     lost fits on any that is left."""
-    cpus = [int(n["Resources"].get("CPU", 0)) for n in nodes if n.get("Alive", True)]
-    cpus = [c for c in cpus if c > 0]
+    cpus = [c for n in nodes if n.get("Alive", True) and (c := int(n["Resources"].get("CPU", 0))) > 0]
     if not cpus:
         return 1
     return max(1, min(sum(cpus) // max(1, shards), min(cpus)))
