@@ -329,7 +329,6 @@ class ShardedGeneration:
                 self.base is not None,
                 self.run,
                 this_node(ray),
-                self._procs,
             )
 
     def _placed(self, number: int, entry: dict[str, Any]) -> dict[str, Any]:
@@ -545,7 +544,6 @@ def write_shard(
     following: bool = False,
     run: str = "",
     source: str | None = None,
-    procs: int = 1,
 ) -> dict:
     """One shard of a sharded generation (run as a Ray task): written anew,
     or (``following``) the shard's files there with the ids the feed says
@@ -562,12 +560,12 @@ def write_shard(
     ``settings.shard_cache`` is set, works in that machine's shard folder
     instead (``indexer.shipping``) and leaves the shard there: its entry
     then says where (``node``, ``copy``), for the command to copy it in.
-    A new shard is written by ``procs`` processes (the cores the task
-    holds), as a single build is."""
+    The task writes with as many processes as it holds cores
+    (``_task_settings``)."""
     generation = Path(folder)
     final = generation / shard_name(number)
     if source is not None and (settings.shard_cache or not _sees(generation, run)):
-        return _write_shard_elsewhere(generation, number, settings, feed, following, run, source, procs)
+        return _write_shard_elsewhere(generation, number, settings, feed, following, run, source)
     previous = _previous(final)
     if not final.exists() and previous.exists():
         os.replace(previous, final)  # an attempt died between its two renames
@@ -579,7 +577,7 @@ def write_shard(
             link_tree(final, work)
         else:
             work.mkdir()
-        _write_into(work, settings, feed, number, following, run, procs)
+        _write_into(work, settings, feed, number, following, run)
         place(work, final)
     finally:
         shutil.rmtree(work, ignore_errors=True)
@@ -587,7 +585,7 @@ def write_shard(
 
 
 def _write_shard_elsewhere(
-    generation: Path, number: int, settings: Settings, feed: Any, following: bool, run: str, source: str, procs: int
+    generation: Path, number: int, settings: Settings, feed: Any, following: bool, run: str, source: str
 ) -> dict:
     """``write_shard`` in this machine's shard folder; a following shard's
     files are copied from the command's machine first."""
@@ -602,7 +600,7 @@ def _write_shard_elsewhere(
             fetch_folder(ray, source, str(generation / shard_name(number)), work)
         else:
             work.mkdir(parents=True)
-        _write_into(work, settings, feed, number, following, run, procs)
+        _write_into(work, settings, feed, number, following, run)
     except BaseException:
         shutil.rmtree(work, ignore_errors=True)
         raise
@@ -618,12 +616,10 @@ def _sees(generation: Path, run: str) -> bool:
         return False
 
 
-def _write_into(
-    work: Path, settings: Settings, feed: Any, number: int, following: bool, run: str, procs: int = 1
-) -> None:
+def _write_into(work: Path, settings: Settings, feed: Any, number: int, following: bool, run: str) -> None:
     """Shard ``number``'s documents from ``feed`` written into the index in
-    ``work`` (a new one, by ``procs`` processes, unless ``following``:
-    the command asks for one there), committed, marked with ``run``."""
+    ``work`` (a new one unless ``following``), committed, marked with
+    ``run``."""
     from indexer.merging import commit as commit_merging
     from indexer.writer import open_writer
 
@@ -632,7 +628,7 @@ def _write_into(
         ix = whoosh_index.open_dir(work)
     else:
         ix = whoosh_index.create_in(work, build_schema(settings.segmentation, sharded=True))
-    task = settings.replace(index_procs=procs, writer_memory_mb=_task_memory_mb(settings, procs))
+    task = _task_settings(settings)
     writer = open_writer(ix, task, fresh=not following)
     added, (_count, dropped, deleted) = _feed_documents(writer, feed, number, set())
     if not set(dropped).isdisjoint(added):
@@ -670,17 +666,22 @@ def place(work: Path, final: Path) -> None:
     shutil.rmtree(previous, ignore_errors=True)
 
 
-def _task_memory_mb(settings: Settings, procs: int = 1) -> int:
-    """A shard task's share of the writer budget: the budget is a
-    machine's, and a node runs shard tasks on all its cores at once (each
-    holding ``procs`` of them), as the processes of a single build share
-    it. A 200,000-article build in 4 shards on two cores peaked at 1,046
-    MB a task with the whole budget each."""
+def _task_settings(settings: Settings) -> Settings:
+    """What a shard task writes with: as many processes as the cores Ray
+    gave it (``task_procs`` of them for a new shard, one for a later
+    crawl's), and their share of the writer budget. The budget is a
+    machine's, and a node runs shard tasks on all its cores at once, as
+    the processes of a single build share it: a 200,000-article build in 4
+    shards on two cores peaked at 1,046 MB a task with the whole budget
+    each."""
     import ray
 
+    procs = max(1, int(ray.get_runtime_context().get_assigned_resources().get("CPU", 1)))
     node = this_node(ray)
     cpus = next((n["Resources"].get("CPU", 1) for n in ray.nodes() if n["NodeID"] == node), 1)
-    return max(32, settings.writer_memory_mb * procs // max(1, int(cpus)))
+    return settings.replace(
+        index_procs=procs, writer_memory_mb=max(32, settings.writer_memory_mb * procs // max(1, int(cpus)))
+    )
 
 
 def task_procs(nodes: list[dict[str, Any]], shards: int) -> int:
