@@ -692,7 +692,7 @@ def check_cmd(settings: Settings, clean: bool, as_json: bool) -> None:
     leftovers of interrupted runs. Exits 1 on damage."""
     from indexer.check import check_index
 
-    report = check_index(settings.index, clean=clean, lock_timeout=settings.lock_timeout)
+    report = check_index(settings.index, clean=clean, lock_timeout=settings.lock_timeout, cluster=settings.ray_address)
     if as_json:
         click.echo(json.dumps(report.to_dict(), ensure_ascii=False, indent=2))
     else:

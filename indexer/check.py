@@ -61,11 +61,16 @@ class CheckReport:
         return {**self.__dict__, "ok": self.ok}
 
 
-def check_index(root: str | os.PathLike[str], clean: bool = False, lock_timeout: float = 60) -> CheckReport:
+def check_index(
+    root: str | os.PathLike[str], clean: bool = False, lock_timeout: float = 60, cluster: str | None = None
+) -> CheckReport:
+    """``clean``: remove what no generation uses, holding the writer lock
+    (of ``cluster`` too: see ``IndexStore.write_lock``) so that nothing a
+    writer is still making goes."""
     store = IndexStore(root)
     if not clean:
         return _check(store)
-    with store.write_lock(lock_timeout):
+    with store.write_lock(lock_timeout, cluster):
         repaired = store.repair_current() if store.current_name() is None and store.generations() else None
         report = _check(store)
         report.repaired = repaired

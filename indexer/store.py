@@ -29,7 +29,9 @@ from whoosh.fields import Schema
 from whoosh.filedb.filestore import FileStorage
 from whoosh.index import EmptyIndexError, Index
 
+from indexer.cluster import cluster_write_lock
 from indexer.shards import MANIFEST, is_sharded
+from indexer.shipping import index_key
 
 CURRENT = "CURRENT"
 _GEN_RE = re.compile(r"^gen-(\d{6})$")
@@ -210,10 +212,17 @@ class IndexStore:
         return removed
 
     @contextmanager
-    def write_lock(self, timeout: float) -> Iterator[None]:
+    def write_lock(self, timeout: float, cluster: str | None = None, sharding: bool = False) -> Iterator[None]:
         """Hold the index's writer lock: one indexing run (update or
         rebuild) at a time. The lock is the kernel's (flock), so a killed
-        writer leaves nothing stale behind."""
+        writer leaves nothing stale behind.
+
+        ``cluster``: the Ray cluster (``ray_address``) a sharded index is
+        written on. Its other machines may run writers too, which flock
+        does not keep out, so a run on a sharded index, or one that makes
+        it sharded (``sharding``), then also takes the cluster's lock
+        (``cluster_write_lock``). An embedded Ray is one command's alone,
+        and a plain index never starts Ray."""
         self.root.mkdir(parents=True, exist_ok=True)
         fd = os.open(self.root / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
         deadline = time.monotonic() + timeout
@@ -229,7 +238,11 @@ class IndexStore:
                         ) from None
                     time.sleep(0.2)
             _held_locks.add(fd)
-            yield
+            if cluster and (sharding or self.is_sharded()):
+                with cluster_write_lock(cluster, index_key(self.root), timeout, str(self.root)):
+                    yield
+            else:
+                yield
         finally:
             _held_locks.discard(fd)
             os.close(fd)  # closing the descriptor releases the lock

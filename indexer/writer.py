@@ -292,7 +292,10 @@ def index_paths(
     guard = _Guard(rebuild or prune, force, found.named)
     guard.check_readable(summary)
     store = IndexStore(settings.index)
-    with store.write_lock(settings.lock_timeout), _no_cycle_collection():
+    with (
+        store.write_lock(settings.lock_timeout, settings.ray_address, sharding=shards is not None),
+        _no_cycle_collection(),
+    ):
         summary.repaired = store.repair_current()
         if shards is not None and not rebuild:
             raise RunRefused("--shards builds a new generation: run it with --rebuild")
@@ -632,7 +635,7 @@ def delete_ids(settings: Settings, ids: Iterable[str]) -> list[str]:
     """Delete documents by id; returns the ids that were not in the index."""
     store = IndexStore(settings.index)
     missing = []
-    with store.write_lock(settings.lock_timeout):
+    with store.write_lock(settings.lock_timeout, settings.ray_address):
         if store.is_sharded():
             with _sharded_update(settings, store) as (sharded, known):
                 for doc_id in dict.fromkeys(ids):

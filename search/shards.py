@@ -39,7 +39,7 @@ from whoosh.classify import Expander
 from whoosh.fields import Schema
 
 from indexer.analysis import get_segmenter, segmentation_of
-from indexer.cluster import ray_session
+from indexer.cluster import ACTOR_NAMESPACE, ray_session
 from indexer.config import Settings
 from indexer.schema import ORDER_FIELD, SegmentColumn, build_schema
 from indexer.shards import Manifest, manifest_fingerprint, read_manifest, serving_folder, shard_of
@@ -555,9 +555,6 @@ class _ActorShard:
                 self.ray.kill(actor, no_restart=True)
 
 
-#: The Ray namespace of the shard actors, so that every serving process of
-#: the cluster finds them by name.
-ACTOR_NAMESPACE = "zhsearch"
 #: Seconds the replicas of a generation that was replaced keep answering
 #: the requests already sent to them before ``retire_replaced`` stops them.
 RETIRE_AFTER = 60.0

@@ -847,6 +847,72 @@ def test_the_commands_on_a_sharded_index(ray_cluster, tmp_path):
     assert misrouted.returncode == 1 and "belongs in shard" in misrouted.stderr
 
 
+#: A command on another machine of the cluster, holding the index's writer
+#: lock there (and not this machine's flock) until it is killed.
+_HOLDER = """
+import sys, time
+from pathlib import Path
+from indexer.cluster import cluster_write_lock
+from indexer.shipping import index_key
+with cluster_write_lock(sys.argv[1], index_key(Path(sys.argv[2])), 60, sys.argv[2]):
+    print("held", flush=True)
+    time.sleep(600)
+"""
+
+
+def test_one_writer_at_a_time_across_the_cluster(ray_cluster, tmp_path):
+    """The writers of a sharded index take its lock on the cluster as well
+    as the folder's: a command on another machine, which the folder's
+    flock does not keep out, holds the index until it finishes, and a run
+    here waits and then gives up with a message (nothing changed). A
+    holder killed with SIGKILL leaves no stale lock."""
+    import ray
+
+    from indexer.cluster import cluster_write_lock
+    from indexer.shipping import index_key
+    from indexer.store import IndexBusy
+
+    address = ray.get_runtime_context().gcs_address
+    index = tmp_path / "index"
+    index_paths(Settings(index=index, ray_address=address), [str(SAMPLE)], rebuild=True, shards=2)
+    live = IndexStore(index).current_name()
+    more = write_jsonl(tmp_path / "more.jsonl", [{"id": "new-1", "title": "新文章", "body": "跨境电商的新文章正文"}])
+    env = {**os.environ, "ZHSEARCH_INDEX": str(index), "ZHSEARCH_RAY_ADDRESS": address, "ZHSEARCH_LOCK_TIMEOUT": "3"}
+    holder = subprocess.Popen(
+        [sys.executable, "-c", _HOLDER, address, str(index)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+        cwd=Path(__file__).resolve().parent.parent,
+    )
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        started = time.monotonic()
+        refused = subprocess.run(
+            [*search_command(), "index", str(more), "--json"], env=env, capture_output=True, text=True, timeout=120
+        )
+        assert refused.returncode == 1, refused.stdout + refused.stderr
+        error = json.loads(refused.stdout)["error"]
+        assert error["code"] == "index_busy" and f"Ray cluster at {address}" in error["message"], error
+        assert time.monotonic() - started >= 3  # it waited for the lock first
+        assert IndexStore(index).current_name() == live
+        with pytest.raises(IndexBusy), cluster_write_lock(address, index_key(index), 1, str(index)):
+            pass
+    finally:
+        holder.kill()
+        holder.wait()
+    # The killed holder's lock goes with it: the run goes through.
+    added = subprocess.run(
+        [*search_command(), "index", str(more), "--json"],
+        env={**env, "ZHSEARCH_LOCK_TIMEOUT": "60"},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert added.returncode == 0 and json.loads(added.stdout)["added"] == 1, added.stderr
+    assert IndexStore(index).current_name() != live
+
+
 def test_the_web_app_serves_a_sharded_index(ray_cluster, tmp_path_factory, html_single):
     from web import create_app
 
