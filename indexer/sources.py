@@ -30,6 +30,7 @@ import io
 import json
 import lzma
 import os
+import re
 import sys
 import zlib
 from collections import Counter
@@ -416,9 +417,13 @@ _WHITESPACE = " \t\r\n"
 def read_json_array(fh: IO[bytes], name: str, on_bytes: OnBytes = None, chunk: int = 1 << 20) -> Iterator[Item]:
     """The items of a JSON array (Scrapy's ``-o items.json``), decoded one at
     a time from a growing window of the file, so that a large export is
-    never held whole. An item that does not parse ends the file (a JSON
-    array has no line to resume at) and is reported as unreadable input."""
-    text = io.TextIOWrapper(fh, encoding="utf-8-sig", errors="strict")
+    never held whole. An item that does not parse, or holds bytes that are
+    not UTF-8, is reported and skipped: reading goes on at the next item,
+    found as the next object that starts a line (Scrapy writes one a line)
+    or follows ``},``. Where no item follows, the rest is reported unread."""
+    # Bytes that are not UTF-8 decode to lone surrogates, found in the
+    # item's text (a surrogate escaped in JSON is text, not one of these).
+    text = io.TextIOWrapper(fh, encoding="utf-8-sig", errors="surrogateescape")
     buf = ""
     pos = 0
     line = 1
@@ -451,6 +456,18 @@ def read_json_array(fh: IO[bytes], name: str, on_bytes: OnBytes = None, chunk: i
     def here() -> str:
         return f"{name}:{line + buf.count(chr(10), 0, pos)}"
 
+    def next_item() -> bool:
+        """Move to the next item after a bad one; False if there is none
+        (before the window holds more than ``MAX_LINE_BYTES`` past it)."""
+        nonlocal pos
+        while True:
+            found = _NEXT_ITEM_RE.search(buf, pos + 1)
+            if found:
+                pos = found.end() - 1
+                return True
+            if len(buf) - pos > MAX_LINE_BYTES or not more():
+                return False
+
     try:
         if skip_space() != "[":
             yield BadRecord(here(), "invalid JSON: not an array")
@@ -466,7 +483,12 @@ def read_json_array(fh: IO[bytes], name: str, on_bytes: OnBytes = None, chunk: i
                 return
             if expect_item is False:
                 if ch != ",":
-                    yield BadRecord(here(), f"invalid JSON: expected ',' or ']', found {ch!r}; the rest is unread")
+                    problem = f"invalid JSON: expected ',' or ']', found {ch!r}"
+                    if next_item():
+                        yield BadRecord(here(), f"{problem}; skipped to the next item")
+                        expect_item = True
+                        continue
+                    yield BadRecord(here(), f"{problem}; the rest is unread")
                     return
                 pos += 1
                 expect_item = True
@@ -475,24 +497,41 @@ def read_json_array(fh: IO[bytes], name: str, on_bytes: OnBytes = None, chunk: i
                 try:
                     value, end = _DECODER.raw_decode(buf, pos)
                 except json.JSONDecodeError as err:
-                    if len(buf) - pos > MAX_LINE_BYTES:
-                        yield BadRecord(here(), f"an item larger than {MAX_LINE_BYTES} bytes; the rest is unread")
-                        return
-                    if more():
-                        continue
-                    yield BadRecord(here(), f"invalid JSON: {err.msg}; the rest of the array is unread")
-                    return
+                    problem = f"invalid JSON: {err.msg}"
                 except RecursionError:
-                    yield BadRecord(here(), "invalid JSON: nested too deeply; the rest is unread")
-                    return
-                if end >= len(buf) and more():
-                    continue  # a number or literal cut at the window's end
+                    problem = "invalid JSON: nested too deeply"
+                else:
+                    if end >= len(buf) and more():
+                        continue  # a number or literal cut at the window's end
+                    problem = "not valid UTF-8" if _NOT_UTF8_RE.search(buf, pos, end) else None
+                    break
+                if len(buf) - pos <= MAX_LINE_BYTES and more():
+                    continue  # perhaps only cut at the window's end
+                if len(buf) - pos > MAX_LINE_BYTES:
+                    problem = f"an item larger than {MAX_LINE_BYTES} bytes"
                 break
-            yield RawRecord(here(), value)
-            pos = end
-            expect_item = False
+            location = here()
+            if problem is None:
+                yield RawRecord(location, value)
+                pos = end
+                expect_item = False
+            elif problem == "not valid UTF-8":
+                yield BadRecord(location, problem)
+                pos = end
+                expect_item = False
+            elif next_item():
+                yield BadRecord(location, f"{problem}; skipped to the next item")
+            else:
+                yield BadRecord(location, f"{problem}; the rest is unread")
+                return
     except READ_ERRORS as err:
         yield BadRecord(here(), f"cannot read further: {_reason(err)}")
+
+
+#: Where an array item after a bad one starts: an object at the start of a
+#: line, or after the end of the object before it.
+_NEXT_ITEM_RE = re.compile(r"\n[ \t]*\{|\}[ \t\r\n]*,[ \t\r\n]*\{")
+_NOT_UTF8_RE = re.compile("[\udc80-\udcff]")
 
 
 def total_bytes(files: Iterable[CrawlFile]) -> int:

@@ -17,11 +17,13 @@ from __future__ import annotations
 
 import dataclasses
 import email.utils
+import zlib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO
 
 from warcio.archiveiterator import ArchiveIterator
+from warcio.bufferedreaders import DecompressingBufferedReader
 from warcio.exceptions import ArchiveLoadFailed
 
 from indexer.html import MAX_HTML_BYTES, decode
@@ -40,24 +42,123 @@ def read_warc(path: Path, on_bytes: OnBytes = None) -> Iterator[Item]:
 
 
 def read_warc_stream(fh: IO[bytes], name: str, on_bytes: OnBytes = None) -> Iterator[Item]:
-    """The items of one web archive; ``name@offset`` locates each record."""
+    """The items of one web archive; ``name@offset`` locates each record.
+
+    A damaged record (a gzip member that does not decompress, headers
+    warcio cannot parse, a record cut short) is reported and skipped, and
+    reading goes on at the next record found after it: one bad byte in a
+    crawl of a million pages loses one page, where warcio stops at it and
+    every record after it was lost."""
+    seekable = fh.seekable()  # not a pipe
+    start = fh.tell() if seekable else 0
+    done = start
+    while True:
+        damage: list[tuple[int, str]] = []
+        for item in _records(fh, name, start if seekable else None, damage):
+            yield item
+            if on_bytes and item.location:
+                offset = int(item.location.rsplit("@", 1)[1])
+                on_bytes(max(0, offset - done))
+                done = max(done, offset)
+        if not damage:
+            return
+        at, reason = damage[0]
+        at = max(at, start)  # (warcio's offsets go below zero in a file gzipped whole)
+        resume = _next_record(fh, at + 1) if seekable else None
+        if resume is None:
+            yield BadRecord(f"{name}@{at}", f"record not readable ({reason}); nothing readable after it")
+            return
+        yield BadRecord(f"{name}@{at}", f"record not readable ({reason}); skipped to the next one, at offset {resume}")
+        start = resume
+
+
+def _records(fh: IO[bytes], name: str, start: int | None, damage: list[tuple[int, str]]) -> Iterator[Item]:
+    """The items of the archive's records from ``start`` (None: where a
+    pipe is) to its end or to the first damaged record, whose offset and
+    reason go in ``damage``."""
+    if start is not None:
+        fh.seek(start)
     records = ArchiveIterator(fh, arc2warc=True)
-    location = f"{name}@0"
-    done = 0
+    # Damage inside a gzip member is an error here; warcio writes it to
+    # stderr and drops the rest of the member, which loses what follows.
+    records.reader = _StrictReader(records.fh, block_size=records.reader.block_size)
+    at = records.offset
     try:
         for record in records:
             item = _item(record)
             # warcio knows a record's offset only once its body was read.
-            offset = records.get_record_offset()
-            location = f"{name}@{offset}"
-            yield dataclasses.replace(item, location=location)
-            if on_bytes:
-                on_bytes(max(0, offset - done))
-                done = offset
-    except (ArchiveLoadFailed, *READ_ERRORS) as err:
-        # warcio's messages run to a paragraph; its first sentence says it.
-        message = " ".join(str(err).split()).removeprefix("ERROR: ").split(". ")[0] or type(err).__name__
-        yield BadRecord(location, f"cannot read further: {message}")
+            at = records.get_record_offset()
+            if getattr(record.raw_stream, "limit", 0) > 0:
+                damage.append((at, "the record ends before its length"))
+                return
+            yield dataclasses.replace(item, location=f"{name}@{at}")
+            at = records.offset
+        if start is not None and _data_after(fh, max(start, records.offset)):
+            damage.append((records.offset, "the archive ends inside a record, or holds bytes that are not one"))
+    except (ArchiveLoadFailed, *READ_ERRORS, ValueError, TypeError, AttributeError) as err:
+        # (warcio fails with the last three on some damaged headers.)
+        # Its messages run to a paragraph, with the bytes it read; the
+        # first sentence says it.
+        message = " ".join(str(err).split()).removeprefix("ERROR: ").split(". ")[0]
+        if message.startswith("Unknown archive format"):
+            message = "not a WARC or ARC record"
+        damage.append((at, message[:160] or type(err).__name__))
+
+
+class _StrictReader(DecompressingBufferedReader):
+    """warcio's reader, failing on a gzip member that does not decompress
+    (warcio writes the error to stderr and reads on as if it had ended)."""
+
+    def _decompress(self, data: bytes) -> bytes:
+        if self.decompressor is not None and data and self.num_block_read:
+            return self.decompressor.decompress(data)  # zlib.error: damage
+        return super()._decompress(data)
+
+
+#: Bytes searched at a time for the next record after a damaged one.
+_SCAN_BYTES = 1 << 20
+
+
+def _next_record(fh: IO[bytes], pos: int) -> int | None:
+    """The offset of the first record that starts after ``pos``: a gzip
+    member holding a WARC or ARC header, or a ``WARC/`` line."""
+    fh.seek(0)
+    gzipped = fh.read(2) == b"\x1f\x8b"
+    marker = b"\x1f\x8b\x08" if gzipped else b"WARC/"
+    while True:
+        fh.seek(pos)
+        block = fh.read(_SCAN_BYTES + len(marker))
+        if len(block) < len(marker):
+            return None
+        found = block.find(marker)
+        while found >= 0:
+            if _record_starts(fh, pos + found, gzipped):
+                return pos + found
+            found = block.find(marker, found + 1)
+        pos += _SCAN_BYTES
+
+
+def _record_starts(fh: IO[bytes], pos: int, gzipped: bool) -> bool:
+    fh.seek(max(0, pos - 1))
+    head = fh.read(4097 if pos else 4096)
+    before, head = (head[:1], head[1:]) if pos else (b"\n", head)
+    if gzipped:
+        try:
+            head = zlib.decompressobj(31).decompress(head, 64)
+        except zlib.error:
+            return False
+    elif before != b"\n":
+        return False
+    return head.startswith((b"WARC/1.", b"WARC/0.")) or (gzipped and head[:9] == b"filedesc:")
+
+
+def _data_after(fh: IO[bytes], pos: int) -> bool:
+    """Whether the archive holds more than blank lines after ``pos``."""
+    fh.seek(pos)
+    while block := fh.read(65536):
+        if block.strip():
+            return True
+    return False
 
 
 def _item(record) -> Item:

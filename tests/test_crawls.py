@@ -217,6 +217,76 @@ SHARED_WARCS = {
 }
 
 
+def _members(data: bytes) -> list[tuple[int, bytes]]:
+    """(offset, content) of each gzip member of a per-record gzipped WARC."""
+    import zlib
+
+    members, pos = [], 0
+    while pos < len(data):
+        member = zlib.decompressobj(31)
+        members.append((pos, member.decompress(data[pos:])))
+        pos = len(data) - len(member.unused_data)
+    return members
+
+
+def test_a_damaged_record_of_a_crawl_loses_only_itself(site, tmp_path):
+    """One bad byte in a crawl's web archive (a gzip member that does not
+    decompress, a header warcio cannot parse), or an archive cut short:
+    the record is reported with its offset and skipped, and every other
+    page is indexed. warcio stops at such a record (or fails on it), which
+    lost every page after it."""
+    for n in range(8):
+        site.html(f"/news{n}.html", article(f"跨境物流快讯第{n}期", f"第{n}期正文。"))
+    warc = site.crawl(tmp_path / "crawl" / "crawl")
+    data = warc.read_bytes()
+    members = _members(data)
+    responses = [(at, body) for at, body in members if b"WARC-Type: response" in body[:400]]
+    pages = {site.base + f"/news{n}.html" for n in range(8)}
+
+    def damaged_uri(body: bytes) -> str:
+        return body.split(b"WARC-Target-URI: ", 1)[1].split(b"\r\n", 1)[0].decode().strip("<>")
+
+    # A byte flipped inside the third page's member.
+    at, body = responses[2]
+    end = next(o for o, _ in members if o > at)
+    flipped = bytearray(data)
+    flipped[(at + end) // 2] ^= 0xFF
+    crawl = tmp_path / "flipped.warc.gz"
+    crawl.write_bytes(bytes(flipped))
+    ix = IndexHarness(tmp_path / "ix1")
+    summary = index_paths(ix.settings, [str(crawl)])
+    assert set(_urls(ix.settings)) == pages - {damaged_uri(body)}, summary.to_dict()
+    (bad,) = summary.unreadable
+    assert bad.location == f"{crawl}@{at}" and "skipped to the next one" in bad.reason
+
+    # The same crawl uncompressed, one response without its target URI
+    # (warcio failed on it with an AttributeError, and the run with it).
+    plain = b"".join(body for _, body in members)
+    at = plain.index(responses[4][1])
+    plain = (
+        plain[:at]
+        + responses[4][1].replace(b"WARC-Target-URI:", b"WARC-Target-URX:", 1)
+        + plain[at + len(responses[4][1]) :]
+    )
+    crawl = tmp_path / "plain.warc"
+    crawl.write_bytes(plain)
+    ix = IndexHarness(tmp_path / "ix2")
+    summary = index_paths(ix.settings, [str(crawl)])
+    assert set(_urls(ix.settings)) == pages - {damaged_uri(responses[4][1])}, summary.to_dict()
+    (bad,) = summary.unreadable
+    assert bad.location == f"{crawl}@{at}" and "skipped to the next one" in bad.reason
+
+    # Cut inside the last page's member (a copy taken while it was written).
+    at, body = responses[-1]
+    crawl = tmp_path / "cut.warc.gz"
+    crawl.write_bytes(data[: at + 200])
+    ix = IndexHarness(tmp_path / "ix3")
+    summary = index_paths(ix.settings, [str(crawl)])
+    assert set(_urls(ix.settings)) == pages - {damaged_uri(body)}, summary.to_dict()
+    (bad,) = summary.unreadable
+    assert bad.location == f"{crawl}@{at}" and "nothing readable after it" in bad.reason
+
+
 @pytest.mark.parametrize("name", sorted(SHARED_WARCS))
 def test_real_warcs_of_other_crawlers(tmp_path, name):
     path = shared_corpus(f"warc/{name}")
@@ -290,6 +360,33 @@ def test_a_broken_json_array_is_reported_with_its_line(tmp_path):
     (bad,) = summary.unreadable
     line = int(bad.location.rsplit(":", 1)[1])
     assert text.splitlines()[line - 1].strip() == "{" and "unread" in bad.reason
+
+
+def test_a_bad_item_of_a_json_array_loses_only_itself(tmp_path):
+    """An item that does not parse, or holds bytes that are not UTF-8, is
+    reported with its line and skipped; the items after it are indexed (a
+    JSON array has no line to resume at, so the next one is found)."""
+    items = [
+        {"link": f"https://news.example/{i}", "title": f"第{i}篇", "text": f"跨境电商新闻正文{i}。"} for i in range(8)
+    ]
+    text = json.dumps(items, ensure_ascii=False, indent=2).encode("utf-8")
+    broken = text.replace('"第2篇"'.encode(), '"第2篇'.encode())  # an unclosed string
+    broken = broken.replace("正文5".encode(), b"\xff\xfe5")  # not UTF-8
+    path = tmp_path / "items.json"
+    path.write_bytes(broken)
+    summary = index_paths(IndexHarness(tmp_path / "ix").settings, [str(path)])
+    assert set(_urls(IndexHarness(tmp_path / "ix").settings)) == {
+        f"https://news.example/{i}" for i in range(8) if i not in (2, 5)
+    }, summary.to_dict()
+    lines = broken.splitlines()
+    reasons = {int(b.location.rsplit(":", 1)[1]): b.reason for b in summary.unreadable}
+    assert [lines[n - 1].strip() for n in reasons] == [b"{", b"{"], reasons
+    assert list(reasons.values())[0].endswith("skipped to the next item")
+    assert list(reasons.values())[1] == "not valid UTF-8"
+    # Single-line arrays (json.dumps' default) resume after "},".
+    path.write_bytes(json.dumps(items, ensure_ascii=False).replace('"第2篇"', '"第2篇').encode("utf-8"))
+    summary = index_paths(IndexHarness(tmp_path / "ix2").settings, [str(path)])
+    assert summary.added == 7 and len(summary.unreadable) == 1, summary.to_dict()
 
 
 def test_a_large_json_array_streams_across_windows(tmp_path):
