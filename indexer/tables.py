@@ -6,7 +6,9 @@ The header row names the fields (``indexer.mapping`` maps 标题, 内容,
 module, which handles quoted cells over several lines; its encoding is
 found from a byte-order mark, then by trying UTF-8 and GB18030 (the
 superset of GBK, what Chinese Windows tools write) over the whole file,
-then by detection. Workbooks are read with python-calamine (Rust, no
+then by detection. A file none of them decodes whole is read in the one
+that leaves the fewest bytes undecoded, and the rows holding those bytes
+are reported and skipped. Workbooks are read with python-calamine (Rust, no
 formula evaluation, maintained): the first sheet, header in the first row.
 """
 
@@ -16,6 +18,7 @@ import codecs
 import csv
 import datetime as dt
 import io
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -41,6 +44,9 @@ def read_table(path: Path, fmt: str, on_bytes: OnBytes = None) -> Iterator[Item]
             if not any(_present(cell) for cell in row):
                 continue
             location = f"{path}:{lineno}"
+            if any(isinstance(cell, str) and _NOT_DECODED.search(cell) for cell in row):
+                yield BadRecord(location, "bytes that are not text in the file's encoding")
+                continue
             if len(row) > len(header) and any(_present(cell) for cell in row[len(header) :]):
                 yield BadRecord(location, f"{len(row)} cells where the header names {len(header)}")
                 continue
@@ -106,6 +112,40 @@ def detect_encoding(path: Path) -> str | None:
     return None
 
 
+def least_damaged_encoding(path: Path) -> str | None:
+    """For a file that no encoding decodes whole (a byte damaged in a
+    copy, say): UTF-8, GB18030 or the detected encoding, whichever leaves
+    the fewest bytes undecoded, earlier ones on a tie (GB18030 reads most
+    of UTF-8's bytes as other characters). Read with it, only the rows
+    holding those bytes are lost."""
+    candidates = ["utf-8", "gb18030"]
+    try:
+        from charset_normalizer import from_bytes
+
+        with open_compressed(path) as fh:
+            best = from_bytes(fh.read(1 << 20)).best()
+        if best is not None and codecs.lookup(best.encoding).name not in candidates:
+            candidates.append(best.encoding)
+        errors = {name: _undecoded(path, name) for name in candidates}
+    except READ_ERRORS:
+        return None
+    return min(candidates, key=errors.__getitem__)
+
+
+def _undecoded(path: Path, encoding: str) -> int:
+    decoder = codecs.getincrementaldecoder(encoding)(errors="surrogateescape")
+    count = 0
+    with open_compressed(path) as fh:
+        while chunk := fh.read(1 << 20):
+            count += len(_NOT_DECODED.findall(decoder.decode(chunk)))
+        count += len(_NOT_DECODED.findall(decoder.decode(b"", final=True)))
+    return count
+
+
+#: What bytes a decoder could not read become (``surrogateescape``).
+_NOT_DECODED = re.compile("[\udc80-\udcff]")
+
+
 def _decodes(path: Path, encoding: str) -> bool:
     decoder = codecs.getincrementaldecoder(encoding)()
     try:
@@ -119,7 +159,11 @@ def _decodes(path: Path, encoding: str) -> bool:
 
 
 def _csv_rows(path: Path, delimiter: str | None) -> Iterator[tuple[int, list[str] | BadRecord]]:
+    errors = "strict"
     encoding = detect_encoding(path)
+    if encoding is None:
+        # Rows holding what it cannot decode are reported by ``read_table``.
+        encoding, errors = least_damaged_encoding(path), "surrogateescape"
     if encoding is None:
         try:
             with open_compressed(path) as fh:
@@ -130,7 +174,7 @@ def _csv_rows(path: Path, delimiter: str | None) -> Iterator[tuple[int, list[str
         yield 0, BadRecord(str(path), "cannot decode: neither UTF-8, GB18030 nor a detected encoding")
         return
     with open_compressed(path) as raw:
-        text = io.TextIOWrapper(raw, encoding=encoding, newline="")
+        text = io.TextIOWrapper(raw, encoding=encoding, errors=errors, newline="")
         dialect: Any = "excel-tab" if delimiter == "\t" else _sniff_dialect(text)
         reader = csv.reader(text, dialect)
         start = 1

@@ -485,6 +485,32 @@ def test_a_csv_row_that_breaks_is_reported_with_its_line(tmp_path):
     assert [r.location for r in summary.rejected] == [f"{path}:6"]
 
 
+@pytest.mark.parametrize("encoding", ["utf-8", "gb18030"])
+def test_a_csv_with_a_damaged_byte_loses_only_its_row(tmp_path, encoding):
+    """A file no encoding decodes whole (one byte damaged in a copy) is
+    read in the one that leaves the fewest bytes undecoded: the row holding
+    the byte is reported with its line, the others are indexed as they
+    were written. Before, the whole file was refused ("cannot decode")."""
+    import csv
+
+    rows = [
+        [f"海外仓第{i}期快讯", f"旺季费用上调第{i}次。", "2024/07/02", f"https://c.example/{i}", "", ""]
+        for i in range(6)
+    ]
+    out = io.StringIO()
+    csv.writer(out).writerows([CSV_ROWS[0], *rows])
+    data = out.getvalue().encode(encoding)
+    damaged = "第3次".encode(encoding)
+    path = tmp_path / "export.csv"
+    path.write_bytes(data.replace(damaged, damaged[:-1] + b"\xff"))
+    ix = IndexHarness(tmp_path / "ix")
+    summary = index_paths(ix.settings, [str(path)])
+    docs = _urls(ix.settings)
+    assert set(docs) == {f"https://c.example/{i}" for i in range(6) if i != 3}, summary.to_dict()
+    assert docs["https://c.example/4"]["title"] == "海外仓第4期快讯"
+    assert [r.location for r in summary.rejected] == [f"{path}:5"]
+
+
 def test_an_excel_workbook(tmp_path):
     from openpyxl import Workbook
 
