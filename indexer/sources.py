@@ -477,6 +477,16 @@ def read_json_array(fh: IO[bytes], name: str, on_bytes: OnBytes = None, chunk: i
         while True:
             ch = skip_space()
             if ch == "]":
+                pos += 1
+                after = skip_space()
+                if after == "":
+                    return
+                # More after the end: a damaged byte closed the array early.
+                if after == "{" or next_item():
+                    yield BadRecord(here(), "invalid JSON: ']' before the end of the file; skipped to the next item")
+                    expect_item = True
+                    continue
+                yield BadRecord(here(), "invalid JSON: text after the end of the array")
                 return
             if ch == "":
                 yield BadRecord(here(), "cannot read further: the array is not closed (truncated file?)")

@@ -45,7 +45,7 @@ def read_warc_stream(fh: IO[bytes], name: str, on_bytes: OnBytes = None) -> Iter
     """The items of one web archive; ``name@offset`` locates each record.
 
     A damaged record (a gzip member that does not decompress, headers
-    warcio cannot parse, a record cut short) is reported and skipped, and
+    warcio cannot parse or without a length, a record cut short) is reported and skipped, and
     reading goes on at the next record found after it: one bad byte in a
     crawl of a million pages loses one page, where warcio stops at it and
     every record after it was lost."""
@@ -53,7 +53,7 @@ def read_warc_stream(fh: IO[bytes], name: str, on_bytes: OnBytes = None) -> Iter
     start = fh.tell() if seekable else 0
     done = start
     while True:
-        damage: list[tuple[int, str]] = []
+        damage: list[tuple[int, int, str]] = []
         for item in _records(fh, name, start if seekable else None, damage):
             yield item
             if on_bytes and item.location:
@@ -62,20 +62,25 @@ def read_warc_stream(fh: IO[bytes], name: str, on_bytes: OnBytes = None) -> Iter
                 done = max(done, offset)
         if not damage:
             return
-        at, reason = damage[0]
-        at = max(at, start)  # (warcio's offsets go below zero in a file gzipped whole)
-        resume = _next_record(fh, at + 1) if seekable else None
+        at, after, reason = damage[0]
+        # (warcio's offsets go below zero in a file gzipped whole.)
+        at, after = max(at, start), max(after, start)
+        resume = _next_record(fh, after + 1) if seekable else None
         if resume is None:
             yield BadRecord(f"{name}@{at}", f"record not readable ({reason}); nothing readable after it")
             return
-        yield BadRecord(f"{name}@{at}", f"record not readable ({reason}); skipped to the next one, at offset {resume}")
+        yield BadRecord(f"{name}@{at}", f"record not readable ({reason}); reading goes on at offset {resume}")
         start = resume
 
 
-def _records(fh: IO[bytes], name: str, start: int | None, damage: list[tuple[int, str]]) -> Iterator[Item]:
+def _records(fh: IO[bytes], name: str, start: int | None, damage: list[tuple[int, int, str]]) -> Iterator[Item]:
     """The items of the archive's records from ``start`` (None: where a
-    pipe is) to its end or to the first damaged record, whose offset and
-    reason go in ``damage``."""
+    pipe is) to its end or to the first damaged record. ``damage`` gets
+    its offset, where to look for the next record from, and the reason.
+
+    The look starts at the damaged record, or at the record before it if
+    that one was not followed by a blank line (warcio's ``err_count``): its
+    length was wrong, so it may have taken in the start of the next one."""
     if start is not None:
         fh.seek(start)
     records = ArchiveIterator(fh, arc2warc=True)
@@ -83,18 +88,28 @@ def _records(fh: IO[bytes], name: str, start: int | None, damage: list[tuple[int
     # stderr and drops the rest of the member, which loses what follows.
     records.reader = _StrictReader(records.fh, block_size=records.reader.block_size)
     at = records.offset
+    suspect = None
+    errors = 0
     try:
         for record in records:
+            if record.length is None:
+                # Its end is unknown: warcio would read the rest of the
+                # archive as its body.
+                damage.append((at, at, "no Content-Length"))
+                return
             item = _item(record)
             # warcio knows a record's offset only once its body was read.
             at = records.get_record_offset()
             if getattr(record.raw_stream, "limit", 0) > 0:
-                damage.append((at, "the record ends before its length"))
+                damage.append((at, at, "the record ends before its length"))
                 return
+            suspect = at if records.err_count > errors else None
+            errors = records.err_count
             yield dataclasses.replace(item, location=f"{name}@{at}")
             at = records.offset
         if start is not None and _data_after(fh, max(start, records.offset)):
-            damage.append((records.offset, "the archive ends inside a record, or holds bytes that are not one"))
+            reason = "the archive ends inside a record, or holds bytes that are not one"
+            damage.append((records.offset, records.offset if suspect is None else suspect, reason))
     except (ArchiveLoadFailed, *READ_ERRORS, ValueError, TypeError, AttributeError) as err:
         # (warcio fails with the last three on some damaged headers.)
         # Its messages run to a paragraph, with the bytes it read; the
@@ -102,7 +117,7 @@ def _records(fh: IO[bytes], name: str, start: int | None, damage: list[tuple[int
         message = " ".join(str(err).split()).removeprefix("ERROR: ").split(". ")[0]
         if message.startswith("Unknown archive format"):
             message = "not a WARC or ARC record"
-        damage.append((at, message[:160] or type(err).__name__))
+        damage.append((at, at if suspect is None else suspect, message[:160] or type(err).__name__))
 
 
 class _StrictReader(DecompressingBufferedReader):
@@ -110,7 +125,9 @@ class _StrictReader(DecompressingBufferedReader):
     (warcio writes the error to stderr and reads on as if it had ended)."""
 
     def _decompress(self, data: bytes) -> bytes:
-        if self.decompressor is not None and data and self.num_block_read:
+        # warcio takes a first block that does not decompress for a plain
+        # archive; one that starts as a gzip member is a damaged member.
+        if self.decompressor is not None and data and (self.num_block_read or data[:2] == b"\x1f\x8b"):
             return self.decompressor.decompress(data)  # zlib.error: damage
         return super()._decompress(data)
 
@@ -121,35 +138,44 @@ _SCAN_BYTES = 1 << 20
 
 def _next_record(fh: IO[bytes], pos: int) -> int | None:
     """The offset of the first record that starts after ``pos``: a gzip
-    member holding a WARC or ARC header, or a ``WARC/`` line."""
-    fh.seek(0)
-    gzipped = fh.read(2) == b"\x1f\x8b"
-    marker = b"\x1f\x8b\x08" if gzipped else b"WARC/"
+    member holding a WARC or ARC header, or a ``WARC/`` line (whichever
+    comes first: the damage may be in the archive's first bytes, which
+    tell a gzipped one)."""
+    markers = (b"\x1f\x8b\x08", b"WARC/")
     while True:
         fh.seek(pos)
-        block = fh.read(_SCAN_BYTES + len(marker))
-        if len(block) < len(marker):
+        block = fh.read(_SCAN_BYTES + 5)
+        if len(block) < 5:
             return None
-        found = block.find(marker)
-        while found >= 0:
-            if _record_starts(fh, pos + found, gzipped):
+        candidates = sorted((found, marker) for marker in markers for found in _finds(block, marker))
+        for found, marker in candidates:
+            if _record_starts(fh, pos + found, gzipped=marker == markers[0]):
                 return pos + found
-            found = block.find(marker, found + 1)
         pos += _SCAN_BYTES
 
 
+def _finds(block: bytes, marker: bytes) -> Iterator[int]:
+    found = block.find(marker)
+    while found >= 0:
+        yield found
+        found = block.find(marker, found + 1)
+
+
 def _record_starts(fh: IO[bytes], pos: int, gzipped: bool) -> bool:
-    fh.seek(max(0, pos - 1))
-    head = fh.read(4097 if pos else 4096)
-    before, head = (head[:1], head[1:]) if pos else (b"\n", head)
+    """Whether a record starts at ``pos``: a gzip member whose text does, or
+    a ``WARC/`` version line followed by a ``WARC-`` header (a page about
+    web archives may quote the version line, hardly a header block)."""
+    fh.seek(pos)
+    head = fh.read(4096)
     if gzipped:
         try:
             head = zlib.decompressobj(31).decompress(head, 64)
         except zlib.error:
             return False
-    elif before != b"\n":
-        return False
-    return head.startswith((b"WARC/1.", b"WARC/0.")) or (gzipped and head[:9] == b"filedesc:")
+        if head[:9] == b"filedesc:":
+            return True  # an ARC file's header record
+    version, _, rest = head.partition(b"\n")
+    return version.rstrip(b"\r") in (b"WARC/1.0", b"WARC/1.1", b"WARC/0.18", b"WARC/0.17") and rest.startswith(b"WARC-")
 
 
 def _data_after(fh: IO[bytes], pos: int) -> bool:

@@ -4,7 +4,9 @@ traceback, always an answer within a bounded time."""
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import io
 import json
 import os
 import subprocess
@@ -176,6 +178,71 @@ def test_jsonl_reader_survives_any_bytes(tmp_path_factory, blob):
     assert "ok" in ids and "ok2" in ids
     for r in records:
         assert r.location.startswith(str(path) + ":")
+
+
+def _archive(gzipped: bool) -> tuple[bytes, list[tuple[int, int, str]]]:
+    """A web archive of six Chinese pages written by warcio, and each
+    response's (start, end, url); the same bytes every time, so that a
+    failing example fails again."""
+    from warcio.statusandheaders import StatusAndHeaders
+    from warcio.warcwriter import WARCWriter
+
+    out = io.BytesIO()
+    writer = WARCWriter(out, gzip=gzipped)
+    spans = []
+    for n in range(6):
+        url = f"https://news.example/{n}.html"
+        page = f"<html><head><title>跨境物流快讯第{n}期</title></head><body><p>第{n}期：海外仓旺季费用上调。</p></body></html>"
+        http = StatusAndHeaders("200 OK", [("Content-Type", "text/html; charset=utf-8")], protocol="HTTP/1.1")
+        start = out.tell()
+        fixed = {
+            "WARC-Record-ID": f"<urn:uuid:00000000-0000-4000-8000-00000000000{n}>",
+            "WARC-Date": "2024-07-02T10:30:00Z",
+        }
+        record = writer.create_warc_record(
+            url, "response", payload=io.BytesIO(page.encode()), http_headers=http, warc_headers_dict=fixed
+        )
+        writer.write_record(record)
+        spans.append((start, out.tell(), url))
+    return out.getvalue(), spans
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.booleans(), st.integers(0, 5), st.floats(0, 1), st.integers(1, 255), st.booleans())
+def test_a_damaged_web_archive_loses_only_the_damaged_record(tmp_path, gzipped, which, where, change, cut):
+    """Any byte of one record changed, or the archive cut inside it: no
+    exception, and every other record's page is read (those after it too)."""
+    data, spans = _archive(gzipped)
+    start, end, _url = spans[which]
+    at = start + int(where * (end - start - 1))
+    damaged = data[:at] if cut else data[:at] + bytes([data[at] ^ change]) + data[at + 1 :]
+    path = tmp_path / ("crawl.warc.gz" if gzipped else "crawl.warc")
+    path.write_bytes(damaged)
+    with contextlib.redirect_stderr(io.StringIO()):  # warcio's own warnings
+        items = _read_all(path)
+    urls = {i.data["url"] for i in items if hasattr(i, "data")}
+    kept = spans[:which] if cut else spans[:which] + spans[which + 1 :]
+    assert {url for _s, _e, url in kept} <= urls, (at, [getattr(i, "reason", None) for i in items])
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.integers(0, 5), st.floats(0, 1), st.integers(0, 255))
+def test_a_damaged_json_array_loses_only_the_damaged_item(tmp_path, which, where, byte):
+    """Any byte of one item of a Scrapy feed replaced: no exception, and
+    every item but that one and the next (whose start it may hide) is read."""
+    items = [
+        {"link": f"https://news.example/{n}", "title": f"第{n}篇", "text": f"海外仓旺季费用上调第{n}次。"}
+        for n in range(6)
+    ]
+    text = json.dumps(items, ensure_ascii=False, indent=2).encode()
+    starts = [text.index(f'"https://news.example/{n}"'.encode()) for n in range(6)]
+    starts = [text.rindex(b"{", 0, s) for s in starts]
+    end = starts[which + 1] if which < 5 else len(text) - 1
+    at = starts[which] + int(where * (end - starts[which] - 1))
+    path = tmp_path / "items.json"
+    path.write_bytes(text[:at] + bytes([byte]) + text[at + 1 :])
+    read = {r.data.get("link") for r in _read_all(path) if hasattr(r, "data") and isinstance(r.data, dict)}
+    assert {f"https://news.example/{n}" for n in range(6) if n not in (which, which + 1)} <= read
 
 
 def test_truncated_gzip_and_enormous_line(tmp_path, monkeypatch):
