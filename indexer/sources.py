@@ -63,6 +63,8 @@ _COMPRESSIBLE = {"jsonl", "json", "csv", "tsv"}
 MAX_LINE_BYTES = 32 * 1024 * 1024
 #: Errors that mean a file could not be read further.
 READ_ERRORS = (OSError, EOFError, zlib.error, lzma.LZMAError, UnicodeDecodeError)
+#: What bytes a decoder could not read become (``errors="surrogateescape"``).
+NOT_DECODED = re.compile("[\udc80-\udcff]")
 
 OnBytes = Callable[[int], None] | None
 
@@ -417,10 +419,11 @@ _WHITESPACE = " \t\r\n"
 def read_json_array(fh: IO[bytes], name: str, on_bytes: OnBytes = None, chunk: int = 1 << 20) -> Iterator[Item]:
     """The items of a JSON array (Scrapy's ``-o items.json``), decoded one at
     a time from a growing window of the file, so that a large export is
-    never held whole. An item that does not parse, or holds bytes that are
-    not UTF-8, is reported and skipped: reading goes on at the next item,
-    found as the next object that starts a line (Scrapy writes one a line)
-    or follows ``},``. Where no item follows, the rest is reported unread."""
+    never held whole. An item that does not parse, is not an object, or
+    holds bytes that are not UTF-8, is reported and skipped: reading goes
+    on at the next item, found as the next object that starts a line
+    (Scrapy writes one a line) or follows ``},``. Where no item follows,
+    the rest is reported unread."""
     # Bytes that are not UTF-8 decode to lone surrogates, found in the
     # item's text (a surrogate escaped in JSON is text, not one of these).
     text = io.TextIOWrapper(fh, encoding="utf-8-sig", errors="surrogateescape")
@@ -468,6 +471,14 @@ def read_json_array(fh: IO[bytes], name: str, on_bytes: OnBytes = None, chunk: i
             if len(buf) - pos > MAX_LINE_BYTES or not more():
                 return False
 
+    def skipped(problem: str, here_too: bool = False) -> tuple[BadRecord, bool]:
+        """The report of what is wrong here, and whether a next item was
+        found to go on at (``here_too``: one may start right here)."""
+        location = here()
+        if (here_too and buf[pos : pos + 1] == "{") or next_item():
+            return BadRecord(location, f"{problem}; skipped to the next item"), True
+        return BadRecord(location, f"{problem}; the rest is unread"), False
+
     try:
         if skip_space() != "[":
             yield BadRecord(here(), "invalid JSON: not an array")
@@ -478,28 +489,26 @@ def read_json_array(fh: IO[bytes], name: str, on_bytes: OnBytes = None, chunk: i
             ch = skip_space()
             if ch == "]":
                 pos += 1
-                after = skip_space()
-                if after == "":
+                if skip_space() == "":
                     return
                 # More after the end: a damaged byte closed the array early.
-                if after == "{" or next_item():
-                    yield BadRecord(here(), "invalid JSON: ']' before the end of the file; skipped to the next item")
-                    expect_item = True
-                    continue
-                yield BadRecord(here(), "invalid JSON: text after the end of the array")
-                return
+                report, found = skipped("invalid JSON: ']' before the end of the file", here_too=True)
+                yield report
+                if not found:
+                    return
+                expect_item = True
+                continue
             if ch == "":
                 yield BadRecord(here(), "cannot read further: the array is not closed (truncated file?)")
                 return
             if expect_item is False:
                 if ch != ",":
-                    problem = f"invalid JSON: expected ',' or ']', found {ch!r}"
-                    if next_item():
-                        yield BadRecord(here(), f"{problem}; skipped to the next item")
-                        expect_item = True
-                        continue
-                    yield BadRecord(here(), f"{problem}; the rest is unread")
-                    return
+                    report, found = skipped(f"invalid JSON: expected ',' or ']', found {ch!r}")
+                    yield report
+                    if not found:
+                        return
+                    expect_item = True
+                    continue
                 pos += 1
                 expect_item = True
                 continue
@@ -513,27 +522,29 @@ def read_json_array(fh: IO[bytes], name: str, on_bytes: OnBytes = None, chunk: i
                 else:
                     if end >= len(buf) and more():
                         continue  # a number or literal cut at the window's end
-                    problem = "not valid UTF-8" if _NOT_UTF8_RE.search(buf, pos, end) else None
+                    if not isinstance(value, dict):
+                        # Not a record; a damaged byte may have opened a
+                        # list or string that took in the items after it.
+                        problem = "invalid JSON: an item that is not an object"
+                    elif NOT_DECODED.search(buf, pos, end):
+                        problem = "not valid UTF-8"
+                    else:
+                        problem = None
                     break
                 if len(buf) - pos <= MAX_LINE_BYTES and more():
                     continue  # perhaps only cut at the window's end
                 if len(buf) - pos > MAX_LINE_BYTES:
                     problem = f"an item larger than {MAX_LINE_BYTES} bytes"
                 break
-            location = here()
-            if problem is None:
-                yield RawRecord(location, value)
+            if problem is None or problem == "not valid UTF-8":
+                yield RawRecord(here(), value) if problem is None else BadRecord(here(), problem)
                 pos = end
                 expect_item = False
-            elif problem == "not valid UTF-8":
-                yield BadRecord(location, problem)
-                pos = end
-                expect_item = False
-            elif next_item():
-                yield BadRecord(location, f"{problem}; skipped to the next item")
             else:
-                yield BadRecord(location, f"{problem}; the rest is unread")
-                return
+                report, found = skipped(problem)
+                yield report
+                if not found:
+                    return
     except READ_ERRORS as err:
         yield BadRecord(here(), f"cannot read further: {_reason(err)}")
 
@@ -541,7 +552,6 @@ def read_json_array(fh: IO[bytes], name: str, on_bytes: OnBytes = None, chunk: i
 #: Where an array item after a bad one starts: an object at the start of a
 #: line, or after the end of the object before it.
 _NEXT_ITEM_RE = re.compile(r"\n[ \t]*\{|\}[ \t\r\n]*,[ \t\r\n]*\{")
-_NOT_UTF8_RE = re.compile("[\udc80-\udcff]")
 
 
 def total_bytes(files: Iterable[CrawlFile]) -> int:

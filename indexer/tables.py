@@ -18,12 +18,20 @@ import codecs
 import csv
 import datetime as dt
 import io
-import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from indexer.sources import MAX_LINE_BYTES, READ_ERRORS, BadRecord, Item, OnBytes, RawRecord, open_compressed
+from indexer.sources import (
+    MAX_LINE_BYTES,
+    NOT_DECODED,
+    READ_ERRORS,
+    BadRecord,
+    Item,
+    OnBytes,
+    RawRecord,
+    open_compressed,
+)
 
 csv.field_size_limit(MAX_LINE_BYTES)
 
@@ -44,7 +52,7 @@ def read_table(path: Path, fmt: str, on_bytes: OnBytes = None) -> Iterator[Item]
             if not any(_present(cell) for cell in row):
                 continue
             location = f"{path}:{lineno}"
-            if any(isinstance(cell, str) and _NOT_DECODED.search(cell) for cell in row):
+            if any(isinstance(cell, str) and NOT_DECODED.search(cell) for cell in row):
                 yield BadRecord(location, "bytes that are not text in the file's encoding")
                 continue
             if len(row) > len(header) and any(_present(cell) for cell in row[len(header) :]):
@@ -90,81 +98,58 @@ def _value(cell: Any) -> Any:
 # -- CSV -----------------------------------------------------------------
 
 
-def detect_encoding(path: Path) -> str | None:
-    """The encoding a whole CSV file decodes in; None when none does."""
+def detect_encoding(path: Path) -> tuple[str, str] | None:
+    """The encoding to read a CSV file in, and how to take bytes it cannot
+    decode: the one a byte-order mark names, else the first of UTF-8,
+    GB18030 and the detected encoding that decodes the whole file
+    ("strict"). For a file none of them decodes whole (a byte damaged in a
+    copy, say), the one leaving the fewest bytes undecoded, earlier ones
+    on a tie (GB18030 reads most of UTF-8's bytes as other characters),
+    with those bytes kept as lone surrogates ("surrogateescape"): only
+    the rows holding them are lost. None when the file cannot be read."""
     try:
         with open_compressed(path) as fh:
             head = fh.read(4)
-    except READ_ERRORS:
-        return None
-    for bom, name in _BOMS:
-        if head.startswith(bom):
-            return name
-    for name in ("utf-8", "gb18030"):
-        if _decodes(path, name):
-            return name
-    from charset_normalizer import from_bytes
-
-    with open_compressed(path) as fh:
-        best = from_bytes(fh.read(1 << 20)).best()
-    if best is not None and _decodes(path, best.encoding):
-        return best.encoding
-    return None
-
-
-def least_damaged_encoding(path: Path) -> str | None:
-    """For a file that no encoding decodes whole (a byte damaged in a
-    copy, say): UTF-8, GB18030 or the detected encoding, whichever leaves
-    the fewest bytes undecoded, earlier ones on a tie (GB18030 reads most
-    of UTF-8's bytes as other characters). Read with it, only the rows
-    holding those bytes are lost."""
-    candidates = ["utf-8", "gb18030"]
-    try:
+        for bom, name in _BOMS:
+            if head.startswith(bom):
+                return name, "strict"
+        candidates = ["utf-8", "gb18030"]
+        for name in candidates:
+            if _undecoded(path, name, stop=True) == 0:
+                return name, "strict"
         from charset_normalizer import from_bytes
 
         with open_compressed(path) as fh:
             best = from_bytes(fh.read(1 << 20)).best()
         if best is not None and codecs.lookup(best.encoding).name not in candidates:
+            if _undecoded(path, best.encoding, stop=True) == 0:
+                return best.encoding, "strict"
             candidates.append(best.encoding)
-        errors = {name: _undecoded(path, name) for name in candidates}
+        undecoded = {name: _undecoded(path, name) for name in candidates}
     except READ_ERRORS:
         return None
-    return min(candidates, key=errors.__getitem__)
+    return min(candidates, key=undecoded.__getitem__), "surrogateescape"
 
 
-def _undecoded(path: Path, encoding: str) -> int:
+def _undecoded(path: Path, encoding: str, stop: bool = False) -> int:
+    """The bytes of the file ``encoding`` cannot decode (``stop``: 1 at the
+    first one, which is all that deciding whether it decodes needs)."""
     decoder = codecs.getincrementaldecoder(encoding)(errors="surrogateescape")
     count = 0
     with open_compressed(path) as fh:
         while chunk := fh.read(1 << 20):
-            count += len(_NOT_DECODED.findall(decoder.decode(chunk)))
-        count += len(_NOT_DECODED.findall(decoder.decode(b"", final=True)))
+            count += len(NOT_DECODED.findall(decoder.decode(chunk)))
+            if stop and count:
+                return count
+        count += len(NOT_DECODED.findall(decoder.decode(b"", final=True)))
     return count
 
 
-#: What bytes a decoder could not read become (``surrogateescape``).
-_NOT_DECODED = re.compile("[\udc80-\udcff]")
-
-
-def _decodes(path: Path, encoding: str) -> bool:
-    decoder = codecs.getincrementaldecoder(encoding)()
-    try:
-        with open_compressed(path) as fh:
-            while chunk := fh.read(1 << 20):
-                decoder.decode(chunk)
-            decoder.decode(b"", final=True)
-    except (UnicodeDecodeError, *READ_ERRORS):
-        return False
-    return True
-
-
 def _csv_rows(path: Path, delimiter: str | None) -> Iterator[tuple[int, list[str] | BadRecord]]:
-    errors = "strict"
-    encoding = detect_encoding(path)
-    if encoding is None:
-        # Rows holding what it cannot decode are reported by ``read_table``.
-        encoding, errors = least_damaged_encoding(path), "surrogateescape"
-    if encoding is None:
+    # Rows holding what the encoding cannot decode are reported by
+    # ``read_table``.
+    chosen = detect_encoding(path)
+    if chosen is None:
         try:
             with open_compressed(path) as fh:
                 fh.read(1)
@@ -173,6 +158,7 @@ def _csv_rows(path: Path, delimiter: str | None) -> Iterator[tuple[int, list[str
             return
         yield 0, BadRecord(str(path), "cannot decode: neither UTF-8, GB18030 nor a detected encoding")
         return
+    encoding, errors = chosen
     with open_compressed(path) as raw:
         text = io.TextIOWrapper(raw, encoding=encoding, errors=errors, newline="")
         dialect: Any = "excel-tab" if delimiter == "\t" else _sniff_dialect(text)
