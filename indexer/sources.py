@@ -519,6 +519,7 @@ def read_json_array(fh: IO[bytes], name: str, on_bytes: OnBytes = None, chunk: i
                     problem = f"invalid JSON: {err.msg}"
                 except RecursionError:
                     problem = "invalid JSON: nested too deeply"
+                    break  # more of the file would not change that
                 else:
                     if end >= len(buf) and more():
                         continue  # a number or literal cut at the window's end

@@ -91,7 +91,7 @@ def _records(fh: IO[bytes], name: str, start: int | None, damage: list[tuple[int
     suspect = None
     errors = 0
     try:
-        for record in records:
+        for record in _parsed(records):
             if record.length is None:
                 # Its end is unknown: warcio would read the rest of the
                 # archive as its body.
@@ -108,16 +108,30 @@ def _records(fh: IO[bytes], name: str, start: int | None, damage: list[tuple[int
             yield dataclasses.replace(item, location=f"{name}@{at}")
             at = records.offset
         if start is not None and _data_after(fh, max(start, records.offset)):
-            reason = "the archive ends inside a record, or holds bytes that are not one"
-            damage.append((records.offset, records.offset if suspect is None else suspect, reason))
-    except (ArchiveLoadFailed, *READ_ERRORS, ValueError, TypeError, AttributeError) as err:
-        # (warcio fails with the last three on some damaged headers.)
-        # Its messages run to a paragraph, with the bytes it read; the
+            at = records.offset
+            raise ArchiveLoadFailed("the archive ends inside a record, or holds bytes that are not one")
+    except (ArchiveLoadFailed, *READ_ERRORS) as err:
+        # warcio's messages run to a paragraph, with the bytes it read; the
         # first sentence says it.
         message = " ".join(str(err).split()).removeprefix("ERROR: ").split(". ")[0]
         if message.startswith("Unknown archive format"):
             message = "not a WARC or ARC record"
         damage.append((at, at if suspect is None else suspect, message[:160] or type(err).__name__))
+
+
+def _parsed(records: ArchiveIterator) -> Iterator:
+    """warcio's records, with the ``ValueError``, ``TypeError`` and
+    ``AttributeError`` it raises on some damaged headers as
+    ``ArchiveLoadFailed`` (and ours, reading a record, left as they are)."""
+    iterator = iter(records)
+    while True:
+        try:
+            record = next(iterator)
+        except StopIteration:
+            return
+        except (ValueError, TypeError, AttributeError) as err:
+            raise ArchiveLoadFailed(f"{type(err).__name__}: {err}") from err
+        yield record
 
 
 class _StrictReader(DecompressingBufferedReader):
